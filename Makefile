@@ -1,0 +1,42 @@
+# Every target works on a fresh machine with Python 3.10+: the first one run creates
+# .venv and installs requirements.txt and the package (editable) into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test notebooks gradcheck lint bench lab student clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)  ## every test (package, notebooks, exercises)
+	$(BIN)/python -m pytest -q -n 2 tests
+
+notebooks: $(STAMP)  ## the main job: gradient report, execute notebooks, regenerate figures/
+	$(BIN)/python -m attention_np gradcheck
+
+gradcheck: $(STAMP)
+	$(BIN)/python -m attention_np gradcheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check attention_np tests benchmarks
+	$(BIN)/ruff format --check attention_np tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/attention_bench.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+student: $(STAMP)  ## student copies of the exercise notebooks in student/
+	$(BIN)/python -m attention_np.exercises build student
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,165 @@
+"""Finite-difference gradient checking.
+
+A hand-written backward is trusted only after it agrees with central differences of
+the forward. The check contracts the output with a random upstream gradient ``dout``
+(never all ones: softmax's backward of ones is 0 whatever the code does) and
+differentiates the scalar ``sum(f(x) * dout)``:
+
+    d/dx_i sum(f(x) * dout) ~ (sum(f(x + h e_i) * dout) - sum(f(x - h e_i) * dout)) / 2h
+
+The truncation error is O(h^2) and the rounding error O(eps / h); in float64 with
+h = 1e-6 both are far below the 1e-7 tolerance, in float32 they are not (see notebook
+07), so the checker accepts float64 only.
+"""
+
+import numpy as np
+
+DEFAULT_H = 1e-6
+DEFAULT_ATOL = 1e-7
+DEFAULT_RTOL = 1e-6
+
+
+def _require_float64(name, x):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype != np.float64:
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; finite differences need float64 "
+            f"(rounding error ~eps/h swamps the check otherwise): "
+            f"use {name}.astype(np.float64)"
+        )
+
+
+def numerical_grad(f, x, dout, h=DEFAULT_H):
+    """Central-difference gradient of ``sum(f(x) * dout)`` with respect to x.
+
+    Args:
+        f: function of one array returning an array shaped like dout.
+        x: float64 array; perturbed on a private copy, so the caller's x is unchanged.
+        dout: upstream gradient, same shape as f(x).
+        h: step.
+
+    Returns:
+        array shaped like x.
+    """
+    _require_float64("x", x)
+    return numerical_grads(lambda d: f(d["x"]), {"x": x}, dout, h=h)["x"]
+
+
+def numerical_grads(f, inputs, dout, h=DEFAULT_H):
+    """Central-difference gradients of ``sum(f(inputs) * dout)`` for a dict of arrays.
+
+    Args:
+        f: function of a dict {name: array} returning an array shaped like dout.
+        inputs: dict of float64 arrays (copied; the caller's arrays are unchanged).
+        dout: upstream gradient.
+        h: step.
+
+    Returns:
+        dict {name: gradient} with the shapes of ``inputs``.
+    """
+    work = {}
+    for name, x in inputs.items():
+        _require_float64(name, x)
+        work[name] = x.copy()
+    dout = np.asarray(dout, dtype=np.float64)
+    grads = {}
+    for name, x in work.items():
+        grad = np.zeros_like(x)
+        flat, gflat = x.reshape(-1), grad.reshape(-1)  # views: writing flat writes x
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + h
+            plus = np.sum(np.asarray(f(work)) * dout)
+            flat[i] = old - h
+            minus = np.sum(np.asarray(f(work)) * dout)
+            flat[i] = old
+            gflat[i] = (plus - minus) / (2 * h)
+        grads[name] = grad
+    return grads
+
+
+def rel_error(a, b, eps=1e-30):
+    """Normwise relative error ||a - b|| / (||a|| + ||b||); 0 when both are zero.
+
+    Normwise rather than elementwise: an elementwise ratio explodes where the true
+    gradient is exactly 0 (e.g. the key bias in attention) and rounding noise is not.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den < eps else float(np.linalg.norm(a - b) / den)
+
+
+def compare(analytic, numeric, *, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
+    """Rows (name, shape, max |diff|, rel error, ok) comparing two gradient dicts."""
+    missing = sorted(set(numeric) ^ set(analytic))
+    if missing:
+        raise ValueError(
+            f"analytic and numeric gradients have different keys: {missing}"
+        )
+    rows = []
+    for name in numeric:
+        a, n = np.asarray(analytic[name]), np.asarray(numeric[name])
+        if a.shape != n.shape:
+            rows.append((name, a.shape, np.inf, 1.0, False))
+            continue
+        diff = float(np.max(np.abs(a - n), initial=0.0))
+        ok = bool(np.all(np.isfinite(a))) and diff <= atol + rtol * np.max(
+            np.abs(n), initial=0.0
+        )
+        rows.append((name, n.shape, diff, rel_error(a, n), ok))
+    return rows
+
+
+def grad_report(
+    analytic, numeric, *, title=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, file=None
+):
+    """Print one aligned line per tensor (max |diff|, relative error, ok/FAIL).
+
+    A tensor passes when max |analytic - numeric| <= atol + rtol * max |numeric|.
+
+    Returns:
+        True when every tensor passes.
+    """
+    rows = compare(analytic, numeric, atol=atol, rtol=rtol)
+    if title:
+        print(title, file=file)
+    width = max((len(r[0]) for r in rows), default=4)
+    for name, shape, diff, rel, ok in rows:
+        shape_s = "x".join(map(str, shape)) or "scalar"
+        print(
+            f"  {name:<{width}}  {shape_s:>12}  max|diff| {diff:9.2e}  rel {rel:9.2e}  "
+            f"{'ok' if ok else 'FAIL'}",
+            file=file,
+        )
+    return all(r[-1] for r in rows)
+
+
+def check_layer(
+    forward,
+    backward,
+    inputs,
+    *,
+    rng,
+    h=DEFAULT_H,
+    title=None,
+    atol=DEFAULT_ATOL,
+    rtol=DEFAULT_RTOL,
+    file=None,
+):
+    """Finite-difference check of a forward/backward pair, printed as a report.
+
+    Args:
+        forward: function of a dict of arrays returning (out, cache).
+        backward: function (dout, cache) -> dict of gradients keyed like ``inputs``.
+        inputs: dict of float64 arrays to differentiate.
+        rng: np.random.Generator for the random upstream gradient.
+
+    Returns:
+        True when every gradient agrees.
+    """
+    out, cache = forward(inputs)
+    dout = rng.standard_normal(np.shape(out))  # random, never ones
+    analytic = backward(dout, cache)
+    numeric = numerical_grads(lambda d: forward(d)[0], inputs, dout, h=h)
+    return grad_report(analytic, numeric, title=title, atol=atol, rtol=rtol, file=file)
