@@ -16,7 +16,10 @@ def float_array(name, x, *, ndim=None, min_ndim=None):
     if isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (list, tuple, int, float)):
-        arr = np.asarray(x)
+        try:
+            arr = np.asarray(x)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"{name} is a ragged nested list, not an array") from None
         if arr.dtype.kind in "iub":  # Python ints/bools from a list: promote
             arr = arr.astype(np.float64)
     else:
@@ -27,10 +30,12 @@ def float_array(name, x, *, ndim=None, min_ndim=None):
             f"(convert it with {name}.astype(np.float64))"
         )
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+        dims = "dimension" if ndim == 1 else "dimensions"
+        raise ValueError(f"{name} must have {ndim} {dims}, got shape {arr.shape}")
     if min_ndim is not None and arr.ndim < min_ndim:
+        dims = "dimension" if min_ndim == 1 else "dimensions"
         raise ValueError(
-            f"{name} must have at least {min_ndim} dimensions, got shape {arr.shape}"
+            f"{name} must have at least {min_ndim} {dims}, got shape {arr.shape}"
         )
     return arr
 
@@ -112,3 +117,16 @@ def scale_arg(scale, d):
     if not np.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
     return float(scale)
+
+
+def grad_shape(name, grad, shape):
+    """Raise unless an upstream gradient has the forward output's shape.
+
+    NumPy would otherwise broadcast a wrongly shaped ``dout`` and return plausible,
+    wrong gradients.
+    """
+    if np.shape(grad) != tuple(shape):
+        raise ValueError(
+            f"{name}{np.shape(grad)} must have the shape of the forward's output "
+            f"{tuple(shape)}"
+        )

@@ -41,10 +41,10 @@ class AttentionCache(NamedTuple):
         return self.p / self.l
 
 
-def _check_qkv(q, k, v, mask, scale):
+def _check_qkv(q, k, v, mask, scale, *, need_v=True):
     q = V.float_array("q", q, min_ndim=2)
     k = V.float_array("k", k, min_ndim=2)
-    if v is not None:
+    if v is not None or need_v:
         v = V.float_array("v", v, min_ndim=2)
     V.same_dtype(q=q, k=k, v=v)
     if q.shape[-1] != k.shape[-1]:
@@ -152,7 +152,7 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
 
 def attention_weights(q, k, mask=None, *, scale=None):
     """P = softmax(scale * q k^T, masked): (..., N, M) weights for heatmaps."""
-    q, k, _, scale = _check_qkv(q, k, None, mask, scale)
+    q, k, _, scale = _check_qkv(q, k, None, mask, scale, need_v=False)
     p = _masked_exp(q * scale, k, mask)  # (..., N, M)
     l = np.sum(p, axis=-1, keepdims=True)  # (..., N, 1)
     l[l == 0] = 1.0  # fully masked row stays all zeros
@@ -180,6 +180,7 @@ def attention_backward(dout, cache):
         dq (..., N, d), dk (..., M, d), dv (..., M, d_v), each in its input's shape.
     """
     qs, k, v, p, l, out, keep, dropout_p, scale = cache
+    V.grad_shape("dout", dout, out.shape)
     # out = pk @ v / c with pk = p * keep and c = l * (1 - dropout_p)
     g = dout / (l * (1.0 - dropout_p))  # (..., N, d_v) dout / c
     pk = p if keep is None else p * keep  # (..., N, M) weights actually applied

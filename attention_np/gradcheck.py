@@ -30,6 +30,23 @@ def _require_float64(name, x):
         )
 
 
+def _check_step(h):
+    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)):
+        raise TypeError(f"h must be a positive float, got {h!r}")
+    if not (np.isfinite(h) and h > 0):
+        raise ValueError(f"h must be a positive, finite step, got {h}")
+
+
+def _check_out_shape(f, work, dout):
+    """f(inputs) must have dout's shape: NumPy would broadcast a mismatch silently."""
+    shape = np.shape(f(work))
+    if shape != dout.shape:
+        raise ValueError(
+            f"f returned an array of shape {shape} but dout has shape {dout.shape}; "
+            "they must match"
+        )
+
+
 def numerical_grad(f, x, dout, h=DEFAULT_H):
     """Central-difference gradient of ``sum(f(x) * dout)`` with respect to x.
 
@@ -58,11 +75,18 @@ def numerical_grads(f, inputs, dout, h=DEFAULT_H):
     Returns:
         dict {name: gradient} with the shapes of ``inputs``.
     """
+    if not isinstance(inputs, dict):
+        raise TypeError(
+            f"inputs must be a dict {{name: float64 array}}, "
+            f"got {type(inputs).__name__}"
+        )
+    _check_step(h)
     work = {}
     for name, x in inputs.items():
         _require_float64(name, x)
         work[name] = x.copy()
     dout = np.asarray(dout, dtype=np.float64)
+    _check_out_shape(f, work, dout)
     grads = {}
     for name, x in work.items():
         grad = np.zeros_like(x)
@@ -86,12 +110,20 @@ def rel_error(a, b, eps=1e-30):
     gradient is exactly 0 (e.g. the key bias in attention) and rounding noise is not.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: a{a.shape} and b{b.shape} must have one shape")
     den = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if den < eps else float(np.linalg.norm(a - b) / den)
 
 
 def compare(analytic, numeric, *, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
     """Rows (name, shape, max |diff|, rel error, ok) comparing two gradient dicts."""
+    for name, grads in (("analytic", analytic), ("numeric", numeric)):
+        if not isinstance(grads, dict):
+            raise TypeError(
+                f"{name} gradients must be a dict {{name: array}}, "
+                f"got {type(grads).__name__}"
+            )
     missing = sorted(set(numeric) ^ set(analytic))
     if missing:
         raise ValueError(
@@ -158,6 +190,8 @@ def check_layer(
     Returns:
         True when every gradient agrees.
     """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     out, cache = forward(inputs)
     dout = rng.standard_normal(np.shape(out))  # random, never ones
     analytic = backward(dout, cache)

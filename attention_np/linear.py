@@ -47,6 +47,7 @@ def linear_backward(dout, cache):
         dx (..., D_in), dW (D_in, D_out), db (D_out,) or None when there was no bias.
     """
     x, W, has_bias = cache
+    V.grad_shape("dout", dout, x.shape[:-1] + W.shape[1:])
     dx = dout @ W.T  # forward: out = x @ W  ->  dx = dout @ W^T  (..., D_in)
     x2 = x.reshape(-1, x.shape[-1])  # (rows, D_in): every leading dim is a "row"
     dW = x2.T @ dout.reshape(-1, dout.shape[-1])  # dW = sum over rows of x^T dout

@@ -75,8 +75,8 @@ def combine_masks(*masks):
     Returns None when every argument is None (no masking at all).
     """
     present = [m for m in masks if m is not None]
-    for idx, m in enumerate(present):
-        if not isinstance(m, np.ndarray) or m.dtype != np.bool_:
+    for idx, m in enumerate(masks):  # idx counts every argument, None included
+        if m is not None and (not isinstance(m, np.ndarray) or m.dtype != np.bool_):
             got = m.dtype if isinstance(m, np.ndarray) else type(m).__name__
             raise TypeError(
                 f"combine_masks: mask #{idx} must be a boolean array, got {got}"

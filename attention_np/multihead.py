@@ -64,6 +64,8 @@ def init_mha_params(d_model, n_heads, *, rng, d_kv=None, bias=True, dtype=np.flo
         raise ValueError(f"n_heads={H} must divide d_model={D}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    if np.dtype(dtype).type not in V.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float16/float32/float64, got {np.dtype(dtype)}")
     fan_in = {"W_q": D, "W_k": D_kv, "W_v": D_kv, "W_o": D}
     params = {
         name: (rng.standard_normal((n_in, D)) / np.sqrt(n_in)).astype(dtype)
@@ -74,8 +76,11 @@ def init_mha_params(d_model, n_heads, *, rng, d_kv=None, bias=True, dtype=np.flo
     return params
 
 
-def check_mha_params(params, d_model, d_kv, n_heads):
-    """Raise a clear error unless ``params`` fits inputs of width d_model / d_kv."""
+def check_mha_params(params, d_model, d_kv, n_heads, *, dtype=None):
+    """Raise a clear error unless ``params`` fits inputs of width d_model / d_kv.
+
+    With ``dtype``, every array in ``params`` must also have that dtype.
+    """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
     has_bias = any(k in params for k in BIAS_KEYS)
@@ -93,6 +98,11 @@ def check_mha_params(params, d_model, d_kv, n_heads):
             raise ValueError(
                 f"params['{name}'] has shape {arr.shape}, expected {shape} "
                 f"for d_model={D}, d_kv={d_kv}"
+            )
+        if dtype is not None and arr.dtype != dtype:
+            raise TypeError(
+                f"params['{name}'] has dtype {arr.dtype} but the inputs are {dtype}: "
+                "use one float dtype for inputs and params"
             )
     if D % n_heads:
         raise ValueError(f"n_heads={n_heads} must divide d_model={D}")
@@ -137,7 +147,10 @@ def mha_forward(x_q, x_kv, params, n_heads, mask=None, *, dropout_p=0.0, rng=Non
         raise ValueError(
             f"x_q{x_q.shape} and x_kv{x_kv.shape} must share the batch size B"
         )
-    has_bias = check_mha_params(params, x_q.shape[-1], x_kv.shape[-1], n_heads)
+    V.same_dtype(x_q=x_q, x_kv=x_kv)
+    has_bias = check_mha_params(
+        params, x_q.shape[-1], x_kv.shape[-1], n_heads, dtype=x_q.dtype
+    )
     b = {k: params.get(k) for k in BIAS_KEYS}
     q, q_cache = linear_forward(x_q, params["W_q"], b["b_q"])  # (B, N, D)
     k, k_cache = linear_forward(x_kv, params["W_k"], b["b_k"])  # (B, M, D)

@@ -44,5 +44,6 @@ def softmax_backward(dout, cache):
     row sum, so no (M, M) matrix is built.
     """
     (y,) = cache
+    V.grad_shape("dout", dout, y.shape)
     dot = np.sum(dout * y, axis=-1, keepdims=True)  # (..., 1) <dout, y> per row
     return y * (dout - dot)  # (..., M); masked entries have y = 0 -> dx = 0
