@@ -21,6 +21,7 @@ test: $(STAMP)  ## every test (package, notebooks, exercises)
 
 notebooks: $(STAMP)  ## the main job: gradient report, execute notebooks, regenerate figures/
 	$(BIN)/python -m attention_np gradcheck
+	$(BIN)/python tools/run_notebooks.py notebooks/[0-9][0-9]_*.ipynb
 
 gradcheck: $(STAMP)
 	$(BIN)/python -m attention_np gradcheck
