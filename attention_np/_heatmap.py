@@ -132,7 +132,7 @@ def default_label(diverging):
     return None if diverging else "weight"
 
 
-def panel_size(shape, base=0.45, lo=2.4, hi=6.0):
+def panel_size(shape, base=0.6, lo=3.0, hi=7.0):
     """(width, height) in inches that gives roughly square cells."""
     n, m = shape
     return (min(hi, max(lo, base * m)) + 1.0, min(hi, max(lo, base * n)))

@@ -193,9 +193,8 @@ def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend
         ]
         ax.legend(
             handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.18),
-            ncol=2,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),  # right of the axes: never over the labels
             frameon=False,
             fontsize=8,
         )
@@ -229,8 +228,8 @@ def save_figure(fig, name, directory=None, *, dpi=120):
         name: file stem such as "03_causal_mask" (".png" is added).
         directory: override the folder (see ``figures_dir``).
 
-    Returns:
-        the Path written.
+    Returns None, so a notebook cell that ends with it shows the figure and no
+    path; the file is ``figures_dir(directory) / f"{name}.png"``.
     """
     name = str(name).removesuffix(".png")
     if not name or "/" in name or os.sep in name:
@@ -247,7 +246,6 @@ def save_figure(fig, name, directory=None, *, dpi=120):
         facecolor="white",
         metadata={"Software": None},
     )
-    return path
 
 
 def explore_attention(weights, q_labels=None, k_labels=None, *, mask=None, title=None):
