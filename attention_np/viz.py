@@ -120,12 +120,14 @@ def plot_heads(
     fmt=".2f",
     label=None,
     panel=2.4,
+    head_titles=None,
 ):
     """Grid of heatmaps, one per head (H, N, M) or layer x head (L, H, N, M).
 
     All panels share one colour scale and ONE colorbar. Arguments as in
     ``plot_attention``; ``mask`` broadcasts to the weights' shape; ``panel`` is
-    the size of one panel in inches. Returns the Figure.
+    the size of one panel in inches; ``head_titles`` (H strings) replace the
+    default "head h" titles. Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -154,7 +156,8 @@ def plot_heads(
             annotate=annotate,
             fmt=fmt,
         )
-        name = f"head {h}" if L == 1 else f"layer {l}, head {h}"
+        name = f"head {h}" if head_titles is None else head_titles[h]
+        name = name if L == 1 else f"layer {l}, {name}"
         label_axes(ax, (N, M), q_labels, k_labels, name)
         if h:  # query labels on the first column only
             ax.set_ylabel("")

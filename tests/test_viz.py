@@ -141,6 +141,12 @@ def test_plot_heads_accepts_layers_by_heads(rng):
     assert panels[5].get_title() == "layer 1, head 1"
 
 
+def test_plot_heads_takes_custom_head_titles(rng):
+    weights = rng.dirichlet(np.ones(3), size=(2, 3))  # (H, N, M) = (2, 3, 3)
+    fig = viz.plot_heads(weights, head_titles=["previous token", "grammar"])
+    assert [p.get_title() for p in image_panels(fig)] == ["previous token", "grammar"]
+
+
 def test_plot_heads_rejects_a_bad_shape():
     with pytest.raises(ValueError, match="weights"):
         viz.plot_heads(np.zeros((2, 3)))

@@ -46,7 +46,6 @@ def execute(nb, cwd, timeout=300):
         km=km,
         timeout=timeout,
         record_timing=False,  # no per-cell timestamps in the metadata
-        store_widget_state=False,
         resources={"metadata": {"path": str(cwd)}},
     )
     # kernel-process logs (e.g. ipykernel's TCP notice) are noise here; cell errors
@@ -56,7 +55,11 @@ def execute(nb, cwd, timeout=300):
 
 
 def clean(nb):
-    """Drop volatile metadata and widget outputs; returns ``nb`` (changed in place)."""
+    """Drop volatile metadata and widget outputs; returns ``nb`` (changed in place).
+
+    (nbclient must keep recording widget state while it runs: with
+    store_widget_state=False it fails on Output widgets, so the state is dropped here.)
+    """
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
