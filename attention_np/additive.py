@@ -1,0 +1,137 @@
+"""Additive (Bahdanau) and multiplicative (Luong) attention, forward and backward.
+
+    Bahdanau (2014):  e_ij = v_a^T tanh(q_i W_a + k_j U_a),  P = softmax_j(e),  o = P v
+    Luong (2015):     e_ij = q_i k_j^T (dot)  or  q_i W_a k_j^T (general)
+
+The additive score runs a one-hidden-layer network on every (query, key) pair: it
+builds an (N, M, A) tensor, where dot-product attention needs only an (N, M) matrix
+product. Luong's "general" score is dot-product attention on projected queries, so
+with W_a = s I it *is* scaled dot-product attention.
+
+Shape legend: (...) leading axes such as B, N queries, M keys, D_q / D_k query / key
+widths, A hidden width of the additive score, d_v value width.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as V
+from .attention import attention_backward, attention_forward
+from .linear import linear_backward, linear_forward
+from .softmax import softmax_backward, softmax_forward
+
+ADDITIVE_KEYS = ("W_a", "U_a", "v_a")
+
+
+def init_additive_params(d_q, d_k, d_attn, *, rng, dtype=np.float64):
+    """W_a (D_q, A), U_a (D_k, A) ~ N(0, 1/fan_in); v_a (A,) ~ N(0, 1/A)."""
+    D_q = V.positive_int("d_q", d_q)
+    D_k = V.positive_int("d_k", d_k)
+    A = V.positive_int("d_attn", d_attn)
+    return {
+        "W_a": (rng.standard_normal((D_q, A)) / np.sqrt(D_q)).astype(dtype),
+        "U_a": (rng.standard_normal((D_k, A)) / np.sqrt(D_k)).astype(dtype),
+        "v_a": (rng.standard_normal(A) / np.sqrt(A)).astype(dtype),
+    }
+
+
+class AdditiveCache(NamedTuple):
+    """What ``additive_attention_backward`` needs; ``.weights`` is P (..., N, M)."""
+
+    q_cache: tuple
+    k_cache: tuple
+    t: np.ndarray  # (..., N, M, A) tanh of the pairwise sums
+    v_a: np.ndarray
+    softmax_cache: tuple
+    v: np.ndarray
+
+    @property
+    def weights(self):
+        return self.softmax_cache[0]
+
+
+def _check_additive(q, k, v, params):
+    q = V.float_array("q", q, min_ndim=2)
+    k = V.float_array("k", k, min_ndim=2)
+    v = V.float_array("v", v, min_ndim=2)
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]) or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"q{q.shape}, k{k.shape}, v{v.shape} must share leading axes, and k, v "
+            "the length M"
+        )
+    missing = [key for key in ADDITIVE_KEYS if key not in params]
+    if missing:
+        raise ValueError(f"params: missing keys {missing}")
+    A = params["v_a"].shape
+    if params["W_a"].shape[1:] != A or params["U_a"].shape[1:] != A:
+        raise ValueError(
+            f"W_a{params['W_a'].shape} and U_a{params['U_a'].shape} need A = "
+            f"len(v_a) = {A} columns"
+        )
+    return q, k, v
+
+
+def additive_attention_forward(q, k, v, params, mask=None):
+    """Bahdanau attention: out = softmax(v_a^T tanh(q W_a + k U_a)) v.
+
+    Args:
+        q: (..., N, D_q) queries (the decoder state s_{i-1} in the paper).
+        k: (..., M, D_k) keys (the encoder states h_j).
+        v: (..., M, d_v) values (h_j again in the paper).
+        params: dict W_a (D_q, A), U_a (D_k, A), v_a (A,).
+        mask: boolean, broadcastable to (..., N, M); True = may attend.
+
+    Returns:
+        out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
+    """
+    q, k, v = _check_additive(q, k, v, params)
+    a, q_cache = linear_forward(q, params["W_a"])  # (..., N, A)
+    u, k_cache = linear_forward(k, params["U_a"])  # (..., M, A)
+    t = np.tanh(a[..., :, None, :] + u[..., None, :, :])  # (..., N, M, A) every pair
+    e = t @ params["v_a"]  # (..., N, M) scores
+    P, softmax_cache = softmax_forward(e, mask)  # (..., N, M)
+    out = P @ v  # (..., N, d_v)
+    return out, AdditiveCache(q_cache, k_cache, t, params["v_a"], softmax_cache, v)
+
+
+def additive_attention_backward(dout, cache):
+    """Gradients of additive_attention_forward: dq, dk, dv and grads for params."""
+    q_cache, k_cache, t, v_a, softmax_cache, v = cache
+    P = softmax_cache[0]
+    dv = np.swapaxes(P, -1, -2) @ dout  # forward: out = P v -> dv = P^T dout
+    de = softmax_backward(dout @ np.swapaxes(v, -1, -2), softmax_cache)  # (..., N, M)
+    # forward: e = t @ v_a -> dv_a = sum over all pairs of de * t
+    dv_a = t.reshape(-1, t.shape[-1]).T @ de.reshape(-1)  # (A,)
+    dz = de[..., None] * v_a * (1.0 - t * t)  # (..., N, M, A) tanh' = 1 - tanh^2
+    dq, dW_a, _ = linear_backward(dz.sum(axis=-2), q_cache)  # a feeds every key
+    dk, dU_a, _ = linear_backward(dz.sum(axis=-3), k_cache)  # u feeds every query
+    return dq, dk, dv, {"W_a": dW_a, "U_a": dU_a, "v_a": dv_a}
+
+
+def luong_attention_forward(q, k, v, W_a=None, mask=None):
+    """Luong attention, unscaled: "dot" (W_a None) or "general" (q W_a k^T).
+
+    Args:
+        q: (..., N, D_q) queries; k: (..., M, D_k) keys; v: (..., M, d_v) values.
+        W_a: (D_q, D_k) for the "general" score, or None for "dot" (D_q == D_k).
+        mask: boolean, broadcastable to (..., N, M); True = may attend.
+
+    Returns:
+        out (..., N, d_v) and a cache; ``cache[1].weights`` is P (..., N, M).
+    """
+    q_cache = None
+    if W_a is not None:
+        q, q_cache = linear_forward(q, W_a)  # (..., N, D_k) projected queries
+    out, attn_cache = attention_forward(q, k, v, mask, scale=1.0)
+    return out, (q_cache, attn_cache)
+
+
+def luong_attention_backward(dout, cache):
+    """Gradients of luong_attention_forward: dq, dk, dv, dW_a (None for "dot")."""
+    q_cache, attn_cache = cache
+    dq, dk, dv = attention_backward(dout, attn_cache)
+    if q_cache is None:
+        return dq, dk, dv, None
+    dq, dW_a, _ = linear_backward(dq, q_cache)  # forward: q' = q W_a
+    return dq, dk, dv, dW_a

@@ -1,0 +1,66 @@
+"""A decoder-only transformer built from forward/backward pairs, trained by hand.
+
+Modules: ``layers`` (embedding, layer norm, GELU, MLP), ``self_attention`` (multi-head,
+grouped-query or multi-query causal self-attention, optional RoPE and KV cache),
+``block`` (pre-norm residual block), ``model`` (the whole network and its config),
+``loss`` (softmax cross-entropy), ``optim`` (SGD, Adam, gradient clipping).
+"""
+
+from .block import block_backward, block_forward, init_block_params
+from .layers import (
+    embedding_backward,
+    embedding_forward,
+    gelu_backward,
+    gelu_forward,
+    init_mlp_params,
+    layernorm_backward,
+    layernorm_forward,
+    mlp_backward,
+    mlp_forward,
+)
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .model import (
+    TransformerConfig,
+    init_params,
+    model_backward,
+    model_forward,
+    new_kv_caches,
+    param_shapes,
+)
+from .optim import adam_init, adam_step, clip_grad_norm, global_norm, sgd_step
+from .self_attention import (
+    init_attention_params,
+    self_attention_backward,
+    self_attention_forward,
+)
+
+__all__ = [
+    "TransformerConfig",
+    "adam_init",
+    "adam_step",
+    "block_backward",
+    "block_forward",
+    "clip_grad_norm",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "global_norm",
+    "init_attention_params",
+    "init_block_params",
+    "init_mlp_params",
+    "init_params",
+    "layernorm_backward",
+    "layernorm_forward",
+    "mlp_backward",
+    "mlp_forward",
+    "model_backward",
+    "model_forward",
+    "new_kv_caches",
+    "param_shapes",
+    "self_attention_backward",
+    "self_attention_forward",
+    "sgd_step",
+]

@@ -1,0 +1,86 @@
+"""A pre-norm decoder block: two residual branches, each behind a layer norm.
+
+    x1  = x  + attn(LN_1(x))       causal self-attention
+    out = x1 + mlp(LN_2(x1))       position-wise MLP
+
+Backward: a residual connection ``y = x + f(x)`` passes the gradient through twice,
+``dx = dy + f'(x)^T dy``, so the gradient reaches the input undiminished however deep
+the stack is.
+
+Parameter keys: ``ln1.gamma, ln1.beta, attn.W_q ... attn.b_o, ln2.gamma, ln2.beta,
+mlp.W_1, mlp.b_1, mlp.W_2, mlp.b_2``. Shape legend: B batch, N positions, D width.
+"""
+
+import numpy as np
+
+from ._params import prefixed, sub
+from .layers import (
+    init_mlp_params,
+    layernorm_backward,
+    layernorm_forward,
+    mlp_backward,
+    mlp_forward,
+)
+from .self_attention import (
+    init_attention_params,
+    self_attention_backward,
+    self_attention_forward,
+)
+
+
+def init_block_params(d_model, n_heads, d_mlp, n_kv_heads=None, *, rng, dtype):
+    """Flat dict of one block's parameters (layer norms start as the identity)."""
+    ln = {"gamma": np.ones(d_model, dtype=dtype), "beta": np.zeros(d_model, dtype)}
+    attn = init_attention_params(d_model, n_heads, n_kv_heads, rng=rng, dtype=dtype)
+    mlp = init_mlp_params(d_model, d_mlp, rng=rng, dtype=dtype)
+    return {
+        **prefixed(ln, "ln1"),
+        **prefixed(attn, "attn"),
+        **prefixed({k: v.copy() for k, v in ln.items()}, "ln2"),
+        **prefixed(mlp, "mlp"),
+    }
+
+
+def block_forward(
+    x, params, n_heads, n_kv_heads=None, mask=None, *, positions=None, kv_cache=None
+):
+    """One pre-norm block.
+
+    Args:
+        x: (B, N, D) inputs.
+        params: dict from ``init_block_params``.
+        n_heads, n_kv_heads, mask, positions, kv_cache: as in
+            ``self_attention_forward`` (positions turn RoPE on).
+
+    Returns:
+        out (B, N, D), cache; ``cache[2].weights`` is the (B, H, N, M) attention.
+    """
+    ln1, ln2 = sub(params, "ln1"), sub(params, "ln2")
+    h, c_ln1 = layernorm_forward(x, ln1["gamma"], ln1["beta"])  # (B, N, D)
+    a, c_attn = self_attention_forward(
+        h,
+        sub(params, "attn"),
+        n_heads,
+        n_kv_heads,
+        mask,
+        positions=positions,
+        kv_cache=kv_cache,
+    )
+    x1 = x + a  # (B, N, D) first residual
+    h2, c_ln2 = layernorm_forward(x1, ln2["gamma"], ln2["beta"])
+    m, c_mlp = mlp_forward(h2, sub(params, "mlp"))
+    return x1 + m, (c_ln1, c_attn, c_ln2, c_mlp)  # second residual
+
+
+def block_backward(dout, cache):
+    """Gradients of block_forward: dx (B, N, D), grads keyed like params."""
+    c_ln1, c_attn, c_ln2, c_mlp = cache
+    dh2, g_mlp = mlp_backward(dout, c_mlp)  # forward: out = x1 + mlp(LN_2(x1))
+    dx1_ln, dgamma2, dbeta2 = layernorm_backward(dh2, c_ln2)
+    dx1 = dout + dx1_ln  # the residual path adds dout unchanged
+    dh, g_attn = self_attention_backward(dx1, c_attn)  # forward: x1 = x + attn(LN_1 x)
+    dx_ln, dgamma1, dbeta1 = layernorm_backward(dh, c_ln1)
+    dx = dx1 + dx_ln
+    grads = {"ln1.gamma": dgamma1, "ln1.beta": dbeta1, **prefixed(g_attn, "attn")}
+    grads.update({"ln2.gamma": dgamma2, "ln2.beta": dbeta2, **prefixed(g_mlp, "mlp")})
+    return dx, grads

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from attention_np import attention_weights, causal_mask
+from attention_np.analysis import (
+    attention_entropy,
+    entropy_per_head,
+    offset_mass,
+    sink_mass,
+    sink_mass_per_head,
+)
+
+
+def test_uniform_row_has_entropy_log_n():
+    P = np.full((3, 5), 0.2)
+    np.testing.assert_allclose(attention_entropy(P), np.log(5), atol=1e-15)
+    np.testing.assert_allclose(attention_entropy(P, normalized=True), 1.0, atol=1e-15)
+
+
+def test_one_hot_row_has_zero_entropy_without_warnings():
+    P = np.eye(4)
+    with np.errstate(all="raise"):
+        H = attention_entropy(P)
+    np.testing.assert_array_equal(H, 0.0)
+
+
+def test_causal_rows_are_normalised_by_their_own_number_of_keys():
+    mask = causal_mask(4)
+    P = mask / mask.sum(-1, keepdims=True)  # uniform over the allowed keys
+    np.testing.assert_allclose(attention_entropy(P, mask), np.log([1, 2, 3, 4]))
+    np.testing.assert_allclose(
+        attention_entropy(P, mask, normalized=True), [0, 1, 1, 1], atol=1e-15
+    )
+
+
+def test_masked_entries_are_excluded():
+    P = np.array([[0.5, 0.5, 0.3]])  # the masked third entry must not count
+    mask = np.array([[True, True, False]])
+    np.testing.assert_allclose(attention_entropy(P, mask), np.log(2), atol=1e-15)
+
+
+def test_fully_masked_row_has_entropy_zero_and_is_left_out_of_head_means(rng):
+    mask = np.ones((1, 3, 4), bool)
+    mask[0, 1] = False
+    q, k = rng.standard_normal((1, 3, 2)), rng.standard_normal((1, 4, 2))
+    P = attention_weights(q, k, mask)
+    H = attention_entropy(P, mask)
+    assert H[0, 1] == 0 and np.all(np.isfinite(H))
+    assert entropy_per_head(P, mask)[0] == pytest.approx((H[0, 0] + H[0, 2]) / 2)
+
+
+def test_entropy_per_head_shape(rng):
+    P = attention_weights(
+        rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 6, 4))
+    )
+    assert entropy_per_head(P).shape == (2, 3)
+
+
+def test_sink_mass_counts_the_first_keys():
+    P = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.2, 0.3, 0.5]])
+    np.testing.assert_allclose(sink_mass(P), [1.0, 0.5, 0.2])
+    np.testing.assert_allclose(sink_mass(P, 2), [1.0, 1.0, 0.5])
+    assert sink_mass_per_head(P) == pytest.approx(0.35)
+    assert sink_mass_per_head(P, skip_first=False) == pytest.approx(1.7 / 3)
+
+
+def test_offset_mass_reads_a_diagonal():
+    P = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(offset_mass(P, -1), [0, 4, 9, 14])
+    np.testing.assert_array_equal(offset_mass(P, 0), [0, 5, 10, 15])
+    # N != M: query i sits at key position i + M - N
+    np.testing.assert_array_equal(offset_mass(P[2:], -1), [9, 14])
