@@ -1,0 +1,148 @@
+"""Student copies of the exercise notebooks: every solution replaced by a stub.
+
+The solution notebooks in ``notebooks/exercises/`` mark each solution with
+nbgrader's markers::
+
+    def softmax(x):
+        \"\"\"docstring (kept)\"\"\"
+        ### BEGIN SOLUTION
+        ...
+        ### END SOLUTION
+
+``build_student_copies(src, out)`` writes each notebook to ``out`` with every marked
+region of a code cell replaced by ``# YOUR CODE HERE`` / ``raise
+NotImplementedError()`` at the indentation of the BEGIN line (a region in a markdown
+cell becomes ``YOUR ANSWER HERE``; nbgrader's stubs, so both tools give the same
+copies), outputs and execution counts cleared, everything else kept. Plain JSON: no
+nbformat, no server, no database.
+"""
+
+import json
+import re
+from pathlib import Path
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+TEXT_STUB = ("YOUR ANSWER HERE",)
+
+
+class MarkerError(ValueError):
+    """A BEGIN without END, an END without BEGIN, or nested regions."""
+
+
+def strip_solutions(source, stub=CODE_STUB):
+    """(new source, number of regions replaced) for one cell's source text."""
+    out, inside, count = [], False, 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        if BEGIN in line:
+            if inside:
+                raise MarkerError(f"line {number}: nested {BEGIN!r}")
+            inside, count = True, count + 1
+            indent = re.match(r"\s*", line).group(0)
+            out.extend(indent + s for s in stub)
+        elif END in line:
+            if not inside:
+                raise MarkerError(f"line {number}: {END!r} without {BEGIN!r}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise MarkerError(f"{BEGIN!r} without {END!r}")
+    return "\n".join(out), count
+
+
+def _source_lines(text):
+    """The list form of a cell source that Jupyter writes (lines keep their \\n)."""
+    return text.splitlines(keepends=True)
+
+
+def student_notebook(nb):
+    """(student copy of a notebook dict, regions replaced); ``nb`` is not modified."""
+    nb = json.loads(json.dumps(nb))  # deep copy
+    total = 0
+    for index, cell in enumerate(nb.get("cells", [])):
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        stub = CODE_STUB if cell.get("cell_type") == "code" else TEXT_STUB
+        try:
+            new, count = strip_solutions(source, stub)
+        except MarkerError as err:
+            raise MarkerError(f"cell {index}: {err}") from None
+        if count:
+            cell["source"] = _source_lines(new)
+        total += count
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        cell.get("metadata", {}).pop("execution", None)  # timings from a run
+    return nb, total
+
+
+def title(nb):
+    """The first markdown heading of a notebook, without the leading #s."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            text = "".join(cell.get("source", ""))
+            for line in text.split("\n"):
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return ""
+
+
+def default_source():
+    """notebooks/exercises of the checkout this package was installed from."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        candidate = root / "notebooks" / "exercises"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "notebooks/exercises not found next to the package or in the current "
+        "directory; pass --src DIR"
+    )
+
+
+def build_student_copies(src, out, *, log=print):
+    """Write a student copy of every ``src/*.ipynb`` into ``out``; return the paths."""
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve():
+        raise ValueError(f"refusing to overwrite the solutions in {src}")
+    notebooks = sorted(src.glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no .ipynb files in {src}")
+    out.mkdir(parents=True, exist_ok=True)
+    written, titles = [], []
+    for path in notebooks:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            student, count = student_notebook(nb)
+        except MarkerError as err:
+            raise MarkerError(f"{path}: {err}") from None
+        target = out / path.name
+        text = json.dumps(student, indent=1, ensure_ascii=False) + "\n"
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+        titles.append((path.name, title(nb)))
+        log(f"wrote {target} ({count} exercise{'s' if count != 1 else ''} to fill in)")
+    (out / "README.md").write_text(_readme(titles), encoding="utf-8")
+    return written
+
+
+def _readme(titles):
+    rows = "\n".join(f"| `{name}` | {text} |" for name, text in titles)
+    return f"""# Exercises: attention from scratch in NumPy
+
+Work through the notebooks in order. In each one:
+
+1. read the task and the math;
+2. replace every `# YOUR CODE HERE` / `raise NotImplementedError()` with your code
+   (keep the `def` line and the docstring);
+3. run the check cell below it. It tries your function on several cases (including
+   edge cases such as fully masked rows and very large scores) and prints ✓ or ✗
+   for each, with a hint that names the likely mistake. Fix, re-run, repeat.
+
+Until you fill a stub in, its check prints "not implemented yet": the notebook still
+runs from top to bottom.
+
+| notebook | topic |
+|---|---|
+{rows}
+"""

@@ -1,0 +1,177 @@
+"""Compare a student's result with the expected one; describe the first difference.
+
+Results are flattened to ``{name: value}`` ("dq", "grads['W_q']", ...) so a
+function returning one array, a tuple or a dict of gradients is compared the same
+way. ``compare_one`` returns None when a value is right, else a ``Difference``
+whose ``kind`` (shape, nonfinite, value, ...) the hint rules can test.
+"""
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Expect(NamedTuple):
+    """An expected value given by a rule instead of a number: ``test(got) -> bool``."""
+
+    test: Any
+    description: str  # shown as "expected <description>"
+
+
+class Difference(NamedTuple):
+    """Where a student's output differs from the expected one."""
+
+    kind: str  # count, key, type, dtype, shape, nonfinite, value
+    name: str  # which output, e.g. "dk"
+    message: str  # the verdict text, e.g. "dk has shape (2, 3), expected (2, 5)"
+    index: tuple | None = None  # element of the worst difference, when there is one
+
+
+def flatten(value, outputs):
+    """{name: value} for a result with the given output names.
+
+    One name: ``value`` is the output itself. Several: a tuple of that length. A dict
+    output (e.g. ``grads``) becomes one entry per key: ``grads['W_q']``.
+    """
+    values = (value,) if len(outputs) == 1 else value
+    if not isinstance(values, (tuple, list)) or len(values) != len(outputs):
+        n = len(values) if isinstance(values, (tuple, list)) else 1
+        raise CountError(
+            f"returned {n} value(s), expected {len(outputs)}: " + ", ".join(outputs)
+        )
+    flat = {}
+    for name, item in zip(outputs, values, strict=True):
+        if isinstance(item, dict):
+            flat.update({f"{name}[{key!r}]": v for key, v in item.items()})
+        else:
+            flat[name] = item
+    return flat
+
+
+class CountError(ValueError):
+    """The student's function returned the wrong number of values."""
+
+
+def fmt(x):
+    """Short text for one number: 0.3821, 1.2e-09, NaN, inf, True."""
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    x = float(x)
+    if np.isnan(x):
+        return "NaN"
+    return f"{x:.4g}"
+
+
+def where(name, index):
+    """``dk[0, 2, 1]`` (or just ``dk`` for a scalar)."""
+    return f"{name}[{', '.join(map(str, index))}]" if index else name
+
+
+def _array_difference(name, got, exp, atol, rtol):
+    if got.shape != exp.shape:
+        msg = f"{name} has shape {got.shape}, expected {exp.shape}"
+        return Difference("shape", name, msg)
+    if exp.dtype == bool:
+        if got.dtype != bool:
+            msg = f"{name} has dtype {got.dtype}, expected a boolean array"
+            return Difference("dtype", name, msg)
+        bad = got != exp
+    else:
+        bad = ~np.isclose(got, exp, atol=atol, rtol=rtol)
+        nonfinite = bad & ~np.isfinite(got)
+        if nonfinite.any():
+            index = tuple(int(i) for i in np.argwhere(nonfinite)[0])
+            msg = (
+                f"{where(name, index)} is {fmt(got[index])}, expected {fmt(exp[index])}"
+            )
+            return Difference("nonfinite", name, msg, index)
+    if not bad.any():
+        return None
+    err = np.where(bad, np.abs(got.astype(float) - exp.astype(float)), -1.0)
+    index = np.unravel_index(int(np.argmax(err)), exp.shape)
+    index = tuple(int(i) for i in index)
+    msg = f"{where(name, index)} = {fmt(got[index])}, expected {fmt(exp[index])}"
+    if exp.dtype != bool:
+        msg += f" (max |diff| {fmt(err.max())})"
+    return Difference("value", name, msg, index)
+
+
+def compare_one(name, got, exp, *, atol, rtol):
+    """None when ``got`` matches ``exp``, else the Difference to report."""
+    if isinstance(exp, Expect):
+        ok = _safe_test(exp.test, got)
+        return (
+            None
+            if ok
+            else Difference(
+                "value", name, f"{name} = {got!r}, expected {exp.description}"
+            )
+        )
+    if isinstance(exp, (bool, str, set, frozenset)):
+        if isinstance(exp, (set, frozenset)) and isinstance(got, (list, tuple)):
+            got = set(got)
+        ok = got == exp if not isinstance(exp, bool) else got is exp or got == exp
+        return (
+            None
+            if ok is True
+            else Difference("value", name, f"{name} = {got!r}, expected {exp!r}")
+        )
+    exp = np.asarray(exp)
+    if got is None or not _is_numeric(got):
+        kind = type(got).__name__
+        msg = f"{name} is a {kind}, expected an array of shape {exp.shape}"
+        return Difference("type", name, msg)
+    return _array_difference(name, np.asarray(got), exp, atol, rtol)
+
+
+def _is_numeric(x):
+    try:
+        return np.asarray(x).dtype.kind in "biuf"
+    except (TypeError, ValueError):
+        return False
+
+
+def _safe_test(test, got):
+    try:
+        return bool(test(got))
+    except Exception:  # a malformed answer simply does not pass
+        return False
+
+
+def close(got, alt, *, atol=1e-8, rtol=1e-6):
+    """True when two results (arrays or plain values) agree, NaNs included."""
+    if alt is None or got is None:
+        return False
+    try:
+        got, alt = np.asarray(got), np.asarray(alt)
+        if got.shape != alt.shape or got.dtype.kind not in "biuf":
+            return False
+        return bool(np.allclose(got, alt, atol=atol, rtol=rtol, equal_nan=True))
+    except (TypeError, ValueError):
+        return False
+
+
+def snapshot(args):
+    """Copies of the array (and dict-of-array) arguments, to detect in-place edits."""
+    out = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            out.append(a.copy())
+        elif isinstance(a, dict):
+            out.append(
+                {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in a.items()}
+            )
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def changed_argument(before, after, names):
+    """Name of the first array argument the student's function modified, or None."""
+    for name, a, b in zip(names, before, after, strict=False):
+        pairs = a.items() if isinstance(a, dict) else [("", a)]
+        for key, x in pairs:
+            y = b[key] if key else b
+            if isinstance(x, np.ndarray) and not np.array_equal(x, y, equal_nan=True):
+                return f"{name}[{key!r}]" if key else name
+    return None
