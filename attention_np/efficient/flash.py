@@ -1,0 +1,194 @@
+"""Exact attention in tiles with an online softmax (FlashAttention-2 on a CPU).
+
+Forward, for each block of queries (rows), streaming over blocks of keys (cols):
+
+    S = scale * q_rows k_cols^T (masked -> -inf)        one (rows, cols) tile only
+    m_new = max(m, rowmax S);  acc = e^(m - m_new) acc + exp(S - m_new) [v_cols, 1]
+    out = acc[:, :d_v] / acc[:, d_v],   lse = m + log acc[:, d_v]
+
+Backward recomputes each tile's weights from the stored log-sum-exp instead of
+storing them: P = exp(S - lse), D = rowsum(dout * out), dS = P * (dout v^T - D).
+Memory: the inputs and outputs plus O(block_q * block_k) per tile, never (N, M).
+
+Causal alignment: ``causal=True`` allows key j for query i when j <= i + offset with
+offset 0 ("top_left", the default of ``masks.causal_mask`` and PyTorch
+``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that lie wholly
+in the future are skipped, as are tiles where ``mask`` is all False.
+
+Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
+lse (..., N); leading dimensions ("...", e.g. (B, H)) broadcast like ``@``.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..attention import _check_qkv, _unbroadcast
+from ..masks import ALIGNS
+from .tiles import backward_weights, blocks, exp_tile, finish, merge, tile_mask
+
+BLOCK_Q, BLOCK_K = 256, 512  # tile sizes that keep a float32 tile in a CPU's L2
+
+
+class TilePlan(NamedTuple):
+    """How to tile: the causal offset (None = no causal rule), scale, tile sizes."""
+
+    offset: int | None
+    scale: float
+    block_q: int
+    block_k: int
+
+
+class FlashCache(NamedTuple):
+    """What ``flash_attention_backward`` needs: inputs, out and the log-sum-exp."""
+
+    q: np.ndarray  # (..., N, d)
+    k: np.ndarray  # (..., M, d)
+    v: np.ndarray  # (..., M, d_v)
+    mask: np.ndarray | None  # broadcastable to (..., N, M)
+    out: np.ndarray  # (..., N, d_v)
+    lse: np.ndarray  # (..., N) log-sum-exp of each row's scores; -inf if fully masked
+    plan: TilePlan
+
+
+def _heads(lead, q, k, v, mask):
+    """Per-head views: each array broadcast to ``lead`` (mask to lead + (N, M))."""
+    views = [np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v)]
+    if mask is not None:
+        mask = np.broadcast_to(mask, lead + (q.shape[-2], k.shape[-2]))  # a view
+    return views + [mask]
+
+
+def _forward_head(q, k, v, mask, plan, out, lse):
+    """One head: fill out (N, d_v) and lse (N,) one block of queries at a time."""
+    ones_v = np.ones((min(plan.block_k, k.shape[0]), v.shape[1] + 1), q.dtype)
+    for rows in blocks(q.shape[0], plan.block_q):
+        qs = q[rows] * plan.scale  # (rows, d) scale q, not the (rows, cols) tile
+        m = np.full((qs.shape[0], 1), -np.inf, q.dtype)  # (rows, 1) reference
+        acc = np.zeros((qs.shape[0], v.shape[1] + 1), q.dtype)  # [sum p v, sum p]
+        for cols in blocks(k.shape[0], plan.block_k):
+            allow = tile_mask(mask, plan.offset, rows, cols)
+            if allow is False:  # nothing in this tile may attend: skip it
+                continue
+            s = qs @ k[cols].T  # (rows, cols) the only score tile alive
+            ref = exp_tile(s, allow)  # s <- exp(s - ref)
+            v_ext = ones_v[: s.shape[1]]  # (cols, d_v + 1) = [v_cols, 1]
+            v_ext[:, :-1] = v[cols]  # one product gives p v and the row sums of p
+            m, acc = merge(m, acc, ref, s @ v_ext)
+        out[rows], lse[rows] = finish(m, acc)
+
+
+def tiled_forward(q, k, v, mask, plan):
+    """out (..., N, d_v), lse (..., N) of validated inputs, one head at a time."""
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    N, d_v = q.shape[-2], v.shape[-1]
+    out = np.empty(lead + (N, d_v), q.dtype)  # (..., N, d_v)
+    lse = np.empty(lead + (N,), q.dtype)  # (..., N)
+    qh, kh, vh, mh = _heads(lead, q, k, v, mask)
+    for h in np.ndindex(lead):
+        head_mask = None if mh is None else mh[h]
+        _forward_head(qh[h], kh[h], vh[h], head_mask, plan, out[h], lse[h])
+    return out, lse
+
+
+def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
+    """One head, keys outer and queries inner; adds into grads = (dq, dk, dv)."""
+    dq, dk, dv = grads
+    qs = q * plan.scale  # (N, d)
+    shift, w = backward_weights(lse[:, None])  # P = exp(S - shift) * w, (N, 1) each
+    dout_w = dout * w  # (N, d_v) the row factor w moves onto the small arrays
+    delta_w = np.sum(dout * out, axis=-1, keepdims=True) * w  # (N, 1) D = rowsum
+    for cols in blocks(k.shape[0], plan.block_k):
+        for rows in blocks(q.shape[0], plan.block_q):
+            allow = tile_mask(mask, plan.offset, rows, cols)
+            if allow is False:
+                continue
+            e = qs[rows] @ k[cols].T  # (rows, cols) scores, recomputed
+            if allow is not None:
+                np.copyto(e, -np.inf, where=~allow)
+            if shift[rows].any():
+                e -= shift[rows]
+            np.exp(e, out=e)  # e = P / w
+            dv[cols] += e.T @ dout_w[rows]  # forward: out = P v -> dv = P^T dout
+            ds = dout_w[rows] @ v[cols].T  # (rows, cols) w * dP, dP = dout v^T
+            ds -= delta_w[rows]
+            ds *= e  # dS = P * (dP - D), softmax backward without storing P
+            dq[rows] += ds @ k[cols]  # forward: S = qs k^T -> dqs = dS k
+            dk[cols] += ds.T @ qs[rows]  # dk = dS^T qs
+    dq *= plan.scale  # qs = q * scale
+
+
+def tiled_backward(dout, q, k, v, mask, plan, out, lse):
+    """dq, dk, dv (each in its input's shape) from the global out and lse."""
+    lead = out.shape[:-2]
+    grads = [np.zeros(lead + a.shape[-2:], q.dtype) for a in (q, k, v)]
+    qh, kh, vh, mh = _heads(lead, q, k, v, mask)
+    for h in np.ndindex(lead):
+        head_mask = None if mh is None else mh[h]
+        head_grads = [g[h] for g in grads]
+        _backward_head(
+            qh[h], kh[h], vh[h], head_mask, plan, *(dout[h], out[h], lse[h], head_grads)
+        )
+    return tuple(
+        _unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True)
+    )
+
+
+def check_blocks(block_q, block_k):
+    """Validated tile sizes (positive ints)."""
+    return V.positive_int("block_q", block_q), V.positive_int("block_k", block_k)
+
+
+def flash_attention_forward(
+    q,
+    k,
+    v,
+    mask=None,
+    *,
+    causal=False,
+    align="top_left",
+    block_q=BLOCK_Q,
+    block_k=BLOCK_K,
+    scale=None,
+):
+    """out = softmax(scale * q k^T, masked) @ v, computed tile by tile.
+
+    Args:
+        q: (..., N, d) queries.
+        k: (..., M, d) keys.
+        v: (..., M, d_v) values.
+        mask: boolean, broadcastable to (..., N, M); True = may attend.
+        causal: also apply the causal rule (combined with ``mask`` by AND).
+        align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N).
+        block_q, block_k: tile size (any positive ints; they need not divide N, M).
+        scale: score scale, default 1/sqrt(d).
+
+    Returns:
+        out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.
+    """
+    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    bq, bk = check_blocks(block_q, block_k)
+    if align not in ALIGNS:
+        raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
+    offset = None
+    if causal:
+        offset = 0 if align == "top_left" else k.shape[-2] - q.shape[-2]
+    plan = TilePlan(offset, scale, bq, bk)
+    out, lse = tiled_forward(q, k, v, mask, plan)
+    return out, FlashCache(q, k, v, mask, out, lse, plan)
+
+
+def flash_attention_backward(dout, cache):
+    """Gradients of flash_attention_forward by recomputation from ``cache.lse``.
+
+    Args:
+        dout: (..., N, d_v) upstream gradient.
+        cache: from ``flash_attention_forward``.
+
+    Returns:
+        dq (..., N, d), dk (..., M, d), dv (..., M, d_v), each in its input's shape.
+    """
+    q, k, v, mask, out, lse, plan = cache
+    V.grad_shape("dout", dout, out.shape)
+    return tiled_backward(dout, q, k, v, mask, plan, out, lse)

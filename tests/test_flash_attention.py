@@ -1,0 +1,302 @@
+"""Tiled attention with an online softmax == core attention, no (N, M) arrays."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from conftest import fd_check
+
+from attention_np import (
+    attention_backward,
+    attention_forward,
+    causal_mask,
+    combine_masks,
+    padding_mask,
+)
+from attention_np.efficient import (
+    block_attention_backward,
+    block_attention_forward,
+    flash_attention_backward,
+    flash_attention_forward,
+)
+from attention_np.efficient import flash as flash_module
+from attention_np.efficient.tiles import tile_schedule
+from attention_np.naive import attention_naive
+
+B, H, N, M, d, d_v = 2, 3, 13, 11, 6, 7
+BLOCKS = [(1, 1), (4, 3), (5, 11), (13, 11), (64, 64), (3, 512)]
+
+
+def qkv(rng, n=N, m=M, k_heads=H, dtype=np.float64):
+    q = rng.standard_normal((B, H, n, d)).astype(dtype)
+    k = rng.standard_normal((B, k_heads, m, d)).astype(dtype)
+    v = rng.standard_normal((B, k_heads, m, d_v)).astype(dtype)
+    return q, k, v
+
+
+def fully_masked(rng):
+    mask = rng.random((B, H, N, M)) > 0.5
+    mask[1, 2, 4] = False  # one query of batch 1, head 2 sees no key
+    mask[0, 0, :, 3:7] = False  # a band of keys nobody sees
+    return mask
+
+
+MASKS = {
+    "none": lambda rng: None,
+    "padding": lambda rng: padding_mask([M, 4], M),
+    "padding with an empty sequence": lambda rng: padding_mask([0, 6], M),
+    "random with fully masked rows": fully_masked,
+}
+CAUSAL = {"no": {}, "top_left": {"causal": True}, "bottom_right": {}}
+
+
+def reference(q, k, v, mask, causal):
+    """The core attention with the same rule written as an explicit mask."""
+    if causal in ("top_left", "bottom_right"):
+        mask = combine_masks(mask, causal_mask(N, M, align=causal))
+    return attention_forward(q, k, v, mask)
+
+
+def flash(q, k, v, mask, causal, blocks=(4, 3)):
+    kwargs = {} if causal == "no" else {"causal": True, "align": causal}
+    bq, bk = blocks
+    return flash_attention_forward(q, k, v, mask, block_q=bq, block_k=bk, **kwargs)
+
+
+@pytest.mark.parametrize("blocks", BLOCKS)
+@pytest.mark.parametrize("causal", list(CAUSAL))
+def test_forward_equals_core_for_any_block_size(rng, blocks, causal):
+    q, k, v = qkv(rng)
+    out, _ = flash(q, k, v, None, causal, blocks)
+    np.testing.assert_allclose(out, reference(q, k, v, None, causal)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("mask_name", list(MASKS))
+@pytest.mark.parametrize("causal", list(CAUSAL))
+def test_forward_and_backward_equal_core_with_masks(rng, mask_name, causal):
+    q, k, v = qkv(rng)
+    mask = MASKS[mask_name](rng)
+    out, cache = flash(q, k, v, mask, causal)
+    ref, ref_cache = reference(q, k, v, mask, causal)
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    grads = flash_attention_backward(dout, cache)
+    for g, g_ref in zip(grads, attention_backward(dout, ref_cache), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("blocks", BLOCKS)
+def test_backward_equals_core_for_any_block_size(rng, blocks):
+    q, k, v = qkv(rng)
+    mask = causal_mask(N, M)
+    out, cache = flash_attention_forward(
+        q, k, v, causal=True, block_q=blocks[0], block_k=blocks[1]
+    )
+    _, ref_cache = attention_forward(q, k, v, mask)
+    dout = rng.standard_normal(out.shape)
+    grads = flash_attention_backward(dout, cache)
+    for g, g_ref in zip(grads, attention_backward(dout, ref_cache), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-12)
+
+
+def test_forward_equals_the_loop_oracle(rng):
+    q, k, v = qkv(rng)
+    mask = fully_masked(rng)
+    out, _ = flash_attention_forward(q, k, v, mask, block_q=4, block_k=3)
+    np.testing.assert_allclose(out, attention_naive(q, k, v, mask)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", list(CAUSAL))
+def test_lse_is_the_logsumexp_of_the_masked_scores(rng, causal):
+    q, k, v = qkv(rng)
+    mask = fully_masked(rng)
+    _, cache = flash(q, k, v, mask, causal)
+    if causal != "no":
+        mask = mask & causal_mask(N, M, align=causal)
+    s = np.where(mask, q @ np.swapaxes(k, -1, -2) / np.sqrt(d), -np.inf)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for fully masked rows
+        expected = np.log(np.sum(np.exp(s), axis=-1))
+    np.testing.assert_allclose(cache.lse, expected, atol=1e-12)
+
+
+def test_fully_masked_rows_give_zeros_minus_inf_lse_and_zero_grads(rng):
+    q, k, v = qkv(rng)
+    mask = fully_masked(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning anywhere
+        out, cache = flash_attention_forward(q, k, v, mask, block_q=2, block_k=4)
+        dout = rng.standard_normal(out.shape)
+        dq, dk, dv = flash_attention_backward(dout, cache)
+    assert np.all(out[1, 2, 4] == 0) and cache.lse[1, 2, 4] == -np.inf
+    assert np.all(dq[1, 2, 4] == 0)
+    assert np.all(dk[0, 0, 3:7] == 0) and np.all(dv[0, 0, 3:7] == 0)
+    assert all(np.isfinite(g).all() for g in (out, dq, dk, dv))
+
+
+def test_scores_outside_the_unshifted_exp_window_are_still_exact(rng):
+    # rows whose max is far outside EXP_RANGE take the shifted path; mix both kinds
+    q, k, v = qkv(rng)
+    q[:, :, ::2] *= 60.0  # scores ~ +-1000: exp without the row max would overflow
+    out, cache = flash_attention_forward(q, k, v, causal=True, block_q=4, block_k=3)
+    ref, ref_cache = attention_forward(q, k, v, causal_mask(N, M))
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    grads = flash_attention_backward(dout, cache)
+    for g, g_ref in zip(grads, attention_backward(dout, ref_cache), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-9 * np.abs(g_ref).max())
+
+
+def test_shared_keys_across_heads_get_summed_gradients(rng):
+    q, k, v = qkv(rng, k_heads=1)
+    out, cache = flash_attention_forward(q, k, v, causal=True, block_q=5, block_k=4)
+    _, ref_cache = attention_forward(q, k, v, causal_mask(N, M))
+    dout = rng.standard_normal(out.shape)
+    grads = flash_attention_backward(dout, cache)
+    assert grads[1].shape == k.shape and grads[2].shape == v.shape
+    for g, g_ref in zip(grads, attention_backward(dout, ref_cache), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-12)
+
+
+def test_float32_stays_float32_and_matches_float64(rng):
+    q, k, v = qkv(rng, dtype=np.float32)
+    out, cache = flash_attention_forward(q, k, v, causal=True, block_q=4, block_k=3)
+    dq, dk, dv = flash_attention_backward(np.ones_like(out), cache)
+    assert {a.dtype for a in (out, cache.lse, dq, dk, dv)} == {np.dtype(np.float32)}
+    ref, _ = attention_forward(
+        *(a.astype(np.float64) for a in (q, k, v)), causal_mask(N, M)
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_backward_matches_finite_differences(rng, causal):
+    q, k, v = (a[:, :2, :5] for a in qkv(rng, n=5, m=4))
+    mask = padding_mask([4, 3], 4)
+
+    def forward(p):
+        return flash_attention_forward(
+            p["q"], p["k"], p["v"], mask, causal=causal, block_q=2, block_k=3
+        )
+
+    def backward(dout, cache):
+        return dict(zip("qkv", flash_attention_backward(dout, cache), strict=True))
+
+    fd_check(forward, backward, {"q": q, "k": k, "v": v}, rng)
+
+
+def test_causal_skips_tiles_in_the_future(rng, monkeypatch):
+    grid = tile_schedule(8, 8, 2, 2, offset=0)
+    np.testing.assert_array_equal(grid, np.tri(4, dtype=bool))
+    calls = []
+    real = flash_module.exp_tile
+    monkeypatch.setattr(
+        flash_module,
+        "exp_tile",
+        lambda s, allow: calls.append(s.shape) or real(s, allow),
+    )
+    q = rng.standard_normal((8, 4))
+    flash_attention_forward(q, q, q, causal=True, block_q=2, block_k=2)
+    assert len(calls) == grid.sum() == 10  # 10 of the 16 tiles
+
+
+def test_all_false_mask_tiles_are_skipped():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:4, :4] = True  # only the top-left quarter may attend
+    grid = tile_schedule(8, 8, 4, 4, mask=mask)
+    np.testing.assert_array_equal(grid, [[True, False], [False, False]])
+
+
+def _peak_bytes(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_no_n_by_m_array_is_allocated(rng):
+    n = 1024
+    q, k, v = (rng.standard_normal((n, 16)) for _ in range(3))
+    full = n * n * 8  # one (N, M) float64 array: 8 MiB
+    out, cache = flash_attention_forward(q, k, v, block_q=64, block_k=128)
+    dout = rng.standard_normal(out.shape)
+    fwd = _peak_bytes(lambda: flash_attention_forward(q, k, v, block_q=64, block_k=128))
+    bwd = _peak_bytes(lambda: flash_attention_backward(dout, cache))
+    core = _peak_bytes(lambda: attention_forward(q, k, v))
+    assert core > full  # the measurement sees an (N, M) array when there is one
+    assert fwd < full / 16 and bwd < full / 8
+
+
+def test_block_results_merge_into_full_attention(rng):
+    q, k, v = qkv(rng)
+    mask = fully_masked(rng)
+    out_a, lse_a = block_attention_forward(
+        q, k[..., :5, :], v[..., :5, :], mask[..., :5]
+    )
+    out_b, lse_b = block_attention_forward(
+        q, k[..., 5:, :], v[..., 5:, :], mask[..., 5:]
+    )
+    with np.errstate(invalid="ignore"):  # -inf - -inf for rows empty in both blocks
+        lse = np.logaddexp(lse_a, lse_b)
+        wa, wb = (np.nan_to_num(np.exp(x - lse))[..., None] for x in (lse_a, lse_b))
+    ref, ref_cache = attention_forward(q, k, v, mask)
+    np.testing.assert_allclose(wa * out_a + wb * out_b, ref, atol=1e-12)
+
+
+def test_block_backward_with_global_lse_sums_to_the_full_gradient(rng):
+    q, k, v = qkv(rng)
+    out, cache = flash_attention_forward(q, k, v, causal=True)
+    dout = rng.standard_normal(out.shape)
+    dq_full, dk_full, dv_full = flash_attention_backward(dout, cache)
+    dq = np.zeros_like(q)
+    for start, stop in ((0, 4), (4, 9), (9, M)):  # key blocks at global positions
+        g = block_attention_backward(
+            dout,
+            q,
+            k[..., start:stop, :],
+            v[..., start:stop, :],
+            out,
+            cache.lse,
+            causal_offset=0 - start,
+        )
+        dq += g[0]
+        np.testing.assert_allclose(g[1], dk_full[..., start:stop, :], atol=1e-12)
+        np.testing.assert_allclose(g[2], dv_full[..., start:stop, :], atol=1e-12)
+    np.testing.assert_allclose(dq, dq_full, atol=1e-12)
+
+
+def test_causal_offset_uses_global_positions(rng):
+    q, k, v = qkv(rng, n=6, m=5)
+    # queries at global 10..15, keys at global 12..16: j_glob <= i_glob
+    out, lse = block_attention_forward(q, k, v, causal_offset=10 - 12)
+    glob = np.arange(10, 16)[:, None] >= np.arange(12, 17)[None, :]
+    np.testing.assert_allclose(out, attention_forward(q, k, v, glob)[0], atol=1e-12)
+    assert np.all(lse[..., :2] == -np.inf)  # queries 10, 11 see none of these keys
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"block_q": 0}, ValueError, "block_q"),
+        ({"block_k": 2.5}, TypeError, "block_k"),
+        ({"align": "middle"}, ValueError, "align"),
+    ],
+)
+def test_bad_options_are_named(rng, kwargs, error, match):
+    q, k, v = qkv(rng)
+    with pytest.raises(error, match=match):
+        flash_attention_forward(q, k, v, causal=True, **kwargs)
+
+
+def test_bad_block_attention_arguments_are_named(rng):
+    q, k, v = qkv(rng)
+    out, lse = block_attention_forward(q, k, v)
+    with pytest.raises(TypeError, match="causal_offset"):
+        block_attention_forward(q, k, v, causal_offset=1.0)
+    with pytest.raises(ValueError, match=r"lse\(2, 3\)"):
+        block_attention_backward(out, q, k, v, out, lse[..., 0])
+    _, cache = flash_attention_forward(q, k, v)
+    with pytest.raises(ValueError, match="dout"):
+        flash_attention_backward(out[..., :-1], cache)
