@@ -1,0 +1,170 @@
+"""Linear transformers as fast-weight programmers (Schlag, Irie, Schmidhuber 2021).
+
+A fast-weight matrix S (d_k, d_v) is written with keys and values and read with
+queries (row vectors, so a read is q S):
+
+    sum rule:    S_t = S_{t-1} + k_t^T v_t                          o_t = q_t S_t
+    delta rule:  S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1})    o_t = q_t S_t
+                     = (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t
+
+The sum rule is unnormalised causal linear attention, o = tril(q k^T) v (diagonal
+included). The delta rule first reads the value v_bar = k_t S_{t-1} stored under k_t
+and writes only the correction, so with beta = 1 and a unit key it replaces the old
+association instead of adding to it. With unit keys, I - beta k^T k is a generalised
+Householder reflection (beta = 2 reflects, beta = 1 projects). Keys and queries are
+expected already mapped through the feature map phi (DeltaNet: L2-normalised).
+
+Shape legend: (...) leading batch/head dimensions, N positions, d_k key width, d_v
+value width. S has shape (..., d_k, d_v), the layout of flash-linear-attention.
+The chunkwise (UT/WY) form is in ``delta_rule_chunkwise``.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+
+
+def check_qkv_beta(q, k, v, beta, initial_state=None):
+    """Validate (q, k, v[, beta][, initial_state]) of the fast-weight rules."""
+    q = V.float_array("q", q, min_ndim=2)
+    k = V.float_array("k", k, min_ndim=2)
+    v = V.float_array("v", v, min_ndim=2)
+    V.same_dtype(q=q, k=k, v=v)
+    if q.shape != k.shape:
+        raise ValueError(f"q{q.shape} and k{k.shape} must have the same shape")
+    if v.shape[:-1] != k.shape[:-1]:
+        raise ValueError(f"v{v.shape} must be (..., N, d_v) with (...,N) of k{k.shape}")
+    if beta is not None:
+        beta = V.float_array("beta", beta)
+        if beta.shape != k.shape[:-1]:
+            raise ValueError(
+                f"beta{beta.shape} must have shape {k.shape[:-1]} (..., N)"
+            )
+    if initial_state is not None:
+        initial_state = V.float_array("initial_state", initial_state)
+        want = k.shape[:-2] + (k.shape[-1], v.shape[-1])
+        if initial_state.shape != want:
+            raise ValueError(
+                f"initial_state{initial_state.shape} must have shape {want} "
+                "(..., d_k, d_v)"
+            )
+    return q, k, v, beta, initial_state
+
+
+def _outer(a, b):
+    """Batched outer product a^T b: (..., m), (..., n) -> (..., m, n)."""
+    return a[..., :, None] * b[..., None, :]
+
+
+def _vecmat(a, M):
+    """Batched row vector times matrix: (..., m), (..., m, n) -> (..., n)."""
+    return (a[..., None, :] @ M)[..., 0, :]
+
+
+def _zero_state(k, v):
+    return np.zeros(k.shape[:-2] + (k.shape[-1], v.shape[-1]), dtype=k.dtype)
+
+
+def sum_rule_forward(q, k, v):
+    """o_t = q_t S_t with S_t = S_{t-1} + k_t^T v_t, S_0 = 0 (a recurrent loop).
+
+    Args:
+        q, k: (..., N, d_k) queries and keys (after the feature map).
+        v: (..., N, d_v) values.
+
+    Returns:
+        out (..., N, d_v), cache; ``cache[-1]`` is the final state (..., d_k, d_v).
+    """
+    q, k, v, _, _ = check_qkv_beta(q, k, v, None)
+    S = _zero_state(k, v)  # (..., d_k, d_v)
+    out = np.empty_like(v, shape=v.shape[:-1] + (v.shape[-1],))  # (..., N, d_v)
+    for t in range(k.shape[-2]):
+        S = S + _outer(k[..., t, :], v[..., t, :])  # write: S += k_t^T v_t
+        out[..., t, :] = _vecmat(q[..., t, :], S)  # read: o_t = q_t S_t
+    return out, (q, k, v, S)
+
+
+def sum_rule_backward(dout, cache):
+    """Gradients of the sum rule from its parallel form o = (q k^T o tril) v.
+
+    Returns:
+        dq, dk (..., N, d_k), dv (..., N, d_v).
+    """
+    q, k, v, _ = cache
+    tril = np.tril(np.ones((q.shape[-2], q.shape[-2]), dtype=bool))  # (N, N)
+    P = np.where(tril, q @ np.swapaxes(k, -1, -2), 0.0)  # (..., N, N)
+    dP = np.where(tril, dout @ np.swapaxes(v, -1, -2), 0.0)  # forward: o = P v
+    return dP @ k, np.swapaxes(dP, -1, -2) @ q, np.swapaxes(P, -1, -2) @ dout
+
+
+class DeltaRuleCache(NamedTuple):
+    q: np.ndarray  # (..., N, d_k)
+    k: np.ndarray  # (..., N, d_k)
+    v: np.ndarray  # (..., N, d_v)
+    beta: np.ndarray  # (..., N)
+    states: np.ndarray  # (..., N + 1, d_k, d_v) S_0 .. S_N
+
+    @property
+    def final_state(self):
+        """(..., d_k, d_v) S_N, to continue the sequence later."""
+        return self.states[..., -1, :, :]
+
+
+def delta_rule_forward(q, k, v, beta, *, initial_state=None):
+    """The delta rule as a recurrence (module docstring), one token at a time.
+
+    Args:
+        q, k: (..., N, d_k) queries and keys (after the feature map).
+        v: (..., N, d_v) values.
+        beta: (..., N) write strengths (sigmoid outputs in DeltaNet).
+        initial_state: (..., d_k, d_v) S_0, default zeros.
+
+    Returns:
+        out (..., N, d_v), cache (``cache.final_state`` is S_N).
+    """
+    q, k, v, beta, S = check_qkv_beta(q, k, v, beta, initial_state)
+    S = _zero_state(k, v) if S is None else S.copy()
+    N = k.shape[-2]
+    states = np.empty(S.shape[:-2] + (N + 1,) + S.shape[-2:], dtype=S.dtype)
+    states[..., 0, :, :] = S  # (..., N + 1, d_k, d_v)
+    out = np.empty_like(v)  # (..., N, d_v)
+    for t in range(N):
+        kt = k[..., t, :]
+        err = v[..., t, :] - _vecmat(kt, S)  # (..., d_v) v_t minus what k_t reads
+        S = S + beta[..., t, None, None] * _outer(kt, err)  # write the correction
+        states[..., t + 1, :, :] = S
+        out[..., t, :] = _vecmat(q[..., t, :], S)
+    return out, DeltaRuleCache(q, k, v, beta, states)
+
+
+def delta_rule_backward(dout, cache):
+    """Gradients of delta_rule_forward, backwards through the recurrence.
+
+    Args:
+        dout: (..., N, d_v).
+        cache: from ``delta_rule_forward``.
+
+    Returns:
+        dq, dk (..., N, d_k), dv (..., N, d_v), dbeta (..., N).
+    """
+    q, k, v, beta, states = cache
+    dq, dk = np.empty_like(q), np.empty_like(k)
+    dv, dbeta = np.empty_like(v), np.empty_like(beta)
+    dS = np.zeros_like(states[..., 0, :, :])  # gradient of S_t, from later steps
+    for t in reversed(range(k.shape[-2])):
+        S_prev, S_t = states[..., t, :, :], states[..., t + 1, :, :]
+        kt, b = k[..., t, :], beta[..., t, None]
+        dq[..., t, :] = _vecmat(dout[..., t, :], np.swapaxes(S_t, -1, -2))
+        dS = dS + _outer(q[..., t, :], dout[..., t, :])  # forward: o_t = q_t S_t
+        err = v[..., t, :] - _vecmat(kt, S_prev)  # (..., d_v)
+        # forward: S_t = S_prev + beta k^T err
+        dbeta[..., t] = np.sum(_vecmat(kt, dS) * err, axis=-1)
+        derr = b * _vecmat(kt, dS)  # (..., d_v)
+        dkt = b * _vecmat(err, np.swapaxes(dS, -1, -2))  # (..., d_k)
+        # forward: err = v_t - k_t S_prev
+        dv[..., t, :] = derr
+        dk[..., t, :] = dkt - _vecmat(derr, np.swapaxes(S_prev, -1, -2))
+        dS = dS - _outer(kt, derr)
+    return dq, dk, dv, dbeta

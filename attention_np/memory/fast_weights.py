@@ -1,0 +1,228 @@
+"""Fast weights (Ba, Hinton, Mnih, Leibo, Ionescu 2016): an RNN with a decaying
+outer-product memory of its own recent hidden states.
+
+    A_t   = lam * A_{t-1} + eta * h_t^T h_t                        (D_h, D_h)
+    pre_t = h_{t-1} W + x_t C + b
+    h^0 = f(pre_t);   h^{s+1} = f(LN(pre_t + h^s A_{t-1})),  s = 0..S-1;   h_t = h^S
+
+Indexing convention (the paper's equations are off by one; this is the one we fix and
+test): h_t is the state after reading x_t, t = 1..T, with h_0 = 0 and A_0 = 0. While
+h_t is being computed, the memory is A_{t-1}: it holds h_1..h_{t-1}, never the state
+under construction. LN is layer norm with gain ``gamma`` and shift ``beta``.
+
+Attention view: h A_{t-1} = eta * sum_{tau < t} lam^(t-1-tau) <h, h_tau> h_tau, which is
+decayed, unnormalised dot-product attention from the query h to keys = values = the
+past states. ``form="attention"`` computes that sum and never builds A (cheaper while
+t < D_h); ``form="matrix"`` keeps A. The two agree to rounding.
+
+Shape legend: B batch, T time steps, D_in input width, D_h hidden width.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..transformer.layers import layernorm_backward, layernorm_forward
+from . import _checks as C
+
+# f and its derivative written in terms of the output y = f(x)
+_ACTIVATIONS = {
+    "tanh": (np.tanh, lambda y: 1.0 - y * y),
+    "relu": (lambda x: np.maximum(x, 0.0), lambda y: (y > 0).astype(y.dtype)),
+}
+
+
+def fast_weight_update(A, h, *, lam, eta):
+    """A_new = lam * A + eta * h^T h (one outer product per batch row).
+
+    Args:
+        A: (B, D_h, D_h) fast-weight matrix.
+        h: (B, D_h) new hidden state.
+        lam: decay in [0, 1]; eta: write strength.
+
+    Returns:
+        (B, D_h, D_h) updated memory.
+    """
+    return lam * A + eta * h[:, :, None] * h[:, None, :]  # (B, D_h, D_h)
+
+
+def fast_weight_read(h, A):
+    """h A: read the memory with query h. h (B, D_h), A (B, D_h, D_h) -> (B, D_h)."""
+    return (h[:, None, :] @ A)[:, 0]  # (B, D_h)
+
+
+def fast_weight_read_attention(h, past, *, lam, eta):
+    """eta * sum_tau lam^(n-1-tau) <h, past_tau> past_tau: the read without A.
+
+    Args:
+        h: (B, D_h) query state.
+        past: (B, n, D_h) the stored states h_1..h_n, oldest first.
+
+    Returns:
+        (B, D_h), equal to fast_weight_read(h, A_n).
+    """
+    n = past.shape[1]
+    decay = lam ** np.arange(n - 1, -1, -1, dtype=h.dtype)  # (n,) newest gets lam^0
+    scores = np.einsum("bd,bnd->bn", h, past) * decay  # (B, n) decayed dot products
+    return eta * np.einsum("bn,bnd->bd", scores, past)  # (B, D_h)
+
+
+def fast_weight_attention_matrix(H, *, lam, eta):
+    """(B, T, T) weights eta lam^(t-1-tau) <h_t, h_tau> for tau < t, 0 elsewhere.
+
+    Row t is how strongly the final state h_t (as a query) reads each earlier state:
+    the unnormalised "attention" that the memory A_{t-1} performs.
+    """
+    T = H.shape[1]
+    t, tau = np.arange(T)[:, None], np.arange(T)[None, :]
+    decay = np.where(tau < t, lam ** np.maximum(t - 1 - tau, 0), 0.0)  # (T, T)
+    return eta * (H @ np.swapaxes(H, 1, 2)) * decay  # (B, T, T)
+
+
+def init_fast_weights_params(d_in, d_hidden, *, rng, dtype=np.float64):
+    """W (D_h, D_h) and C (D_in, D_h) ~ N(0, 1/fan_in); b = beta = 0, gamma = 1."""
+    d_in, d_h = V.positive_int("d_in", d_in), V.positive_int("d_hidden", d_hidden)
+    C.rng_arg(rng)
+    return {
+        "W": (rng.standard_normal((d_h, d_h)) / np.sqrt(d_h)).astype(dtype),
+        "C": (rng.standard_normal((d_in, d_h)) / np.sqrt(d_in)).astype(dtype),
+        "b": np.zeros(d_h, dtype=dtype),
+        "gamma": np.ones(d_h, dtype=dtype),
+        "beta": np.zeros(d_h, dtype=dtype),
+    }
+
+
+class FastWeightsCache(NamedTuple):
+    x: np.ndarray  # (B, T, D_in)
+    params: dict
+    H: np.ndarray  # (B, T, D_h) every h_t
+    steps: list  # per t: (pre, h^0, [(h^s, ln cache, h^{s+1}), ...])
+    lam: float
+    eta: float
+    activation: str
+
+
+def _check(x, params, lam, eta, n_inner, form, activation):
+    x = V.float_array("x", x, ndim=3)
+    has_w = isinstance(params, dict) and "W" in params
+    d_h = np.shape(params["W"])[0] if has_w else 0  # check_params names what is wrong
+    shapes = {"W": (d_h, d_h), "C": (x.shape[2], d_h), "b": (d_h,)}
+    params = C.check_params(params, {**shapes, "gamma": (d_h,), "beta": (d_h,)})
+    C.choice("form", form, ("matrix", "attention"))
+    C.choice("activation", activation, tuple(_ACTIVATIONS))
+    V.positive_int("n_inner", n_inner, allow_zero=True)
+    return x, params, C.real("lam", lam, lo=0.0, hi=1.0), C.real("eta", eta)
+
+
+def _step(x_t, h_prev, read, p, n_inner, f, eps):
+    """One time step: the slow pre-activation, then S inner-loop refinements."""
+    pre = h_prev @ p["W"] + x_t @ p["C"] + p["b"]  # (B, D_h)
+    h0 = f(pre)  # (B, D_h) the plain RNN proposal
+    h, inner = h0, []
+    for _ in range(n_inner):
+        y, ln_cache = layernorm_forward(pre + read(h), p["gamma"], p["beta"], eps=eps)
+        h_new = f(y)  # (B, D_h)
+        inner.append((h, ln_cache, h_new))
+        h = h_new
+    return h, (pre, h0, inner)
+
+
+def fast_weights_forward(
+    x,
+    params,
+    *,
+    lam=0.95,
+    eta=0.5,
+    n_inner=1,
+    form="matrix",
+    activation="tanh",
+    eps=1e-5,
+):
+    """Run the fast-weights RNN over a sequence (module docstring for the equations).
+
+    Args:
+        x: (B, T, D_in) inputs.
+        params: W (D_h, D_h), C (D_in, D_h), b, gamma, beta (D_h,).
+        lam: memory decay in [0, 1]; eta: write strength.
+        n_inner: S, inner-loop steps per time step (0 gives a plain RNN).
+        form: "matrix" (keep A) or "attention" (sum over the stored states).
+        activation: "tanh" or "relu".
+
+    Returns:
+        H (B, T, D_h) hidden states h_1..h_T, cache.
+    """
+    x, params, lam, eta = _check(x, params, lam, eta, n_inner, form, activation)
+    f = _ACTIVATIONS[activation][0]
+    B, T, _ = x.shape
+    d_h = params["W"].shape[0]
+    H = np.zeros((B, T, d_h), dtype=x.dtype)  # (B, T, D_h)
+    A = np.zeros((B, d_h, d_h), dtype=x.dtype)  # (B, D_h, D_h) A_0 = 0
+    h, steps = np.zeros((B, d_h), dtype=x.dtype), []
+    for t in range(T):
+        if form == "matrix":
+            read = lambda q, A=A: fast_weight_read(q, A)
+        else:
+            read = lambda q, t=t: fast_weight_read_attention(
+                q, H[:, :t], lam=lam, eta=eta
+            )
+        h, step = _step(x[:, t], h, read, params, n_inner, f, eps)
+        H[:, t] = h
+        steps.append(step)
+        if form == "matrix":
+            A = fast_weight_update(A, h, lam=lam, eta=eta)
+    return H, FastWeightsCache(x, params, H, steps, lam, eta, activation)
+
+
+def _step_backward(dh, step, A, p, df):
+    """Back through the inner loop of one step: dpre, dA (of A_{t-1}), dgamma, dbeta."""
+    pre, h0, inner = step
+    dpre, dA = np.zeros_like(pre), np.zeros_like(A)
+    dgamma, dbeta = np.zeros_like(p["gamma"]), np.zeros_like(p["beta"])
+    for h_in, ln_cache, h_out in reversed(inner):
+        dz, dg, db = layernorm_backward(dh * df(h_out), ln_cache)  # through f, LN
+        dgamma, dbeta = dgamma + dg, dbeta + db
+        dpre += dz  # forward: z = pre + h_in A
+        dA += h_in[:, :, None] * dz[:, None, :]  # dA = h_in^T dz
+        dh = (dz[:, None, :] @ np.swapaxes(A, 1, 2))[:, 0]  # dh_in = dz A^T
+    dpre += dh * df(h0)  # forward: h0 = f(pre)
+    return dpre, dA, dgamma, dbeta
+
+
+def fast_weights_backward(dH, cache):
+    """Backpropagation through time of fast_weights_forward (either form).
+
+    Args:
+        dH: (B, T, D_h) upstream gradient of every hidden state.
+        cache: from ``fast_weights_forward``.
+
+    Returns:
+        dx (B, T, D_in), grads keyed like params.
+    """
+    x, p, H, steps, lam, eta, activation = cache
+    df = _ACTIVATIONS[activation][1]
+    B, T, d_h = H.shape
+    memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]  # recompute A_0..A_{T-1}
+    for t in range(T - 1):
+        memories.append(fast_weight_update(memories[-1], H[:, t], lam=lam, eta=eta))
+    grads = {k: np.zeros_like(v) for k, v in p.items()}
+    dx, dA, dh_next = np.zeros_like(x), np.zeros_like(memories[0]), 0.0
+    for t in reversed(range(T)):
+        h = H[:, t]
+        # forward: A_t = lam A_{t-1} + eta h^T h  ->  dh += eta h (dA + dA^T)
+        dh = (
+            dH[:, t]
+            + dh_next
+            + eta * (h[:, None, :] @ (dA + np.swapaxes(dA, 1, 2)))[:, 0]
+        )
+        dpre, dA_inner, dgamma, dbeta = _step_backward(dh, steps[t], memories[t], p, df)
+        dA = lam * dA + dA_inner  # gradient of A_{t-1}
+        h_prev = H[:, t - 1] if t else np.zeros_like(h)
+        grads["W"] += h_prev.T @ dpre  # forward: pre = h_prev W + x_t C + b
+        grads["C"] += x[:, t].T @ dpre
+        grads["b"] += dpre.sum(axis=0)
+        grads["gamma"] += dgamma
+        grads["beta"] += dbeta
+        dx[:, t] = dpre @ p["C"].T
+        dh_next = dpre @ p["W"].T
+    return dx, grads

@@ -1,0 +1,214 @@
+"""TTT-Linear (Sun et al. 2024): a layer whose hidden state is the weight of a linear
+model that is trained by gradient descent while the layer reads its input.
+
+    inner model   f(x; W, b) = x + LN(x W + b)            (LN gain gamma, shift beta)
+    inner loss    l(W, b; t) = 1/2 || LN(x_K,t W + b) - (x_V,t - x_K,t) ||^2
+    output        z_t = x_Q,t + LN(x_Q,t W_t + b_t)
+
+Mini-batch TTT with mini-batches of size m: every gradient in a mini-batch is taken
+at the weights (W_0, b_0) where the mini-batch started; with g_j = dl/dZ at W_0
+(``ttt_inner``) and E_ij = s_i eta_j (s_i = 1, or 1/i with ``position_scale`` as in
+ttt-lm-pytorch), position i of the mini-batch uses
+
+    W_i = W_0 - sum_{j<=i} E_ij x_K,j^T g_j,       b_i = b_0 - sum_{j<=i} E_ij g_j
+
+and the next mini-batch starts from (W_m, b_m). m = 1 is online gradient descent.
+primal form: build every W_i (m F^2 memory). dual form: never build them,
+    Zbar = X_Q W_0 + b_0 - (E o tril(X_Q X_K^T) + tril(E)) G,
+    W_m  = W_0 - (e o X_K)^T G,   b_m = b_0 - e^T G      (e = last row of E).
+The backward is the outer loop: gradients of the outputs w.r.t. W_0, b_0, gamma, beta,
+the three views and eta, through the inner gradient steps (``ln_l2_grad_backward``).
+
+Shape legend: B batch, N positions, m mini-batch size, F inner width (one head).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..transformer.layers import layernorm_backward, layernorm_forward
+from . import _checks as C
+from .ttt_inner import ln_l2_grad_backward, ln_l2_grad_forward
+
+
+def init_ttt_linear_params(width, *, rng, std=0.02, dtype=np.float64):
+    """W ~ N(0, std^2) (F, F), b = beta = 0, gamma = 1 (ttt-lm-pytorch's init)."""
+    F = V.positive_int("width", width)
+    C.rng_arg(rng)
+    return {
+        "W": (std * rng.standard_normal((F, F))).astype(dtype),
+        "b": np.zeros(F, dtype=dtype),
+        "gamma": np.ones(F, dtype=dtype),
+        "beta": np.zeros(F, dtype=dtype),
+    }
+
+
+def _check(x_k, x_v, x_q, eta, params, mini_batch):
+    x_k = V.float_array("x_k", x_k, ndim=3)
+    x_v = V.float_array("x_v", x_v, ndim=3)
+    x_q = V.float_array("x_q", x_q, ndim=3)
+    C.same_shape(x_k=x_k, x_v=x_v, x_q=x_q)
+    F = x_k.shape[-1]
+    params = C.check_params(
+        params, {"W": (F, F), "b": (F,), "gamma": (F,), "beta": (F,)}
+    )
+    eta = V.float_array("eta", eta)
+    try:
+        eta = np.broadcast_to(eta, x_k.shape[:2])  # (B, N) one rate per token
+    except ValueError:
+        msg = f"eta{eta.shape} must broadcast to (B, N) = {x_k.shape[:2]}"
+        raise ValueError(msg) from None
+    V.positive_int("mini_batch", mini_batch)
+    return x_k, x_v, x_q, eta, params
+
+
+def _scales(m, position_scale, dtype):
+    """s_i: 1 / i (i = 1..m) with position_scale, else 1."""
+    i = np.arange(1, m + 1, dtype=dtype)
+    return 1.0 / i if position_scale else np.ones_like(i)
+
+
+def _inner_grads(xk, xv, W, b, p, eps):
+    """G = dl/dZ at the start-of-batch weights, for every token of a mini-batch."""
+    Z0 = xk @ W + b[:, None, :]  # (B, m, F)
+    return ln_l2_grad_forward(Z0, xv - xk, p["gamma"], p["beta"], eps=eps)
+
+
+def _dual(xk, xv, xq, eta, W, b, p, s, eps):
+    """One mini-batch in dual form: Zbar (B, m, F), the next W and b, a cache."""
+    G, gcache = _inner_grads(xk, xv, W, b, p, eps)  # (B, m, F)
+    E = np.tril(s[:, None] * eta[:, None, :])  # (B, m, m) E_ij = s_i eta_j, j <= i
+    M = E * (xq @ np.swapaxes(xk, 1, 2)) + E  # (B, m, m)
+    Zbar = xq @ W + b[:, None, :] - M @ G  # (B, m, F)
+    e = E[:, -1, :, None]  # (B, m, 1) the last row of E
+    W_next = W - np.swapaxes(e * xk, 1, 2) @ G  # (B, F, F)
+    b_next = b - np.sum(e * G, axis=1)  # (B, F)
+    return Zbar, W_next, b_next, (xk, xq, eta, s, W, E, M, G, gcache)
+
+
+def _primal(xk, xv, xq, eta, W, b, p, s, eps):
+    """One mini-batch in primal form: build W_i for every position i."""
+    G, gcache = _inner_grads(xk, xv, W, b, p, eps)  # (B, m, F)
+    step_W = (eta[..., None] * xk)[..., :, None] * G[..., None, :]  # (B, m, F, F)
+    W_i = W[:, None] - s[:, None, None] * np.cumsum(step_W, axis=1)  # (B, m, F, F)
+    b_i = b[:, None] - s[:, None] * np.cumsum(eta[..., None] * G, axis=1)  # (B, m, F)
+    Zbar = (xq[:, :, None, :] @ W_i)[:, :, 0] + b_i  # (B, m, F) z_i = x_Q,i W_i + b_i
+    return Zbar, W_i[:, -1], b_i[:, -1], (gcache,)
+
+
+class TTTLinearCache(NamedTuple):
+    x_k: np.ndarray  # (B, N, F)
+    x_v: np.ndarray  # (B, N, F)
+    x_q: np.ndarray  # (B, N, F)
+    eta: np.ndarray  # (B, N)
+    params: dict
+    starts: list  # (W, b) at the start of every mini-batch
+    losses: np.ndarray  # (B, N) inner loss of each token at its start-of-batch W
+    final: tuple  # (W, b) after the last token, (B, F, F) and (B, F)
+    mini_batch: int
+    position_scale: bool
+    eps: float
+
+
+def ttt_linear_forward(
+    x_k,
+    x_v,
+    x_q,
+    eta,
+    params,
+    *,
+    mini_batch=16,
+    form="dual",
+    position_scale=False,
+    eps=1e-6,
+):
+    """Run TTT-Linear over a sequence (module docstring for the equations).
+
+    Args:
+        x_k, x_v, x_q: (B, N, F) the key, value (target) and query views.
+        eta: (B, N) inner learning rate per token, or anything broadcastable (a float).
+        params: W (F, F), b, gamma, beta (F,) -- W_0, b_0 and the inner layer norm.
+        mini_batch: m; the last mini-batch may be shorter.
+        form: "dual" or "primal" (same numbers).
+        position_scale: scale the rates by 1/i inside a mini-batch (ttt-lm-pytorch).
+
+    Returns:
+        z (B, N, F), cache (``cache.losses`` (B, N), ``cache.final`` the last W, b).
+    """
+    x_k, x_v, x_q, eta, p = _check(x_k, x_v, x_q, eta, params, mini_batch)
+    run = {"dual": _dual, "primal": _primal}[C.choice("form", form, ("dual", "primal"))]
+    B, N, F = x_k.shape
+    W = np.broadcast_to(p["W"], (B, F, F))  # every sequence has its own fast weight
+    b = np.broadcast_to(p["b"], (B, F))
+    z, losses, starts = np.empty_like(x_q), np.empty((B, N), x_q.dtype), []
+    for lo in range(0, N, mini_batch):
+        sl = slice(lo, lo + mini_batch)
+        s = _scales(x_k[:, sl].shape[1], position_scale, x_k.dtype)
+        views = (x_k[:, sl], x_v[:, sl], x_q[:, sl], eta[:, sl])
+        Zbar, W_next, b_next, extra = run(*views, W, b, p, s, eps)
+        z[:, sl] = (
+            x_q[:, sl] + layernorm_forward(Zbar, p["gamma"], p["beta"], eps=eps)[0]
+        )
+        losses[:, sl] = extra[-1][-1]  # the inner loss, from the gradient's cache
+        starts.append((W, b))
+        W, b = W_next, b_next
+    return z, TTTLinearCache(
+        x_k, x_v, x_q, eta, p, starts, losses, (W, b), mini_batch, position_scale, eps
+    )
+
+
+def _dual_backward(dZbar, dW_next, db_next, saved):
+    """Back through Zbar, W_next and b_next of one mini-batch (before G's backward)."""
+    xk, xq, eta, s, W, E, M, G, _ = saved
+    dxq = dZbar @ np.swapaxes(W, 1, 2)  # forward: Zbar = xq W + b - M G
+    dW = np.swapaxes(xq, 1, 2) @ dZbar + dW_next  # W also carries into W_next
+    db = dZbar.sum(axis=1) + db_next
+    dG = -np.swapaxes(M, 1, 2) @ dZbar
+    dM = -dZbar @ np.swapaxes(G, 1, 2)  # (B, m, m)
+    dE = dM * (xq @ np.swapaxes(xk, 1, 2) + 1.0)  # forward: M = E o (xq xk^T) + E
+    dS = dM * E  # gradient of xq xk^T
+    dxq += dS @ xk
+    dxk = np.swapaxes(dS, 1, 2) @ xq
+    e = E[:, -1, :, None]  # (B, m, 1)
+    # forward: W_next = W - (e xk)^T G,  b_next = b - e^T G
+    dexk = -G @ np.swapaxes(dW_next, 1, 2)  # (B, m, F) gradient of e * xk
+    dxk += e * dexk
+    dE[:, -1] += np.sum(dexk * xk, axis=-1) - (G @ db_next[..., None])[..., 0]
+    dG -= (e * xk) @ dW_next + e * db_next[:, None, :]
+    deta = np.sum(np.tril(dE) * s[:, None], axis=1)  # forward: E_ij = s_i eta_j
+    return dxq, dxk, dW, db, dG, deta
+
+
+def ttt_linear_backward(dz, cache):
+    """Outer-loop gradients of ttt_linear_forward (either form).
+
+    Args:
+        dz: (B, N, F) upstream gradient of the outputs.
+        cache: from ``ttt_linear_forward``.
+
+    Returns:
+        dx_k, dx_v, dx_q (B, N, F), deta (B, N), grads {W, b, gamma, beta}.
+    """
+    x_k, x_v, x_q, eta, p, starts, _, _, m, position_scale, eps = cache
+    dx_k, dx_v, dx_q = np.zeros_like(x_k), np.zeros_like(x_v), dz.copy()
+    deta = np.zeros_like(eta, dtype=x_k.dtype)
+    dgamma, dbeta = np.zeros_like(p["gamma"]), np.zeros_like(p["beta"])
+    dW, db = np.zeros(starts[0][0].shape), np.zeros(starts[0][1].shape)
+    for i in reversed(range(len(starts))):
+        sl = slice(i * m, (i + 1) * m)
+        xk, xv, xq = x_k[:, sl], x_v[:, sl], x_q[:, sl]
+        s = _scales(xk.shape[1], position_scale, xk.dtype)
+        Zbar, _, _, saved = _dual(xk, xv, xq, eta[:, sl], *starts[i], p, s, eps)
+        ln_cache = layernorm_forward(Zbar, p["gamma"], p["beta"], eps=eps)[1]
+        dZbar, dg1, db1 = layernorm_backward(dz[:, sl], ln_cache)  # z = xq + LN(Zbar)
+        dxq, dxk, dW, db, dG, deta[:, sl] = _dual_backward(dZbar, dW, db, saved)
+        dZ0, dt, dg2, db2 = ln_l2_grad_backward(dG, saved[-1])  # G = grad(Z0, xv - xk)
+        dx_q[:, sl] += dxq
+        dx_k[:, sl] = dxk - dt + dZ0 @ np.swapaxes(starts[i][0], 1, 2)  # Z0 = xk W + b
+        dx_v[:, sl] = dt
+        dW = dW + np.swapaxes(xk, 1, 2) @ dZ0
+        db = db + dZ0.sum(axis=1)
+        dgamma, dbeta = dgamma + dg1 + dg2, dbeta + db1 + db2
+    grads = {"W": dW.sum(axis=0), "b": db.sum(axis=0), "gamma": dgamma, "beta": dbeta}
+    return dx_k, dx_v, dx_q, deta, grads
