@@ -6,6 +6,8 @@ different (B, H, N, M, d, d_v = 2, 3, 5, 4, 6, 7), tiles that do not divide N or
 from ..masks import padding_mask
 from .block_attention import block_attention_backward, block_attention_forward
 from .flash import flash_attention_backward, flash_attention_forward
+from .linear_attention import linear_attention_backward, linear_attention_forward
+from .performer import favor_backward, favor_forward, favor_omega
 
 B, H, N, M, d, d_v = 2, 3, 5, 4, 6, 7
 
@@ -56,6 +58,29 @@ def _block(rng, causal_offset):
     return forward, backward, _qkv(rng)
 
 
+def _linear(rng, feature_map="elu+1", causal=False, form="parallel", m=None):
+    omega = None if m is None else favor_omega(d, m, rng=rng)
+    inputs = {
+        "q": rng.standard_normal((B, H, N, d)),
+        "k": rng.standard_normal((B, H, N, d)),  # causal forms need M = N
+        "v": rng.standard_normal((B, H, N, d_v)),
+    }
+    options = dict(feature_map=feature_map, causal=causal, form=form, omega=omega)
+
+    def forward(p):
+        return linear_attention_forward(p["q"], p["k"], p["v"], chunk_size=2, **options)
+
+    backward = lambda dout, cache: _grads("qkv", linear_attention_backward(dout, cache))
+    return forward, backward, inputs
+
+
+def _favor(rng, stabilize):
+    omega = favor_omega(d, 8, rng=rng)
+    forward = lambda p: favor_forward(p["x"], omega, stabilize=stabilize)
+    backward = lambda dphi, cache: {"x": favor_backward(dphi, cache)}
+    return forward, backward, {"x": rng.standard_normal((B, N, d))}
+
+
 CASES = {
     "flash attention": _flash,
     "flash attention (causal, N != M)": lambda rng: _flash(rng, causal=True),
@@ -69,4 +94,20 @@ CASES = {
     "flash attention (shared k/v across heads)": lambda rng: _flash(rng, k_heads=1),
     "block attention (causal offset -2, empty rows)": lambda rng: _block(rng, -2),
     "block attention (no causal rule)": lambda rng: _block(rng, None),
+    "linear attention (elu+1)": _linear,
+    "linear attention (relu, causal parallel)": lambda rng: _linear(rng, "relu", True),
+    "linear attention (dpfp, causal recurrent)": lambda rng: _linear(
+        rng, "dpfp", True, "recurrent"
+    ),
+    "linear attention (elu+1, causal recurrent)": lambda rng: _linear(
+        rng, causal=True, form="recurrent"
+    ),
+    "linear attention (elu+1, causal chunkwise)": lambda rng: _linear(
+        rng, causal=True, form="chunkwise"
+    ),
+    "performer FAVOR+ attention (causal chunkwise)": lambda rng: _linear(
+        rng, "favor+", True, "chunkwise", m=7
+    ),
+    "FAVOR+ features (query stabiliser)": lambda rng: _favor(rng, "row"),
+    "FAVOR+ features (key stabiliser)": lambda rng: _favor(rng, "all"),
 }

@@ -1,0 +1,128 @@
+"""Y = (A B^T) C, causally masked or not, in the forms that linear attention uses.
+
+Linear attention is this product with A = phi(q), B = phi(k), C = [v, 1] (the ones
+column gives the normaliser). Associativity is the whole trick: A (B^T C) costs
+O(N f e) instead of O(N M f) for (A B^T) C. With the causal rule (j <= i, N = M):
+
+    parallel:   Y = tril(A B^T) C                       O(N^2), the reference
+    recurrent:  S_i = S_{i-1} + b_i c_i^T,  y_i = S_i^T a_i     an RNN, O(f e) state
+    chunkwise:  Y_t = A_t S_{t-1} + tril(A_t B_t^T) C_t,  S_t = S_{t-1} + B_t^T C_t
+
+Each form has forward ``y, cache = *_forward(a, b, c)`` and ``da, db, dc =
+*_backward(dy, cache)``. In the recurrent backward the gradient of the state flows
+backwards in time: R_i = sum_{j >= i} a_j dy_j^T, a reverse cumulative sum.
+
+Shape legend: a (..., N, f), b (..., M, f), c (..., M, e), y (..., N, e);
+f feature width, e value width, S (..., f, e); chunks (..., T, L, .) of length L.
+"""
+
+import numpy as np
+
+
+def _t(x):
+    return np.swapaxes(x, -1, -2)
+
+
+def global_forward(a, b, c):
+    """Non-causal: y = a (b^T c), never forming the (N, M) matrix."""
+    s = _t(b) @ c  # (..., f, e) the whole "memory" of keys and values
+    return a @ s, (a, b, c, s)  # (..., N, e)
+
+
+def global_backward(dy, cache):
+    a, b, c, s = cache
+    ds = _t(a) @ dy  # forward: y = a s -> ds = a^T dy, (..., f, e)
+    return dy @ _t(s), c @ _t(ds), b @ ds  # da = dy s^T, db = c ds^T, dc = b ds
+
+
+def parallel_causal_forward(a, b, c):
+    """Causal, quadratic: y = tril(a b^T) c (the reference the other forms match)."""
+    w = np.tril(a @ _t(b))  # (..., N, N) masked kernel matrix
+    return w @ c, (a, b, c, w)
+
+
+def parallel_causal_backward(dy, cache):
+    a, b, c, w = cache
+    dw = np.tril(dy @ _t(c))  # forward: y = w c -> dw = dy c^T, masked like w
+    return dw @ b, _t(dw) @ a, _t(w) @ dy  # w = a b^T -> da = dw b, db = dw^T a
+
+
+def recurrent_forward(a, b, c):
+    """Causal, one position at a time: S_i = S_{i-1} + b_i c_i^T, y_i = S_i^T a_i."""
+    s = np.zeros(a.shape[:-2] + (a.shape[-1], c.shape[-1]), a.dtype)  # (..., f, e)
+    y = np.empty(a.shape[:-1] + c.shape[-1:], a.dtype)  # (..., N, e)
+    for i in range(a.shape[-2]):
+        s = (
+            s + b[..., i, :, None] * c[..., i, None, :]
+        )  # add the outer product b_i c_i^T
+        y[..., i, :] = np.einsum("...f,...fe->...e", a[..., i, :], s)
+    return y, (a, b, c)
+
+
+def recurrent_backward(dy, cache):
+    """da_i = S_i dy_i (forward in time), then db, dc from R_i (backward in time)."""
+    a, b, c = cache
+    da, db, dc = np.empty_like(a), np.empty_like(b), np.empty_like(c)
+    s = np.zeros(a.shape[:-2] + (a.shape[-1], c.shape[-1]), a.dtype)  # (..., f, e)
+    for i in range(
+        a.shape[-2]
+    ):  # replay the states; y_i = S_i^T a_i -> da_i = S_i dy_i
+        s = s + b[..., i, :, None] * c[..., i, None, :]
+        da[..., i, :] = np.einsum("...fe,...e->...f", s, dy[..., i, :])
+    r = np.zeros_like(s)  # (..., f, e) R_i = sum_{j >= i} a_j dy_j^T
+    for i in reversed(range(a.shape[-2])):
+        r = r + a[..., i, :, None] * dy[..., i, None, :]
+        db[..., i, :] = np.einsum("...fe,...e->...f", r, c[..., i, :])  # R_i c_i
+        dc[..., i, :] = np.einsum("...fe,...f->...e", r, b[..., i, :])  # R_i^T b_i
+    return da, db, dc
+
+
+def _chunks(x, L):
+    """(..., N, w) -> (..., T, L, w), zero-padding N up to a multiple of L."""
+    pad = -x.shape[-2] % L
+    x = np.concatenate([x, np.zeros(x.shape[:-2] + (pad, x.shape[-1]), x.dtype)], -2)
+    return x.reshape(x.shape[:-2] + (x.shape[-2] // L, L, x.shape[-1]))
+
+
+def _unchunk(x, N):
+    return x.reshape(x.shape[:-3] + (-1, x.shape[-1]))[..., :N, :]  # (..., N, w)
+
+
+def _sum_before(x):
+    """(..., T, f, e): for each chunk t, the sum of x over the chunks u < t."""
+    out = np.zeros_like(x)
+    np.cumsum(x[..., :-1, :, :], axis=-3, out=out[..., 1:, :, :])
+    return out
+
+
+def _sum_after(x):
+    """(..., T, f, e): for each chunk t, the sum of x over the chunks u > t."""
+    return np.flip(_sum_before(np.flip(x, axis=-3)), axis=-3)
+
+
+def chunkwise_forward(a, b, c, *, chunk_size):
+    """Causal, chunk by chunk: quadratic inside a chunk, a running state between."""
+    N = a.shape[-2]
+    ac, bc, cc = (_chunks(x, chunk_size) for x in (a, b, c))  # (..., T, L, .)
+    s_prev = _sum_before(_t(bc) @ cc)  # (..., T, f, e) state before t
+    w = np.tril(ac @ _t(bc))  # (..., T, L, L) within-chunk kernel matrix
+    y = ac @ s_prev + w @ cc  # (..., T, L, e)
+    return _unchunk(y, N), (ac, bc, cc, s_prev, w, N)
+
+
+def chunkwise_backward(dy, cache):
+    ac, bc, cc, s_prev, w, N = cache
+    dyc = _chunks(dy, ac.shape[-2])  # (..., T, L, e)
+    dw = np.tril(dyc @ _t(cc))  # forward: y = a s_prev + w c
+    da = dyc @ _t(s_prev) + dw @ bc
+    g = _sum_after(_t(ac) @ dyc)  # (..., T, f, e)
+    db = _t(dw) @ ac + cc @ _t(g)  # s_prev_t sums b_u^T c_u over chunks u < t
+    dc = _t(w) @ dyc + bc @ g
+    return tuple(_unchunk(x, N) for x in (da, db, dc))
+
+
+FORMS = {
+    "parallel": (parallel_causal_forward, parallel_causal_backward),
+    "recurrent": (recurrent_forward, recurrent_backward),
+    "chunkwise": (chunkwise_forward, chunkwise_backward),
+}

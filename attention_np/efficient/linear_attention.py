@@ -1,0 +1,155 @@
+"""Linear attention (Katharopoulos et al. 2020): replace exp(q.k) by phi(q).phi(k).
+
+    out_i = sum_j phi(q_i).phi(k_j) v_j / (sum_j phi(q_i).phi(k_j) + eps)
+
+Because phi(q_i).phi(k_j) v_j = phi(q_i)^T (phi(k_j) v_j^T), the sums over j can be
+taken first: S = sum_j phi(k_j) v_j^T is a (f, d_v) "memory" and z = sum_j phi(k_j)
+its normaliser, so the cost is O(N f d_v) instead of O(N M d). Causally (j <= i) the
+sums become prefix sums, S_i = S_{i-1} + phi(k_i) v_i^T: the same model is an RNN.
+Numerator and denominator come from one product with the values [v, 1]; the forms
+of that product (parallel, recurrent, chunkwise) live in ``kernel_products``.
+
+Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
+features phi (..., N|M, f); causal forms need N == M.
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..attention import _check_qkv, _unbroadcast
+from . import kernel_products as kp
+from .feature_maps import FEATURE_MAPS
+from .performer import favor_backward, favor_forward
+
+FORMS = ("parallel", "recurrent", "chunkwise")
+
+
+class LinearAttentionCache(NamedTuple):
+    """What ``linear_attention_backward`` needs."""
+
+    q_map: tuple  # (backward function, cache) of the query feature map
+    k_map: tuple  # (backward function, cache) of the key feature map
+    product: tuple  # (backward function, cache) of y = [causal](phi_q phi_k^T) [v, 1]
+    out: np.ndarray  # (..., N, d_v)
+    den: np.ndarray  # (..., N, 1) sum_j phi(q_i).phi(k_j) + eps
+    shapes: tuple  # q, k, v shapes, to sum broadcast gradients back
+
+
+def _features(x, role, feature_map, omega):
+    """phi(x) and (backward, cache); FAVOR+ stabilises queries by row, keys jointly."""
+    if feature_map == "favor+":
+        omega = np.asarray(omega, dtype=x.dtype)
+        phi, cache = favor_forward(x, omega, stabilize="row" if role == "q" else "all")
+        return phi, (favor_backward, cache)
+    forward, backward = FEATURE_MAPS[feature_map]
+    phi, cache = forward(x)
+    return phi, (backward, cache)
+
+
+def _check(q, k, v, feature_map, causal, form, omega):
+    q, k, v, _ = _check_qkv(q, k, v, None, None)
+    names = tuple(FEATURE_MAPS) + ("favor+",)
+    if feature_map not in names:
+        raise ValueError(f"feature_map must be one of {names}, got {feature_map!r}")
+    if (feature_map == "favor+") != (omega is not None):
+        raise ValueError("omega (d, m) from favor_omega goes with feature_map='favor+'")
+    if omega is not None and (np.ndim(omega) != 2 or omega.shape[0] != q.shape[-1]):
+        raise ValueError(f"omega{np.shape(omega)} must be (d, m) with d={q.shape[-1]}")
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if not causal and form != "parallel":
+        raise ValueError(f"form={form!r} is causal; use causal=True or form='parallel'")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(
+            f"causal linear attention needs N == M, got q{q.shape}, k{k.shape}"
+        )
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    return [np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v)]
+
+
+def _product(causal, form, chunk_size):
+    if not causal:
+        return kp.global_forward, kp.global_backward
+    if form == "chunkwise":
+        return partial(
+            kp.chunkwise_forward, chunk_size=chunk_size
+        ), kp.chunkwise_backward
+    return kp.FORMS[form]
+
+
+def linear_attention_forward(
+    q,
+    k,
+    v,
+    *,
+    feature_map="elu+1",
+    causal=False,
+    form="parallel",
+    chunk_size=64,
+    eps=1e-6,
+    omega=None,
+):
+    """out_i = sum_j phi(q_i).phi(k_j) v_j / (sum_j phi(q_i).phi(k_j) + eps).
+
+    Args:
+        q: (..., N, d) queries.  k: (..., M, d) keys.  v: (..., M, d_v) values.
+        feature_map: "elu+1", "relu", "dpfp" or "favor+" (then pass ``omega``).
+        causal: sum over j <= i only (needs N == M).
+        form: "parallel" (causal: the masked O(N^2) reference; otherwise the O(N)
+            product), "recurrent" (causal RNN) or "chunkwise" (causal, O(N)).
+        chunk_size: chunk length L of the chunkwise form.
+        eps: added to the denominator (keeps 0/0 away for relu features).
+        omega: (d, m) random projections for "favor+" (``favor_omega``).
+
+    Returns:
+        out (..., N, d_v) and a LinearAttentionCache.
+    """
+    shapes = tuple(np.shape(a) for a in (q, k, v))
+    q, k, v = _check(q, k, v, feature_map, causal, form, omega)
+    chunk_size = V.positive_int("chunk_size", chunk_size)
+    phi_q, q_map = _features(q, "q", feature_map, omega)  # (..., N, f)
+    phi_k, k_map = _features(k, "k", feature_map, omega)  # (..., M, f)
+    ones = np.ones(v.shape[:-1] + (1,), v.dtype)  # (..., M, 1)
+    forward, backward = _product(causal, form, chunk_size)
+    y, cache = forward(
+        phi_q, phi_k, np.concatenate([v, ones], axis=-1)
+    )  # (.., N, d_v+1)
+    den = y[..., -1:] + eps  # (..., N, 1) the normaliser
+    out = y[..., :-1] / den  # (..., N, d_v)
+    return out, LinearAttentionCache(q_map, k_map, (backward, cache), out, den, shapes)
+
+
+def linear_attention_backward(dout, cache):
+    """Gradients of linear_attention_forward: dq, dk, dv in the inputs' shapes."""
+    q_map, k_map, (product_backward, product_cache), out, den, shapes = cache
+    V.grad_shape("dout", dout, out.shape)
+    # forward: out = num / den -> dnum = dout / den, dden = -sum(dout * out) / den
+    dnum = dout / den  # (..., N, d_v)
+    dden = -np.sum(dout * out, axis=-1, keepdims=True) / den  # (..., N, 1)
+    dphi_q, dphi_k, dv1 = product_backward(
+        np.concatenate([dnum, dden], -1), product_cache
+    )
+    dq = q_map[0](dphi_q, q_map[1])
+    dk = k_map[0](dphi_k, k_map[1])
+    dv = dv1[..., :-1]  # the ones column is a constant
+    return tuple(_unbroadcast(g, s) for g, s in zip((dq, dk, dv), shapes, strict=True))
+
+
+def linear_attention_weights(
+    q, k, *, feature_map="elu+1", causal=False, eps=1e-6, omega=None
+):
+    """The attention matrix linear attention implies: (..., N, M), for heatmaps.
+
+    A_ij = phi(q_i).phi(k_j) / (sum_j' phi(q_i).phi(k_j') + eps), zero above the
+    diagonal when causal, so that ``out == A @ v``. Builds (N, M): plots only.
+    """
+    q, k, _ = _check(q, k, k, feature_map, causal, "parallel", omega)
+    w = _features(q, "q", feature_map, omega)[0] @ np.swapaxes(
+        _features(k, "k", feature_map, omega)[0], -1, -2
+    )  # (..., N, M)
+    if causal:
+        w = np.tril(w)
+    return w / (np.sum(w, axis=-1, keepdims=True) + eps)
