@@ -774,3 +774,17 @@ def test_mha_nan_in_a_key_value_token_reaches_its_whole_sequence_only():
     kv_bad[1, 4, 0] = np.nan  # last key of sequence 1: causally masked for all queries
     out, _ = an.mha_forward(x, kv_bad, P_CROSS, 3, an.causal_mask(4, 5))
     assert np.isnan(out[1]).all() and np.isfinite(out[0]).all()
+
+
+def test_attention_backward_nan_in_a_query_spreads_to_every_key_and_value_grad():
+    # backward: dk = dS^T q and dv = P^T dout mix all queries of a (batch, head)
+    q_bad = q.copy()
+    q_bad[0, 1, 2, 3] = np.nan
+    out, cache = an.attention_forward(q_bad, k, v)
+    dout = np.random.default_rng(5).standard_normal(out.shape)
+    dq, dk, dv = an.attention_backward(dout, cache)
+    expected_dq = np.zeros(dq.shape[:-1], bool)
+    expected_dq[0, 1, 2] = True
+    np.testing.assert_array_equal(rows_with_nan(dq), expected_dq)
+    for grad in (dk, dv):
+        assert np.isnan(grad[0, 1]).all() and np.isnan(grad).sum() == grad[0, 1].size
