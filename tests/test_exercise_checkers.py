@@ -15,6 +15,12 @@ from attention_np.gradcheck import numerical_grad
 T = lambda a: np.swapaxes(a, -1, -2)
 
 
+@pytest.fixture(autouse=True)
+def _report_mode(monkeypatch):
+    """Checkers print and return False here, even if the caller exported strict mode."""
+    monkeypatch.delenv("ATTENTION_NP_STRICT", raising=False)
+
+
 def softmax(x, *, axis=-1, shift="row", safe=True, keepdims=True, inplace=False):
     if inplace:
         x -= 0.0 * x + 1.0  # "x -= ..." edits the caller's array
