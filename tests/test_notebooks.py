@@ -73,3 +73,20 @@ def test_committed_notebook_is_executed_and_shows_a_figure(path):
     outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_runner_strips_volatile_outputs_and_merges_streams():
+    runner = load_runner()
+    new_output = nbformat.v4.new_output
+    cell = nbformat.v4.new_code_cell("print('a'); print('b')")
+    cell.metadata["execution"] = {"iopub.execute_input": "2024-01-01T00:00:00Z"}
+    cell.outputs = [
+        new_output("stream", name="stdout", text="a\n"),
+        new_output("stream", name="stdout", text="b\n"),
+        new_output("display_data", data={runner.WIDGET_MIME: {"model_id": "x"}}),
+    ]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["widgets"] = {"state": {}}
+    runner.clean(nb)
+    assert "widgets" not in nb.metadata and "execution" not in cell.metadata
+    assert [(o.output_type, o.text) for o in cell.outputs] == [("stream", "a\nb\n")]

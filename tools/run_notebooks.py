@@ -9,7 +9,8 @@ times are printed.
 
 To keep a re-run's diff minimal, volatile things are dropped before writing: the
 execution timing metadata, the notebook's widget state, and widget outputs (live
-widgets need a kernel; their model ids are random). The notebooks themselves are
+widgets need a kernel; their model ids are random); printed text that arrived in
+several stream messages is merged back into one output. The notebooks themselves are
 seeded and print no timestamps.
 """
 
@@ -64,10 +65,26 @@ def clean(nb):
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
-            cell.outputs = [
-                o for o in cell.outputs if WIDGET_MIME not in o.get("data", {})
-            ]
+            kept = [o for o in cell.outputs if WIDGET_MIME not in o.get("data", {})]
+            cell.outputs = coalesce_streams(kept)
     return nb
+
+
+def coalesce_streams(outputs):
+    """Merge consecutive stdout (or stderr) chunks: how a print is split into
+    messages depends on timing, which would make re-runs differ."""
+    merged = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None
+            and out.output_type == prev.output_type == "stream"
+            and out.name == prev.name
+        ):
+            prev.text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def run_file(path, timeout):
