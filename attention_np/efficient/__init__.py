@@ -5,19 +5,50 @@
 - ``block_attention``: one query block against one key block with (out, lse) and a
   backward from the global lse (the unit of ring attention).
 - ``online_softmax``: the streaming max-and-sum recurrence on its own.
+- ``linear_attention`` (+ ``feature_maps``, ``performer``, ``kernel_products``):
+  phi(q).phi(k) instead of exp(q.k); parallel, recurrent (RNN) and chunkwise forms.
+- ``sparse_masks``, ``banded``: sliding-window, dilated, strided and BigBird
+  patterns; the sliding window in O(N w) memory.
 """
 
+from .banded import sliding_window_attention_backward, sliding_window_attention_forward
 from .block_attention import block_attention_backward, block_attention_forward
 from .flash import FlashCache, flash_attention_backward, flash_attention_forward
+from .linear_attention import (
+    linear_attention_backward,
+    linear_attention_forward,
+    linear_attention_weights,
+)
 from .online_softmax import online_logsumexp, online_softmax, online_softmax_step
+from .performer import favor_backward, favor_forward, favor_omega
+from .sparse_masks import (
+    bigbird_layout,
+    bigbird_mask,
+    dilated_mask,
+    sliding_window_mask,
+    strided_mask,
+)
 
 __all__ = [
     "FlashCache",
+    "bigbird_layout",
+    "bigbird_mask",
     "block_attention_backward",
     "block_attention_forward",
+    "dilated_mask",
+    "favor_backward",
+    "favor_forward",
+    "favor_omega",
     "flash_attention_backward",
     "flash_attention_forward",
+    "linear_attention_backward",
+    "linear_attention_forward",
+    "linear_attention_weights",
     "online_logsumexp",
     "online_softmax",
     "online_softmax_step",
+    "sliding_window_attention_backward",
+    "sliding_window_attention_forward",
+    "sliding_window_mask",
+    "strided_mask",
 ]

@@ -4,6 +4,7 @@ different (B, H, N, M, d, d_v = 2, 3, 5, 4, 6, 7), tiles that do not divide N or
 """
 
 from ..masks import padding_mask
+from .banded import sliding_window_attention_backward, sliding_window_attention_forward
 from .block_attention import block_attention_backward, block_attention_forward
 from .flash import flash_attention_backward, flash_attention_forward
 from .linear_attention import linear_attention_backward, linear_attention_forward
@@ -81,6 +82,22 @@ def _favor(rng, stabilize):
     return forward, backward, {"x": rng.standard_normal((B, N, d))}
 
 
+def _banded(rng, causal, mask=None):
+    inputs = _qkv(rng, k_heads=1)
+    inputs["k"] = rng.standard_normal((B, 1, N, d))  # self-attention: M = N
+    inputs["v"] = rng.standard_normal((B, 1, N, d_v))
+
+    def forward(p):
+        return sliding_window_attention_forward(
+            p["q"], p["k"], p["v"], mask, window=3, causal=causal
+        )
+
+    backward = lambda dout, cache: _grads(
+        "qkv", sliding_window_attention_backward(dout, cache)
+    )
+    return forward, backward, inputs
+
+
 CASES = {
     "flash attention": _flash,
     "flash attention (causal, N != M)": lambda rng: _flash(rng, causal=True),
@@ -110,4 +127,8 @@ CASES = {
     ),
     "FAVOR+ features (query stabiliser)": lambda rng: _favor(rng, "row"),
     "FAVOR+ features (key stabiliser)": lambda rng: _favor(rng, "all"),
+    "sliding-window attention (causal, banded)": lambda rng: _banded(rng, True),
+    "sliding-window attention (bidirectional, banded, padding)": lambda rng: _banded(
+        rng, False, padding_mask([N, 2], N)
+    ),
 }

@@ -1,0 +1,121 @@
+"""Sliding-window attention in O(N w) memory: block-banded (Longformer's "chunks").
+
+Cut the sequence into blocks of b = max(left, right) positions, where a query may
+see ``left`` keys behind and ``right`` ahead (causal: left = w - 1, right = 0;
+bidirectional: left = right = w // 2). Then query block t only needs key blocks
+t - 1, t, t + 1 (fewer when right or left is 0). Stack those neighbours into a
+window of nw * b keys per block and run ordinary attention per block with a
+relative mask: scores (..., nb, b, nw b) instead of (..., N, N).
+
+    exact: the result equals dense attention with ``sliding_window_mask``.
+    memory: O(N nw b) = O(N w) scores plus O(N nw d) gathered keys and values.
+
+The backward is the core attention backward on the blocks, then a scatter-add of
+each window's key/value gradients back to the positions they came from.
+
+Shape legend: q, k (..., N, d), v (..., N, d_v); blocks (..., nb, b, .),
+windows (..., nb, nw b, .), nb = ceil(N / b), nw = number of neighbour blocks.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..attention import _check_qkv, attention_backward, attention_forward
+
+
+class BandedCache(NamedTuple):
+    """The core attention cache on the blocks and how the blocks were cut."""
+
+    core: tuple  # AttentionCache of attention on (..., nb, b, .) blocks
+    geometry: tuple  # (N, b, n_left, nw)
+
+
+def _geometry(N, window, causal):
+    left, right = (window - 1, 0) if causal else (window // 2, window // 2)
+    b = max(left, right, 1)
+    n_left, n_right = -(-left // b), -(-right // b)  # neighbour blocks each side
+    return left, right, b, n_left, n_left + 1 + n_right
+
+
+def _pad(x, before, after):
+    width = [(0, 0)] * (x.ndim - 2) + [(before, after), (0, 0)]
+    return np.pad(x, width)
+
+
+def _windows(x, b, n_left, nw, nb):
+    """(..., N, w) -> (..., nb, nw b, w): for each block, its neighbours' rows."""
+    after = nb * b - x.shape[-2] + (nw - 1 - n_left) * b
+    xp = _pad(x, n_left * b, after)  # (..., (nb + nw - 1) b, w)
+    xb = xp.reshape(xp.shape[:-2] + (nb + nw - 1, b, xp.shape[-1]))
+    return np.concatenate([xb[..., o : o + nb, :, :] for o in range(nw)], axis=-2)
+
+
+def _allowed(N, left, right, b, n_left, nw, nb, mask, lead):
+    """(nb, b, nw b) relative band, AND the user mask gathered to the same cells."""
+    i = np.arange(nb)[:, None, None] * b + np.arange(b)[None, :, None]  # (nb, b, 1)
+    j = (np.arange(nb)[:, None, None] - n_left) * b + np.arange(nw * b)  # (nb, 1, nwb)
+    allow = (j >= i - left) & (j <= i + right) & (j >= 0) & (j < N)  # (nb, b, nw b)
+    if mask is not None:
+        full = np.broadcast_to(mask, lead + (N, N))  # a view, nothing copied
+        allow = allow & full[..., np.minimum(i, N - 1), np.clip(j, 0, N - 1)]
+    return allow
+
+
+def sliding_window_attention_forward(
+    q, k, v, mask=None, *, window, causal=True, scale=None
+):
+    """Attention restricted to a sliding window, without any (N, N) array.
+
+    Args:
+        q: (..., N, d), k: (..., N, d), v: (..., N, d_v) (self-attention, M = N).
+        mask: optional boolean broadcastable to (..., N, N), ANDed with the window.
+        window: causal: the ``window`` most recent keys (including i);
+            bidirectional: keys with |i - j| <= window // 2.
+        causal: see ``window``.
+        scale: score scale, default 1/sqrt(d).
+
+    Returns:
+        out (..., N, d_v) equal to dense attention with ``sliding_window_mask``,
+        and a BandedCache.
+    """
+    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    window = V.positive_int("window", window)
+    N = q.shape[-2]
+    if k.shape[-2] != N:
+        raise ValueError(
+            f"sliding-window attention needs N == M, got q{q.shape}, k{k.shape}"
+        )
+    left, right, b, n_left, nw = _geometry(N, window, causal)
+    nb = max(1, -(-N // b))
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    qb = _pad(q, 0, nb * b - N).reshape(q.shape[:-2] + (nb, b, q.shape[-1]))
+    kw, vw = (_windows(x, b, n_left, nw, nb) for x in (k, v))  # (..., nb, nw b, .)
+    allow = _allowed(N, left, right, b, n_left, nw, nb, mask, lead)
+    out, core = attention_forward(qb, kw, vw, allow, scale=scale)  # (..., nb, b, d_v)
+    out = out.reshape(out.shape[:-3] + (nb * b, out.shape[-1]))[..., :N, :]
+    return out, BandedCache(core, (N, b, n_left, nw))
+
+
+def _scatter_windows(gw, b, n_left, nw, N):
+    """Adjoint of _windows: add each window's rows back to their positions."""
+    nb = gw.shape[-3]
+    g = gw.reshape(gw.shape[:-2] + (nw, b, gw.shape[-1]))  # (..., nb, nw, b, w)
+    out = np.zeros(gw.shape[:-3] + (nb + nw - 1, b, gw.shape[-1]), gw.dtype)
+    for o in range(nw):
+        out[..., o : o + nb, :, :] += g[..., o, :, :]
+    out = out.reshape(out.shape[:-3] + (-1, out.shape[-1]))
+    return out[..., n_left * b : n_left * b + N, :]  # (..., N, w)
+
+
+def sliding_window_attention_backward(dout, cache):
+    """Gradients of sliding_window_attention_forward: dq, dk, dv (inputs' shapes)."""
+    core, (N, b, n_left, nw) = cache
+    V.grad_shape("dout", dout, core.out.shape[:-3] + (N, core.out.shape[-1]))
+    nb = core.out.shape[-3]
+    dout_b = _pad(dout, 0, nb * b - N).reshape(core.out.shape)  # (..., nb, b, d_v)
+    dqb, dkw, dvw = attention_backward(dout_b, core)
+    dq = dqb.reshape(dqb.shape[:-3] + (nb * b, dqb.shape[-1]))[..., :N, :]
+    dk, dv = (_scatter_windows(g, b, n_left, nw, N) for g in (dkw, dvw))
+    return dq, dk, dv
