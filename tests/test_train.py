@@ -184,3 +184,12 @@ def test_command_line_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert "3 steps" in capsys.readouterr().out
     ckpt = load_checkpoint(out)
     assert ckpt["meta"]["steps"] == 3 and ckpt["train_config"].length == 3
+
+
+def test_training_restores_the_blas_thread_setting():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
+    cfg = dataclasses.replace(FAST, steps=2)
+    model_config = default_model_config(cfg, d_model=8, n_heads=2)
+    train(model_config, cfg, rng=np.random.default_rng(0), progress=False)
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
