@@ -27,15 +27,23 @@ def query_figure(weights, query, q_labels, k_labels, mask, title):
     return fig
 
 
-def explore_controls(arr, q_labels, k_labels, mask, title):
-    """ipywidgets head/query selectors over ``arr`` (H, N, M), or None if unusable."""
+def widgets_available():
+    """True inside an IPython kernel with ipywidgets installed."""
     try:
-        import ipywidgets as widgets
+        import ipywidgets  # noqa: F401
         from IPython import get_ipython
     except ImportError:
-        return None
-    if get_ipython() is None:
-        return None
+        return False
+    return get_ipython() is not None
+
+
+def explore_controls(arr, q_labels, k_labels, mask, title):
+    """ipywidgets head/query selectors over ``arr`` (H, N, M), with their view.
+
+    Call it after the static figure is shown and closed: ipywidgets flushes every
+    open figure to the cell when it draws the first view.
+    """
+    import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
     H, N, _ = arr.shape

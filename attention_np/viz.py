@@ -206,8 +206,8 @@ def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend
 
 def figures_dir(directory=None):
     """Where figures go: ``directory``, else $ATTENTION_NP_FIGURES, else the repo's
-    ``figures/`` (the first folder above the cwd holding ``attention_np/`` and
-    ``figures/``), else ``./figures``. The folder is created if needed."""
+    ``figures/`` (the first folder at or above the cwd holding ``attention_np/`` and
+    ``figures/`` or ``pyproject.toml``), else ``./figures``. Created if needed."""
     if directory is None and os.environ.get(FIGURES_ENV):
         directory = os.environ[FIGURES_ENV]
     if directory is None:
@@ -220,7 +220,9 @@ def figures_dir(directory=None):
 
 
 def _is_repo(folder):
-    return (folder / "attention_np").is_dir() and (folder / "figures").is_dir()
+    """The repository root: it holds the package and figures/ (or pyproject.toml)."""
+    marker = (folder / "figures").is_dir() or (folder / "pyproject.toml").is_file()
+    return (folder / "attention_np").is_dir() and marker
 
 
 def save_figure(fig, name, directory=None, *, dpi=120):
@@ -269,14 +271,13 @@ def explore_attention(weights, q_labels=None, k_labels=None, *, mask=None, title
         fig = ax.figure
     else:
         fig = plot_heads(arr, q_labels, k_labels, mask=mask, title=title)
-    from ._explore import explore_controls
+    from ._explore import explore_controls, widgets_available
 
-    controls = explore_controls(arr, q_labels, k_labels, mask, title)
-    if controls is None:  # no kernel or no ipywidgets: the static figure is all
+    if not widgets_available():  # no kernel or no ipywidgets: the static figure is all
         return None
     from IPython.display import display
 
-    display(fig)  # the static view first, then the selectors below it
+    display(fig)  # the static view first (and close it, so it is not shown twice),
     plt.close(fig)
-    display(controls)
+    display(explore_controls(arr, q_labels, k_labels, mask, title))  # then selectors
     return None

@@ -90,3 +90,17 @@ def test_runner_strips_volatile_outputs_and_merges_streams():
     runner.clean(nb)
     assert "widgets" not in nb.metadata and "execution" not in cell.metadata
     assert [(o.output_type, o.text) for o in cell.outputs] == [("stream", "a\nb\n")]
+
+
+def test_explore_attention_in_a_kernel_shows_the_static_figure_once(tmp_path):
+    source = (
+        "import numpy as np\n"
+        "from attention_np.viz import explore_attention\n"
+        "w = np.random.default_rng(0).dirichlet(np.ones(4), size=(2, 3))\n"
+        "explore_attention(w, ['a', 'b', 'c'], ['w', 'x', 'y', 'z'])"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    load_runner().execute(nb, tmp_path, timeout=CELL_TIMEOUT)
+    outputs = nb.cells[0].outputs
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1

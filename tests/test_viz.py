@@ -192,6 +192,16 @@ def test_figures_dir_walks_up_to_the_repository(tmp_path, monkeypatch):
     assert viz.figures_dir() == tmp_path.resolve() / "figures"
 
 
+def test_figures_dir_is_created_at_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.delenv(viz.FIGURES_ENV)
+    (tmp_path / "attention_np").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert viz.figures_dir() == tmp_path.resolve() / "figures"
+    assert (tmp_path / "figures").is_dir()
+
+
 def test_save_figure_rejects_a_path_as_name(weights):
     with pytest.raises(ValueError, match="plain file stem"):
         viz.save_figure(viz.plot_attention(weights), "../escape")
