@@ -19,11 +19,8 @@ from attention_np.memory import (
     inplace_ttt_forward,
     shard_positions,
 )
-from attention_np.memory.inplace_ttt import (
-    PARAM_KEYS,
-    chunk_conv_forward,
-    gated_mlp,
-)
+from attention_np.memory.chunk_conv import chunk_conv_backward, chunk_conv_forward
+from attention_np.memory.inplace_ttt import PARAM_KEYS, gated_mlp
 
 B, T, D, F, C = 2, 11, 3, 5, 4  # T is not a multiple of C: the last chunk is partial
 LR = 0.4
@@ -118,6 +115,15 @@ def test_conv_stays_inside_its_chunk_and_sees_the_next_tokens(rng):
     out, _ = chunk_conv_forward(t, w)
     np.testing.assert_array_equal(out[:, :, :-1], t[:, :, 1:])
     np.testing.assert_array_equal(out[:, :, -1], 0.0)  # the next chunk is not seen
+
+
+def test_chunk_conv_backward_matches_finite_differences(rng):
+    fd_check(
+        lambda p: chunk_conv_forward(p["t"], p["w"]),
+        lambda d, c: dict(zip("tw", chunk_conv_backward(d, c), strict=True)),
+        {"t": rng.standard_normal((2, 3, 4, 5)), "w": rng.standard_normal((5, 5))},
+        rng,
+    )
 
 
 def test_updates_are_lr_times_z_transpose_v_hat(rng):

@@ -8,6 +8,7 @@ Modules (one idea each):
 - ``ttt_linear``: TTT-Linear, mini-batch TTT, primal and dual forms, outer backward.
 - ``ttt_decode``: TTT-Linear one token at a time.
 - ``inplace_ttt``: In-Place TTT, the MLP's down projection as fast weights.
+- ``chunk_conv``: chunking and In-Place TTT's chunk-local depthwise convolution.
 - ``inplace_ttt_cp``: In-Place TTT with context parallelism (simulated, or mpi4py).
 - ``memnet``: end-to-end memory networks, K hops, adjacent weight tying.
 - ``ntm``: Neural Turing Machine addressing, read and write.

@@ -7,9 +7,9 @@ is a fast weight, updated chunk by chunk towards a next-token-aligned target.
     O_i   = Z_i (W_down + sum_{j<i} dW_j)                apply, then update
 
 Tgt is the MLP's input X unless a separate ``target`` (e.g. the token embeddings) is
-given. conv is depthwise with kernel K (5 in the paper's code), zero padding K // 2,
-and it never crosses a chunk boundary: position c mixes Tgt rows c-2..c+2 of its own
-chunk, so the target at c can hold the next tokens. That is allowed because dW_i only
+given. conv (``chunk_conv``) is depthwise with kernel K (5 in the paper's code) and
+never crosses a chunk boundary: position c mixes Tgt rows c-2..c+2 of its own chunk,
+so the target at c can hold the next tokens. That is allowed because dW_i only
 reaches later chunks. dW_i is one gradient step on L_i(W) = -sum_c <V_hat_c, Z_c W>,
 whose gradient does not depend on W: the updates commute and add up (prefix sums).
 
@@ -30,6 +30,12 @@ import numpy as np
 
 from .. import _validate as V
 from . import _checks as C
+from .chunk_conv import (
+    chunk_conv_backward,
+    chunk_conv_forward,
+    to_chunks,
+    valid_rows,
+)
 
 PARAM_KEYS = ("W_gate", "W_up", "W_down", "W_target", "conv")
 
@@ -77,47 +83,6 @@ def check_inputs(x, params, target, lengths, chunk_size, lr):
     return x, params, target, lengths, C.real("lr", lr)
 
 
-def to_chunks(x, C):
-    """(B, T, X) -> (B, n, C, X), zero rows appended so that C divides the length."""
-    B, T, X = x.shape
-    n = max(1, -(-T // C))
-    return np.pad(x, ((0, 0), (0, n * C - T), (0, 0))).reshape(B, n, C, X)
-
-
-def chunk_conv_forward(t, w):
-    """Depthwise conv inside each chunk: out[c] = sum_k w[k] * t[c + k - K // 2].
-
-    Args:
-        t: (B, n, C, D) chunked target source; w: (K, D) kernel (K odd).
-
-    Returns:
-        out (B, n, C, D): rows outside the chunk count as zero.
-    """
-    K, r, Cn = w.shape[0], w.shape[0] // 2, t.shape[2]
-    tp = np.pad(t, ((0, 0), (0, 0), (r, r), (0, 0)))  # (B, n, C + K - 1, D)
-    return sum(w[k] * tp[:, :, k : k + Cn] for k in range(K)), tp
-
-
-def chunk_conv_backward(dout, tp, w):
-    """dt (B, n, C, D) and dw (K, D) of chunk_conv_forward (tp is its padded input)."""
-    K, r, Cn = w.shape[0], w.shape[0] // 2, dout.shape[2]
-    dtp = np.zeros_like(tp)
-    dw = np.empty_like(w)
-    for k in range(K):  # forward: out[c] += w[k] * tp[c + k]
-        dtp[:, :, k : k + Cn] += w[k] * dout
-        dw[k] = np.sum(dout * tp[:, :, k : k + Cn], axis=(0, 1, 2))
-    return dtp[:, :, r : r + Cn], dw
-
-
-def valid_rows(B, T, lengths, dtype):
-    """(B, T, 1) 1.0 where position t < length, 0.0 on padding rows."""
-    if lengths is None:
-        return np.ones((B, T, 1), dtype=dtype)
-    return (np.arange(T)[None, :] < np.asarray(lengths)[:, None])[..., None].astype(
-        dtype
-    )
-
-
 def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))  # never overflows, unlike 1 / (1 + e^-a)
 
@@ -135,9 +100,9 @@ def hidden_and_target(x, p, target, keep, C):
     t0 = np.where(keep > 0, tgt, 0.0)  # rows never reaches a valid output
     g, u = x0 @ p["W_gate"], x0 @ p["W_up"]  # (B, T, F)
     Z = to_chunks(g * _sigmoid(g) * u, C)  # (B, n, C, F) zero on padding rows
-    tc, tp = chunk_conv_forward(to_chunks(t0, C), p["conv"])  # (B, n, C, D)
+    tc, conv_cache = chunk_conv_forward(to_chunks(t0, C), p["conv"])  # (B, n, C, D)
     V_hat = tc @ p["W_target"]  # (B, n, C, D)
-    return Z, V_hat, (x0, g, u, keep, tc, tp, target is not None)
+    return Z, V_hat, (x0, g, u, keep, tc, conv_cache, target is not None)
 
 
 def chunk_updates(Z, V_hat, lr):
@@ -224,7 +189,7 @@ def linear_attention_form(Z, V_hat, W_down, lr):
 
 def _hidden_backward(dZ, dtc, hidden, p, T):
     """From dZ (B, n, C, F) and d(conv output) to dx, dtarget and the slow weights."""
-    x0, g, u, keep, tc, tp, has_target = hidden
+    x0, g, u, keep, tc, conv_cache, has_target = hidden
     B, _, _, F = dZ.shape
     D = x0.shape[-1]
     dZ = dZ.reshape(B, -1, F)[:, :T]  # (B, T, F) drop the chunk padding
@@ -232,7 +197,7 @@ def _hidden_backward(dZ, dtc, hidden, p, T):
     dg = dZ * u * sig * (1.0 + g * (1.0 - sig))  # forward: Z = silu(g) u
     du = dZ * g * sig
     dx = dg @ p["W_gate"].T + du @ p["W_up"].T  # (B, T, D)
-    dt, dconv = chunk_conv_backward(dtc, tp, p["conv"])  # (B, n, C, D)
+    dt, dconv = chunk_conv_backward(dtc, conv_cache)  # (B, n, C, D)
     dt = np.where(keep > 0, dt.reshape(B, -1, D)[:, :T], 0.0)
     grads = {
         "W_gate": x0.reshape(-1, D).T @ dg.reshape(-1, F),

@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+from .chunk_conv import valid_rows
 from .inplace_ttt import (
     check_inputs,
     chunk_updates,
@@ -31,7 +32,6 @@ from .inplace_ttt import (
     hidden_and_target,
     init_inplace_ttt_params,
     inplace_ttt_forward,
-    valid_rows,
 )
 
 

@@ -78,27 +78,21 @@ def _story(rng, n_sentences):
     for _ in range(n_sentences):
         person = PEOPLE[rng.integers(len(PEOPLE))]
         free = [o for o in OBJECTS if o not in holder]
-        if free and person in where and rng.random() < 0.3:
-            obj = free[rng.integers(len(free))]
+        if free and person in where and rng.random() < 0.35:  # only people seen
+            obj = free[rng.integers(len(free))]  # somewhere pick things up
             holder[obj] = (person, len(sents))
             sents.append([person, "picked", "up", "the", obj])
         else:
             where[person] = (PLACES[rng.integers(len(PLACES))], len(sents))
             sents.append([person, "went", "to", "the", where[person][0]])
-    asked = [o for o, (p, _) in holder.items() if where[p][1] > holder[o][1]]
-    if (
-        asked and rng.random() < 0.5
-    ):  # two supporting facts: who holds it, where they went
-        obj = asked[rng.integers(len(asked))]
+    if holder and rng.random() < 0.6:  # two facts: who holds it, where they are now
+        obj = list(holder)[rng.integers(len(holder))]
         person, pick = holder[obj]
-        return (
-            sents,
-            ["where", "is", "the", obj, "?"],
-            where[person][0],
-            (pick, where[person][1]),
-        )
+        place, moved = where[person]
+        return sents, ["where", "is", "the", obj, "?"], place, (pick, moved)
     person = list(where)[rng.integers(len(where))]
-    return sents, ["where", "is", person, "?"], where[person][0], (where[person][1], -1)
+    place, moved = where[person]
+    return sents, ["where", "is", person, "?"], place, (moved, -1)
 
 
 def toy_stories(n_stories, *, rng, min_sentences=3, max_sentences=8):
