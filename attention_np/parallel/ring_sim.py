@@ -1,0 +1,241 @@
+"""Ring attention simulated in one process: P rank states with explicit message buffers.
+
+Each rank keeps its own queries and, at step t, the key/value block of rank
+(r - t) mod P. A step is three phases, the same as on real processes:
+
+1. post: every rank copies the block it holds into its send buffer, addressed to
+   rank r + 1 (a non-blocking send: the copy is what travels);
+2. compute: every rank merges attention against the held block into its running
+   (out, lse) (``ring_step.forward_step``);
+3. deliver: each send buffer lands in the next rank's receive buffer, which becomes
+   the held block (the wait of the non-blocking receive).
+
+The backward pass circulates K and V again, together with accumulators dK and dV:
+each rank adds the gradient of the held block into the accumulator and passes it on,
+and after P hops every accumulator is back with the block's owner.
+``RingCache.trace`` / ``ring_backward_trace`` record, per step and rank, the block
+held, the tiles computed with their number of unmasked pairs, and the messages sent.
+
+Shape legend: q (..., N, d), k (..., N, d), v (..., N, d_v); P ranks, c = N / P.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _validate as V
+from ..attention import _check_qkv
+from ..efficient.flash import BLOCK_K, BLOCK_Q
+from .layouts import layout_positions, shard, unshard
+from .ring_step import backward_step, empty_partial, forward_step, make_plan
+
+
+class Message(NamedTuple):
+    """One point-to-point message: who sent what to whom (no payload kept)."""
+
+    step: int
+    sender: int
+    receiver: int
+    block: int  # owner of the key/value block the message carries
+    kind: str  # "kv" (keys and values) or "dkv" (their gradient accumulators)
+    nbytes: int
+
+
+class RankStep(NamedTuple):
+    """What one rank did at one step."""
+
+    rank: int
+    step: int
+    block: int  # whose key/value block it held
+    tiles: tuple  # layouts.Tile rectangles of its local (c, c) score block
+    pairs: int  # unmasked (query, key) pairs in them
+
+
+class StepRecord(NamedTuple):
+    step: int
+    ranks: list  # P RankStep
+    messages: list  # Message, sent during this step
+
+
+@dataclass
+class RankState:
+    """One simulated rank: its shards, the block it holds, its message buffers."""
+
+    rank: int
+    positions: np.ndarray  # (c,) global positions of its tokens
+    q: np.ndarray  # (..., c, d)
+    k: np.ndarray  # (..., c, d)
+    v: np.ndarray  # (..., c, d_v)
+    held_block: int = -1
+    held: dict = field(default_factory=dict)  # travelling arrays now on this rank
+    send_buf: dict | None = None
+    recv_buf: dict | None = None
+    out: np.ndarray | None = None  # (..., c, d_v) running output
+    lse: np.ndarray | None = None  # (..., c) running log-sum-exp
+    dq: np.ndarray | None = None  # (..., c, d) backward: stays on this rank
+
+
+class RingCache(NamedTuple):
+    out: np.ndarray  # (..., N, d_v)
+    lse: np.ndarray  # (..., N)
+    states: list  # P RankState after the forward
+    plan: object  # ring_step.RingPlan
+    positions: np.ndarray  # (P, c)
+    trace: list  # P StepRecord
+
+
+def post(states, t, names, kind, plan):
+    """Phase 1: copy each rank's travelling arrays into its send buffer -> messages."""
+    messages = []
+    for s in states:
+        s.send_buf = {**(s.send_buf or {}), **{n: s.held[n].copy() for n in names}}
+        nbytes = sum(s.held[n].nbytes for n in names)
+        receiver = (s.rank + 1) % plan.n_ranks
+        messages.append(Message(t, s.rank, receiver, s.held_block, kind, nbytes))
+    return messages
+
+
+def deliver(states, messages):
+    """Phase 3: send buffers land in receive buffers; then each rank "waits" and
+    holds what it received (only that: a rank passes on everything it held)."""
+    for msg in messages:
+        states[msg.receiver].recv_buf = states[msg.sender].send_buf
+    for msg in messages:
+        states[msg.sender].send_buf = None
+        receiver = states[msg.receiver]
+        if receiver.recv_buf is not None:
+            receiver.held, receiver.recv_buf = dict(receiver.recv_buf), None
+            receiver.held_block = msg.block
+
+
+def init_states(q, k, v, positions):
+    """One RankState per rank, holding its own key/value block (step 0)."""
+    states = []
+    for r, (q_r, k_r, v_r) in enumerate(
+        zip(*(shard(a, positions) for a in (q, k, v)), strict=True)
+    ):
+        s = RankState(r, positions[r], q_r, k_r, v_r, r, {"k": k_r, "v": v_r})
+        s.out, s.lse = empty_partial(q_r, v_r)
+        states.append(s)
+    return states
+
+
+def _check(q, k, v, n_ranks, layout, causal, options):
+    q, k, v, _ = _check_qkv(q, k, v, None, options["scale"])
+    if not q.shape[:-1] == k.shape[:-1] == v.shape[:-1]:
+        raise ValueError(
+            f"ring attention is self-attention: q{q.shape}, k{k.shape}, v{v.shape} "
+            "must share every axis but the last (..., N, :)"
+        )
+    plan = make_plan(layout, q.shape[-2], n_ranks, causal=causal, **options)
+    return q, k, v, plan, layout_positions(layout, q.shape[-2], n_ranks)
+
+
+def forward_steps(states, plan):
+    """Run the forward ring on ``states``, yielding each step's StepRecord.
+
+    The generator pauses after the compute phase and before delivery: the send
+    buffers of the paused step are still full, so every step can be inspected.
+    """
+    P = plan.n_ranks
+    for t in range(P):
+        messages = post(states, t, ("k", "v"), "kv", plan) if t < P - 1 else []
+        records = []
+        for s in states:
+            src, tiles = plan.tiles(s.rank, t)
+            assert src == s.held_block  # the ring delivered the expected block
+            pairs = forward_step(
+                s.q, s.held["k"], s.held["v"], s.out, s.lse, tiles, plan
+            )
+            records.append(RankStep(s.rank, t, src, tiles, pairs))
+        yield StepRecord(t, records, messages)
+        deliver(states, messages)
+
+
+def ring_attention_forward(
+    q,
+    k,
+    v,
+    *,
+    n_ranks,
+    layout="zigzag",
+    causal=True,
+    scale=None,
+    block_q=BLOCK_Q,
+    block_k=BLOCK_K,
+):
+    """Exact attention computed by a simulated ring of ``n_ranks`` ranks.
+
+    Args:
+        q: (..., N, d), k: (..., N, d), v: (..., N, d_v) full (unsharded) arrays.
+        n_ranks: P; N must split evenly (2P chunks for ``zigzag``).
+        layout: "contiguous", "zigzag" or "striped" (see ``layouts``).
+        causal: causal self-attention (key j visible to query i when j <= i).
+        scale, block_q, block_k: as in ``efficient.block_attention_forward``.
+
+    Returns:
+        out (..., N, d_v) and a RingCache (``.lse`` (..., N), ``.trace``).
+    """
+    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
+    q, k, v, plan, positions = _check(q, k, v, n_ranks, layout, causal, options)
+    states = init_states(q, k, v, positions)
+    trace = list(forward_steps(states, plan))
+    out = unshard([s.out for s in states], positions)  # (..., N, d_v)
+    lse = unshard([s.lse for s in states], positions, axis=-1)  # (..., N)
+    return out, RingCache(out, lse, states, plan, positions, trace)
+
+
+def _backward_step(states, douts, t, plan):
+    """One backward step on every rank: kv posted first, dk/dv after the compute."""
+    P = plan.n_ranks
+    messages = post(states, t, ("k", "v"), "kv", plan) if t < P - 1 else []
+    records = []
+    for s, dout in zip(states, douts, strict=True):
+        src, tiles = plan.tiles(s.rank, t)
+        parts = [s.dq, np.zeros_like(s.k), np.zeros_like(s.v)]  # (..., c, d) ...
+        kv = s.held["k"], s.held["v"]
+        pairs = backward_step(dout, s.q, *kv, s.out, s.lse, tiles, plan, parts)
+        if t == 0:  # the accumulators start on the owner
+            s.held["dk"], s.held["dv"] = parts[1], parts[2]
+        else:  # add into the accumulators that just arrived
+            s.held["dk"] += parts[1]
+            s.held["dv"] += parts[2]
+        records.append(RankStep(s.rank, t, src, tiles, pairs))
+    if P > 1:  # (one rank: the accumulators are already home)
+        messages += post(states, t, ("dk", "dv"), "dkv", plan)
+    deliver(states, messages)
+    return StepRecord(t, records, messages)
+
+
+def ring_backward_trace(dout, cache):
+    """Like ``ring_attention_backward``, also returning the backward's P StepRecords."""
+    plan, positions = cache.plan, cache.positions
+    douts = shard(dout, positions)  # P (..., c, d_v)
+    states = [  # fresh copies: the cache is not modified
+        replace(s, held={"k": s.k, "v": s.v}, held_block=s.rank, dq=np.zeros_like(s.q))
+        for s in cache.states
+    ]
+    trace = [_backward_step(states, douts, t, plan) for t in range(plan.n_ranks)]
+    assert all(s.held_block == s.rank for s in states)  # accumulators are home
+    dq = unshard([s.dq for s in states], positions)  # (..., N, d)
+    dk = unshard([s.held["dk"] for s in states], positions)  # (..., N, d)
+    dv = unshard([s.held["dv"] for s in states], positions)  # (..., N, d_v)
+    return (dq, dk, dv), trace
+
+
+def ring_attention_backward(dout, cache):
+    """Gradients of ring_attention_forward, by the simulated ring's backward pass.
+
+    Each rank recomputes its tiles with P = exp(S - lse) from its FINAL lse and
+    D = rowsum(dout * out); dq stays home, dK and dV accumulators travel the ring.
+
+    Args:
+        dout: (..., N, d_v) upstream gradient.
+        cache: from ``ring_attention_forward``.
+
+    Returns:
+        dq (..., N, d), dk (..., N, d), dv (..., N, d_v).
+    """
+    V.grad_shape("dout", dout, cache.out.shape)
+    return ring_backward_trace(np.asarray(dout), cache)[0]

@@ -1,0 +1,54 @@
+"""Communication volume of one attention layer, ring vs Ulysses (in elements).
+
+N tokens over P ranks (c = N / P each), model width D = H d (all heads).
+
+- Ring, per step and rank: the key and value block it holds, 2 c D elements. The
+  forward makes P - 1 hops: 2 (P - 1) c D ~ 2 N D per rank, whatever P. The
+  backward sends K, V again (P - 1 hops) plus the dK, dV accumulators (P hops).
+  Each transfer hides behind the step's 4 c^2 d-per-head compute when c is large
+  enough (REFERENCE 3.2: c >= F / B, FLOP/s over bytes/s).
+- Ulysses, per rank and layer (forward): all-to-alls of Q, K, V and the output,
+  4 c D elements, of which the share (P - 1) / P leaves the rank. The DeepSpeed
+  Ulysses blog writes this as 4 N D / P "per link": it falls as 1 / P, so it stays
+  constant when N and P grow together.
+"""
+
+from .layouts import check_split
+
+
+def ring_step_elements(seq_len, n_ranks, width):
+    """Elements one rank sends per ring step (K and V blocks): 2 c D."""
+    return 2 * check_split("contiguous", seq_len, n_ranks) * width
+
+
+def ring_elements(seq_len, n_ranks, width, *, backward=False):
+    """Elements one rank sends in a ring forward (P - 1 hops of K, V), or backward
+    (P - 1 hops of K, V, and P hops of dK, dV; none with one rank)."""
+    step = ring_step_elements(seq_len, n_ranks, width)
+    if backward and n_ranks > 1:
+        return step * (2 * n_ranks - 1)
+    return step * (n_ranks - 1)
+
+
+def ulysses_elements(seq_len, n_ranks, width, *, exact=True):
+    """Elements one rank sends in Ulysses' forward: Q, K, V in, the output back.
+
+    exact: 4 c D (P - 1) / P (what leaves the rank); else the blog's 4 N D / P.
+    """
+    c = check_split("contiguous", seq_len, n_ranks)
+    if exact:
+        return 4 * c * width * (n_ranks - 1) // n_ranks
+    return 4 * seq_len * width // n_ranks
+
+
+def comm_table(seq_len, ranks, width):
+    """Rows (P, ring per step, ring forward, Ulysses forward) for a few values of P."""
+    return [
+        (
+            P,
+            ring_step_elements(seq_len, P, width),
+            ring_elements(seq_len, P, width),
+            ulysses_elements(seq_len, P, width),
+        )
+        for P in ranks
+    ]
