@@ -141,6 +141,171 @@ split_ref, merge_ref = an.split_heads, an.merge_heads
 no_t_split = lambda x, H: x.reshape(x.shape[0], H, x.shape[1], -1)
 no_t_merge = lambda x: x.reshape(x.shape[0], x.shape[2], -1)
 
+
+# --- exercises 11-16: reference solutions with a `bug` switch ------------------------
+
+
+def rope(x, positions=None, base=10000.0, *, bug=None):
+    N, d = x.shape[-2:]
+    pos = np.arange(N) + (bug == "from 1") if positions is None else positions
+    pos = np.arange(N) if bug == "ignore positions" else np.asarray(pos)
+    theta = base ** (-np.arange(0, d, 2) / (2 * d if bug == "-i/d" else d))
+    angle = pos[..., None] * theta  # (..., N, d/2)
+    cos, sin = np.cos(angle), np.sin(angle) * (-1 if bug == "direction" else 1)
+    half = bug == "rotate half"
+    lo, hi = (
+        (slice(0, d // 2), slice(d // 2, d))
+        if half
+        else (slice(0, d, 2), slice(1, d, 2))
+    )
+    a, b, out = x[..., lo], x[..., hi], np.empty_like(x)
+    out[..., lo] = a * cos + b * sin if bug == "no minus" else a * cos - b * sin
+    first = out[..., lo] if bug == "overwrite" else a
+    out[..., hi] = first * sin + b * cos
+    return out
+
+
+def layernorm_backward(dout, x, gamma, eps=1e-5, *, bug=None):
+    D = x.shape[-1]
+    xc = x - x.mean(axis=-1, keepdims=True)
+    var = np.sum(xc * xc, axis=-1, keepdims=True) / (D - 1 if bug == "ddof" else D)
+    inv = 1 / (np.sqrt(var) + eps) if bug == "eps" else 1 / np.sqrt(var + eps)
+    xhat, g = xc * inv, dout * gamma
+    mean_g = 0.0 if bug in ("constants", "no mean") else g.mean(-1, keepdims=True)
+    mean_gx = (
+        0.0 if bug in ("constants", "no var") else (g * xhat).mean(-1, keepdims=True)
+    )
+    dx = inv * (g - mean_g - xhat * mean_gx)
+    rows = (lambda a: a) if bug == "not summed" else (lambda a: a.reshape(-1, D).sum(0))
+    rows = (lambda a: a.sum(axis=0)) if bug == "axis 0" else rows
+    return dx, rows(dout * xhat), rows(dout)
+
+
+def _online(x, v, block, bug):
+    """The streaming recurrence: (m, l, acc) after reading every block."""
+    m = np.full(x.shape[:-1], 0.0 if bug == "m0 = 0" else -np.inf)
+    l, acc = np.zeros(x.shape[:-1]), np.zeros(x.shape[:-1] + v.shape[-1:])
+    for start in range(0, x.shape[-1], block):
+        xb, vb = x[..., start : start + block], v[..., start : start + block, :]
+        m_new = np.maximum(m, xb.max(axis=-1))
+        shift = m_new if bug == "no guard" else np.where(np.isneginf(m_new), 0, m_new)
+        c = np.exp(shift - m) if bug == "factor" else np.exp(m - shift)
+        p = np.exp(xb - shift[..., None])
+        l = (l if bug == "no rescale" else l * c) + p.sum(axis=-1)
+        acc = (acc if bug in ("acc", "no rescale") else acc * c[..., None]) + p @ vb
+        m = m_new
+    return m, l, acc
+
+
+def online_softmax(x, block, *, bug=None):
+    m, l, _ = _online(x, np.zeros(x.shape[-1:] + (1,)), block, bug)
+    lse = m + np.log(l)
+    shift = lse if bug == "empty row" else np.where(np.isneginf(lse), np.inf, lse)
+    return np.exp(x - shift[..., None]), (np.log(l) if bug == "log l" else lse)
+
+
+def online_attention(s, v, block, *, bug=None):
+    _, l, acc = _online(s, v, block, bug)
+    if bug == "no division":
+        return acc
+    return acc / (l if bug == "empty row" else np.where(l == 0, 1.0, l))[..., None]
+
+
+def elu_plus_one(x):
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def _read(phi_q, S, z, eps):
+    """(numerator, denominator) of one output row: phi_q S and phi_q . z + eps."""
+    num = (phi_q[..., None, :] @ S)[..., 0, :]
+    return num, np.sum(phi_q * z, axis=-1, keepdims=True) + eps
+
+
+def linear_attention_rnn(q, k, v, eps=1e-6, *, bug=None):
+    maps = {"elu": lambda x: elu_plus_one(x) - 1, "raw": lambda x: x}
+    pq, pk = (maps.get(bug, elu_plus_one)(a) for a in (q, k))
+    S = np.zeros(q.shape[:-2] + (q.shape[-1], v.shape[-1]))  # (..., d, d_v)
+    z, out = np.zeros(q.shape[:-2] + q.shape[-1:]), np.zeros(v.shape)
+    for i in range(q.shape[-2]):
+        if bug == "read first":
+            num, den = _read(pq[..., i, :], S, z, eps)
+        outer = pk[..., i, :, None] * v[..., i, None, :]
+        S = S + (np.swapaxes(outer, -1, -2) if bug == "transposed" else outer)
+        z = z + pk[..., i, :]
+        if bug != "read first":
+            num, den = _read(pq[..., i, :], S, z, eps)
+        out[..., i, :] = num if bug == "no normaliser" else num / den
+    if bug == "after the loop":  # every row reads the final state
+        num, den = _read(pq, S[..., None, :, :], z[..., None, :], eps)
+        out = num / den
+    return out
+
+
+def fast_weight_update(A, h, lam, eta, *, bug=None):
+    hh = h[:, :, None] * h[:, None, :]
+    if bug == "inner product":
+        hh = np.sum(h * h, axis=-1)[:, None, None]
+    if bug == "np.outer":
+        hh = np.outer(h, h)
+    if bug == "no decay":
+        return A + eta * hh
+    if bug == "decay on new":
+        return lam * (A + eta * hh)
+    return lam * A + eta * hh
+
+
+def delta_rule_update(S, k, v, beta, *, bug=None):
+    b = np.asarray(beta)[..., None, None]
+    stored = (
+        (S @ k[..., :, None])[..., 0]
+        if bug == "S k"
+        else (k[..., None, :] @ S)[..., 0, :]
+    )
+    err = v if bug == "sum rule" else v - stored
+    err = -err if bug == "sign" else err
+    if bug == "transposed":
+        return S + b * err[..., :, None] * k[..., None, :]
+    return S + b * k[..., :, None] * err[..., None, :]
+
+
+def _ttt_G(x_k, x_v, W, b, ln=None, bug=None):
+    target = x_v if bug == "target x_v" else x_v - x_k
+    Z = x_k @ W + b
+    if ln is None:
+        return Z - target
+    gamma, beta, eps = ln
+    xc = Z - Z.mean(-1, keepdims=True)
+    inv = 1 / np.sqrt((xc * xc).mean(-1, keepdims=True) + eps)
+    xhat = xc * inv
+    r = gamma * xhat + beta - target
+    if bug == "no LN backward":
+        return r
+    g = gamma * r
+    return inv * (
+        g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)
+    )
+
+
+def _ttt_dW_db(x_k, G, bug):
+    if bug == "per token":
+        return x_k[:, :, None] * G[:, None, :], G
+    dW, db = x_k.T @ G, G.sum(axis=0)
+    if bug == "mean":
+        return dW / len(G), db / len(G)
+    return (dW.T, db) if bug == "transposed" else (dW, db)
+
+
+def ttt_grad(x_k, x_v, W, b, *, bug=None):
+    G = _ttt_G(x_k, x_v, W, b, bug=bug)
+    if bug == "last token":
+        return np.outer(x_k[-1], G[-1]), G[-1]
+    return _ttt_dW_db(x_k, -G if bug == "sign" else G, bug)
+
+
+def ttt_ln_grad(x_k, x_v, W, b, gamma, beta, eps=1e-6, *, bug=None):
+    return _ttt_dW_db(x_k, _ttt_G(x_k, x_v, W, b, (gamma, beta, eps), bug), bug)
+
+
 # every checker as a one-argument function, with its correct reference
 CHECKERS = {
     "softmax": (ex.check_softmax, softmax),
@@ -160,6 +325,15 @@ CHECKERS = {
     "gradient_checker": (ex.check_gradient_checker, grad_check),
     "score_change": (lambda f: ex.check_key_bias(f, lambda: ANSWERS), score_change),
     "answers": (lambda f: ex.check_key_bias(score_change, f), lambda: ANSWERS),
+    "rope": (ex.check_rope, rope),
+    "layernorm_backward": (ex.check_layernorm_backward, layernorm_backward),
+    "online_softmax": (ex.check_online_softmax, online_softmax),
+    "online_attention": (ex.check_online_attention, online_attention),
+    "linear_attention_rnn": (ex.check_linear_attention_rnn, linear_attention_rnn),
+    "fast_weight_update": (ex.check_fast_weight_update, fast_weight_update),
+    "delta_rule_update": (ex.check_delta_rule_update, delta_rule_update),
+    "ttt_grad": (ex.check_ttt_grad, ttt_grad),
+    "ttt_ln_grad": (ex.check_ttt_ln_grad, ttt_ln_grad),
 }
 
 
@@ -380,6 +554,177 @@ CATALOGUE = {
         lambda: {**ANSWERS, "zero_gradient": set()},
         "softmax ignores a constant shift",
     ),
+    # exercises 11-16: one entry per (checker, bug switch, expected hint)
+    **{
+        f"{name}: {b}": bug(name, lambda *a, f=fn, b=b: f(*a, bug=b), hint)
+        for name, fn, b, hint in [
+            ("rope", rope, "rotate half", "rotate-half layout"),
+            ("rope", rope, "direction", "wrong way round"),
+            ("rope", rope, "-i/d", "frequencies are wrong"),
+            ("rope", rope, "from 1", "positions start at 0"),
+            ("rope", rope, "overwrite", "ORIGINAL pair"),
+            ("rope", rope, "no minus", "keeps the length"),
+            ("rope", rope, "ignore positions", "use the `positions` argument"),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "constants",
+                "treated the mean and the standard deviation as constants",
+            ),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "no mean",
+                "path through the mean is missing",
+            ),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "no var",
+                "path through the variance is missing",
+            ),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "eps",
+                "eps goes inside the square root",
+            ),
+            ("layernorm_backward", layernorm_backward, "ddof", "biased variance"),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "not summed",
+                "add up over every row",
+            ),
+            (
+                "layernorm_backward",
+                layernorm_backward,
+                "axis 0",
+                "add up over every row",
+            ),
+            (
+                "online_softmax",
+                online_softmax,
+                "no rescale",
+                "multiply it by exp(m_old - m_new)",
+            ),
+            ("online_softmax", online_softmax, "factor", "factor is upside down"),
+            ("online_softmax", online_softmax, "no guard", "-inf - (-inf) = NaN"),
+            ("online_softmax", online_softmax, "m0 = 0", "start the running max"),
+            ("online_softmax", online_softmax, "empty row", "no finite score"),
+            ("online_softmax", online_softmax, "log l", "lse = m + log(l)"),
+            (
+                "online_attention",
+                online_attention,
+                "acc",
+                "accumulator was not rescaled",
+            ),
+            (
+                "online_attention",
+                online_attention,
+                "no rescale",
+                "multiply it by exp(m_old - m_new)",
+            ),
+            ("online_attention", online_attention, "factor", "factor is upside down"),
+            ("online_attention", online_attention, "no guard", "-inf - (-inf) = NaN"),
+            ("online_attention", online_attention, "no division", "out = acc / l"),
+            ("online_attention", online_attention, "empty row", "0 / 0 = NaN"),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "read first",
+                "BEFORE position i was written",
+            ),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "no normaliser",
+                "normaliser is missing",
+            ),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "elu",
+                "elu(x) + 1, not elu(x)",
+            ),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "raw",
+                "apply the feature map",
+            ),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "transposed",
+                "outer product is transposed",
+            ),
+            (
+                "linear_attention_rnn",
+                linear_attention_rnn,
+                "after the loop",
+                "non-causal",
+            ),
+            (
+                "fast_weight_update",
+                fast_weight_update,
+                "no decay",
+                "old memory must decay",
+            ),
+            (
+                "fast_weight_update",
+                fast_weight_update,
+                "decay on new",
+                "lam multiplies the OLD memory only",
+            ),
+            (
+                "fast_weight_update",
+                fast_weight_update,
+                "inner product",
+                "not the number h . h",
+            ),
+            (
+                "fast_weight_update",
+                fast_weight_update,
+                "np.outer",
+                "one outer product per batch row",
+            ),
+            (
+                "delta_rule_update",
+                delta_rule_update,
+                "sum rule",
+                "this is the sum rule",
+            ),
+            (
+                "delta_rule_update",
+                delta_rule_update,
+                "transposed",
+                "outer product is transposed",
+            ),
+            (
+                "delta_rule_update",
+                delta_rule_update,
+                "S k",
+                "S @ k reads the memory transposed",
+            ),
+            ("delta_rule_update", delta_rule_update, "sign", "sign of the correction"),
+            ("ttt_grad", ttt_grad, "target x_v", "the target is x_v - x_k"),
+            ("ttt_grad", ttt_grad, "transposed", "dW is transposed"),
+            ("ttt_grad", ttt_grad, "per token", "sum their gradients"),
+            ("ttt_grad", ttt_grad, "mean", "SUM over the m tokens"),
+            ("ttt_grad", ttt_grad, "last token", "not just the last one"),
+            ("ttt_grad", ttt_grad, "sign", "sign is flipped"),
+            (
+                "ttt_ln_grad",
+                ttt_ln_grad,
+                "no LN backward",
+                "layer norm's backward of the residual",
+            ),
+            ("ttt_ln_grad", ttt_ln_grad, "target x_v", "the target is x_v - x_k"),
+            ("ttt_ln_grad", ttt_ln_grad, "transposed", "dW is transposed"),
+            ("ttt_ln_grad", ttt_ln_grad, "per token", "sum their gradients"),
+        ]
+    },  # fmt: skip
 }
 
 
@@ -407,6 +752,16 @@ def test_planted_bug_is_caught_with_its_hint(name, fn, hint, capsys):
 
 def test_catalogue_covers_at_least_twelve_mistakes():
     assert len(CATALOGUE) >= 12
+
+
+NEW_CHECKERS = ["rope", "layernorm_backward", "online_softmax", "online_attention",
+                "linear_attention_rnn", "fast_weight_update", "delta_rule_update",
+                "ttt_grad", "ttt_ln_grad"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NEW_CHECKERS)
+def test_each_checker_of_exercises_11_to_16_has_at_least_two_planted_bugs(name):
+    assert sum(p.values[0] == name for p in CATALOGUE.values()) >= 2
 
 
 def test_not_implemented_is_reported_as_such_not_as_a_crash(capsys):

@@ -14,15 +14,21 @@ rules), and the teacher's guide ``notebooks/exercises/README.md``.
 
 from .attention_checks import check_attention
 from .backward_checks import check_attention_backward
+from .fast_weight_checks import check_delta_rule_update, check_fast_weight_update
 from .framework import Case, Checker, run_checks
 from .gradchecker_checks import check_gradient_checker
 from .heads_checks import check_split_merge
 from .hints import Hint, matches, matches_any, raised, when
+from .layernorm_checks import check_layernorm_backward
+from .linear_rnn_checks import check_linear_attention_rnn
 from .masks_checks import check_masks
 from .mha_checks import check_mha_backward, check_mha_forward
 from .numgrad_checks import check_numerical_grad
+from .online_softmax_checks import check_online_attention, check_online_softmax
 from .question_checks import check_key_bias
+from .rope_checks import check_rope
 from .softmax_checks import check_softmax, check_softmax_backward
+from .ttt_checks import check_ttt_grad, check_ttt_ln_grad
 
 __all__ = [
     "Case",
@@ -30,15 +36,24 @@ __all__ = [
     "Hint",
     "check_attention",
     "check_attention_backward",
+    "check_delta_rule_update",
+    "check_fast_weight_update",
     "check_gradient_checker",
     "check_key_bias",
+    "check_layernorm_backward",
+    "check_linear_attention_rnn",
     "check_masks",
     "check_mha_backward",
     "check_mha_forward",
     "check_numerical_grad",
+    "check_online_attention",
+    "check_online_softmax",
+    "check_rope",
     "check_softmax",
     "check_softmax_backward",
     "check_split_merge",
+    "check_ttt_grad",
+    "check_ttt_ln_grad",
     "matches",
     "matches_any",
     "raised",
