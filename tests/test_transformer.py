@@ -192,6 +192,37 @@ def test_kv_cache_generation_equals_the_full_forward_pass(rng, kw):
     assert caches[0].length == 8
 
 
+def test_kv_caches_that_do_not_hold_start_tokens_are_refused(rng):
+    config = tiny_config()
+    params = init_params(config, rng=rng)
+    caches = new_kv_caches(config, batch=1)
+    model_forward(np.zeros((1, 3), int), params, config, kv_caches=caches)
+    with pytest.raises(ValueError, match=r"start=2 tokens each, got lengths \[3, 3\]"):
+        model_forward(np.zeros((1, 1), int), params, config, kv_caches=caches, start=2)
+
+
+def test_rope_model_logits_do_not_depend_on_the_start_position(rng):
+    config = tiny_config(pos="rope", max_len=20)
+    params = noisy(init_params(config, rng=rng), rng)
+    ids = rng.integers(0, 7, (2, 6))
+    at_0, _ = model_forward(ids, params, config)
+    at_9, _ = model_forward(ids, params, config, start=9)
+    np.testing.assert_allclose(at_9, at_0, atol=1e-12)
+
+
+def test_learned_positions_backward_with_a_start_offset(rng):
+    from attention_np.transformer import model_backward
+
+    config = tiny_config(d_model=4, d_mlp=6)
+    params = noisy(init_params(config, rng=rng), rng)
+    ids = rng.integers(0, 7, (2, 4))
+    forward = lambda p: model_forward(ids, p, config, start=3)
+    fd_check(forward, model_backward, params, rng)
+    logits, cache = forward(params)
+    dpos = model_backward(rng.standard_normal(logits.shape), cache)["pos.W"]
+    assert np.all(dpos[:3] == 0) and np.all(dpos[7:] == 0)
+
+
 def test_model_rejects_sequences_longer_than_max_len(rng):
     config = tiny_config()
     with pytest.raises(ValueError, match="max_len"):

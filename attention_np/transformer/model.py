@@ -119,8 +119,10 @@ class ModelCache(NamedTuple):
 
 def _embed(ids, params, config, start):
     """Token embeddings plus absolute positions start .. start + N - 1."""
+    if np.ndim(ids) != 2:
+        raise ValueError(f"ids must be (B, N), got shape {np.shape(ids)}")
     x, emb_cache = embedding_forward(ids, params["embed.W"])  # (B, N, D)
-    N = ids.shape[1]
+    N = x.shape[1]
     if start + N > config.max_len:
         raise ValueError(f"positions up to {start + N} exceed max_len={config.max_len}")
     if config.pos == "learned":
@@ -128,6 +130,19 @@ def _embed(ids, params, config, start):
     elif config.pos == "sinusoidal":
         x = x + sinusoidal_encoding(start + N, config.d_model)[start:].astype(x.dtype)
     return x, emb_cache
+
+
+def _check_caches(kv_caches, config, start):
+    """One cache per layer, each holding exactly the ``start`` earlier tokens."""
+    if kv_caches is None:
+        return [None] * config.n_layers
+    lengths = [c.length for c in kv_caches]
+    if len(lengths) != config.n_layers or any(n != start for n in lengths):
+        raise ValueError(
+            f"kv_caches must be {config.n_layers} caches holding start={start} "
+            f"tokens each, got lengths {lengths}"
+        )
+    return kv_caches
 
 
 def model_forward(ids, params, config, *, kv_caches=None, start=0):
@@ -145,25 +160,18 @@ def model_forward(ids, params, config, *, kv_caches=None, start=0):
         logits (B, N, V) and a cache (no backward when kv_caches is given).
     """
     check_keys(params, param_shapes(config))
-    ids = np.asarray(ids)
-    if ids.ndim != 2:
-        raise ValueError(f"ids must be (B, N), got shape {ids.shape}")
+    caches = _check_caches(kv_caches, config, start)
     x, emb_cache = _embed(ids, params, config, start)  # (B, N, D)
-    N = ids.shape[1]
-    mask = causal_mask(N, start + N, align="bottom_right")  # (N, start + N)
+    N = x.shape[1]
+    # with a cache the N new queries are the last of start + N keys: bottom-right
+    M = N if kv_caches is None else start + N
+    mask = causal_mask(N, M, align="bottom_right")  # (N, M)
     positions = np.arange(start, start + N) if config.pos == "rope" else None
-    caches = [None] * config.n_layers if kv_caches is None else kv_caches
+    H, G = config.n_heads, config.n_kv_heads
     block_caches = []
-    for layer in range(config.n_layers):
-        x, c = block_forward(
-            x,
-            sub(params, f"block{layer}"),
-            config.n_heads,
-            config.n_kv_heads,
-            mask,
-            positions=positions,
-            kv_cache=caches[layer],
-        )
+    for layer, kv in enumerate(caches):
+        block = sub(params, f"block{layer}")
+        x, c = block_forward(x, block, H, G, mask, positions=positions, kv_cache=kv)
         block_caches.append(c)
     h, ln_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     logits, head_cache = linear_forward(h, params["head.W"], params["head.b"])
