@@ -193,3 +193,21 @@ def test_training_restores_the_blas_thread_setting():
     model_config = default_model_config(cfg, d_model=8, n_heads=2)
     train(model_config, cfg, rng=np.random.default_rng(0), progress=False)
     assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
+
+
+def test_committed_reversal_checkpoint_loads_and_scores_99_percent():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "reversal.npz"
+    if not path.exists():
+        pytest.skip("checkpoints/reversal.npz is not in this tree")
+    ckpt = load_checkpoint(path)
+    assert ckpt["model_config"].n_layers == 2
+    assert ckpt["train_config"].task == "reversal"
+    scores = evaluate(
+        ckpt["params"],
+        ckpt["model_config"],
+        ckpt["train_config"],
+        rng=np.random.default_rng(2),
+    )
+    assert scores["token_accuracy"] >= 0.99
