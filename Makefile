@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)  ## every test (package, notebooks, exercises)
-	$(BIN)/python -m pytest -q -n 2 tests
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 tests
 
 notebooks: $(STAMP)  ## the main job: gradient report, execute notebooks, regenerate figures/
 	$(BIN)/python -m attention_np gradcheck
@@ -27,8 +27,8 @@ gradcheck: $(STAMP)
 	$(BIN)/python -m attention_np gradcheck
 
 lint: $(STAMP)
-	$(BIN)/ruff check attention_np tests benchmarks
-	$(BIN)/ruff format --check attention_np tests benchmarks
+	$(BIN)/ruff check attention_np tests benchmarks tools
+	$(BIN)/ruff format --check attention_np tests benchmarks tools
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_bench.py

@@ -87,7 +87,8 @@ def _array_difference(name, got, exp, atol, rtol):
             return Difference("nonfinite", name, msg, index)
     if not bad.any():
         return None
-    err = np.where(bad, np.abs(got.astype(float) - exp.astype(float)), -1.0)
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) where both sides are -inf
+        err = np.where(bad, np.abs(got.astype(float) - exp.astype(float)), -1.0)
     index = np.unravel_index(int(np.argmax(err)), exp.shape)
     index = tuple(int(i) for i in index)
     msg = f"{where(name, index)} = {fmt(got[index])}, expected {fmt(exp[index])}"
