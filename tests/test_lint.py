@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ruff_check_is_clean():
     ruff = shutil.which("ruff") or str(Path(sys.prefix) / "bin/ruff")
     result = subprocess.run(
-        [ruff, "check", "attention_np", "tests", "benchmarks"],
+        [ruff, "check", "attention_np", "tests", "benchmarks", "tools"],
         cwd=ROOT,
         capture_output=True,
         text=True,
