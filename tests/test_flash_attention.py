@@ -186,25 +186,35 @@ def test_backward_matches_finite_differences(rng, causal):
 
 
 def test_causal_skips_tiles_in_the_future(rng, monkeypatch):
-    grid = tile_schedule(8, 8, 2, 2, offset=0)
-    np.testing.assert_array_equal(grid, np.tri(4, dtype=bool))
+    tiles = tile_schedule(8, 8, 2, 2, offset=0)
+    computed = np.zeros((4, 4), dtype=bool)
+    for rows, cols, masked in tiles:
+        computed[rows.start // 2, cols.start // 2] = True
+        assert masked == (rows.start == cols.start)  # only diagonal tiles are masked
+    np.testing.assert_array_equal(computed, np.tri(4, dtype=bool))
     calls = []
-    real = flash_module.exp_tile
+    real = flash_module.tile_sums
     monkeypatch.setattr(
         flash_module,
-        "exp_tile",
-        lambda s, allow: calls.append(s.shape) or real(s, allow),
+        "tile_sums",
+        lambda *args: calls.append(args[-1].shape) or real(*args),
     )
     q = rng.standard_normal((8, 4))
     flash_attention_forward(q, q, q, causal=True, block_q=2, block_k=2)
-    assert len(calls) == grid.sum() == 10  # 10 of the 16 tiles
+    assert len(calls) == len(tiles) == 10  # 10 of the 16 tiles
+
+
+def test_causal_key_tiles_are_cut_at_the_diagonal():
+    tiles = tile_schedule(8, 8, 4, 8, offset=0)
+    spans = [(r.start, c.start, c.stop, m) for r, c, m in tiles]
+    assert spans == [(0, 0, 4, True), (4, 0, 4, False), (4, 4, 8, True)]
 
 
 def test_all_false_mask_tiles_are_skipped():
     mask = np.zeros((8, 8), dtype=bool)
     mask[:4, :4] = True  # only the top-left quarter may attend
-    grid = tile_schedule(8, 8, 4, 4, mask=mask)
-    np.testing.assert_array_equal(grid, [[True, False], [False, False]])
+    tiles = tile_schedule(8, 8, 4, 4, mask=mask)
+    assert [(r.start, c.start, m) for r, c, m in tiles] == [(0, 0, False)]
 
 
 def _peak_bytes(fn):
@@ -300,3 +310,24 @@ def test_bad_block_attention_arguments_are_named(rng):
     _, cache = flash_attention_forward(q, k, v)
     with pytest.raises(ValueError, match="dout"):
         flash_attention_backward(out[..., :-1], cache)
+
+
+def test_rows_with_tiny_or_huge_sums_take_the_shifted_path_exactly(rng):
+    q, k, v = qkv(rng, dtype=np.float32)
+    k[..., 0] = 1.0  # a shared direction: q[..., 0] moves all of a row's scores
+    q[:, :, 0::3, 0] = -250.0  # every score ~ -100: exp underflows without a shift
+    q[:, :, 1::3, 0] = 250.0  # every score ~ +100: exp overflows without a shift
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, cache = flash_attention_forward(q, k, v, block_q=4, block_k=3)
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+    np.testing.assert_allclose(out, ref, atol=2e-5)
+    assert np.all(np.isfinite(cache.lse))
+
+
+def test_float16_has_no_unshifted_window_and_still_works(rng):
+    q, k, v = qkv(rng, dtype=np.float16)
+    out, _ = flash_attention_forward(q, k, v, block_q=4, block_k=3)
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out, ref, atol=1e-2)

@@ -26,9 +26,10 @@ import numpy as np
 from .. import _validate as V
 from ..attention import _check_qkv, _unbroadcast
 from ..masks import ALIGNS
-from .tiles import backward_weights, blocks, exp_tile, finish, merge, tile_mask
+from .tile_softmax import backward_weights, finish, merge, tile_sums
+from .tiles import blocks, key_blocks, query_blocks, tile_mask, tile_view
 
-BLOCK_Q, BLOCK_K = 256, 512  # tile sizes that keep a float32 tile in a CPU's L2
+BLOCK_Q, BLOCK_K = 256, 1024  # a float32 tile of 1 MiB stays in a CPU core's L2 cache
 
 
 class TilePlan(NamedTuple):
@@ -62,20 +63,22 @@ def _heads(lead, q, k, v, mask):
 
 def _forward_head(q, k, v, mask, plan, out, lse):
     """One head: fill out (N, d_v) and lse (N,) one block of queries at a time."""
-    ones_v = np.ones((min(plan.block_k, k.shape[0]), v.shape[1] + 1), q.dtype)
+    bq, bk = min(plan.block_q, q.shape[0]), min(plan.block_k, k.shape[0])
+    ones_v = np.ones((bk, v.shape[1] + 1), q.dtype)  # (block_k, d_v + 1)
+    buffer = np.empty(bq * bk, q.dtype)  # the memory of the one score tile
     for rows in blocks(q.shape[0], plan.block_q):
         qs = q[rows] * plan.scale  # (rows, d) scale q, not the (rows, cols) tile
         m = np.full((qs.shape[0], 1), -np.inf, q.dtype)  # (rows, 1) reference
         acc = np.zeros((qs.shape[0], v.shape[1] + 1), q.dtype)  # [sum p v, sum p]
-        for cols in blocks(k.shape[0], plan.block_k):
+        for cols in key_blocks(rows, k.shape[0], plan.block_k, plan.offset):
             allow = tile_mask(mask, plan.offset, rows, cols)
             if allow is False:  # nothing in this tile may attend: skip it
                 continue
-            s = qs @ k[cols].T  # (rows, cols) the only score tile alive
-            ref = exp_tile(s, allow)  # s <- exp(s - ref)
-            v_ext = ones_v[: s.shape[1]]  # (cols, d_v + 1) = [v_cols, 1]
+            v_ext = ones_v[: cols.stop - cols.start]  # (cols, d_v + 1) = [v_cols, 1]
             v_ext[:, :-1] = v[cols]  # one product gives p v and the row sums of p
-            m, acc = merge(m, acc, ref, s @ v_ext)
+            s = tile_view(buffer, rows, cols)  # (rows, cols) the only score tile
+            ref, part = tile_sums(qs, k[cols], v_ext, allow, s)
+            m, acc = merge(m, acc, ref, part)
         out[rows], lse[rows] = finish(m, acc)
 
 
@@ -99,19 +102,23 @@ def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
     shift, w = backward_weights(lse[:, None])  # P = exp(S - shift) * w, (N, 1) each
     dout_w = dout * w  # (N, d_v) the row factor w moves onto the small arrays
     delta_w = np.sum(dout * out, axis=-1, keepdims=True) * w  # (N, 1) D = rowsum
+    size = min(plan.block_q, q.shape[0]) * min(plan.block_k, k.shape[0])
+    buffers = np.empty(size, q.dtype), np.empty(size, q.dtype)  # two tiles: P, dS
     for cols in blocks(k.shape[0], plan.block_k):
-        for rows in blocks(q.shape[0], plan.block_q):
+        for rows in query_blocks(cols, q.shape[0], plan.block_q, plan.offset):
             allow = tile_mask(mask, plan.offset, rows, cols)
             if allow is False:
                 continue
-            e = qs[rows] @ k[cols].T  # (rows, cols) scores, recomputed
+            e = tile_view(buffers[0], rows, cols)  # (rows, cols) scores, recomputed
+            np.matmul(qs[rows], k[cols].T, out=e)
             if allow is not None:
                 np.copyto(e, -np.inf, where=~allow)
             if shift[rows].any():
                 e -= shift[rows]
             np.exp(e, out=e)  # e = P / w
             dv[cols] += e.T @ dout_w[rows]  # forward: out = P v -> dv = P^T dout
-            ds = dout_w[rows] @ v[cols].T  # (rows, cols) w * dP, dP = dout v^T
+            ds = tile_view(buffers[1], rows, cols)  # w * dP, dP = dout v^T
+            np.matmul(dout_w[rows], v[cols].T, out=ds)
             ds -= delta_w[rows]
             ds *= e  # dS = P * (dP - D), softmax backward without storing P
             dq[rows] += ds @ k[cols]  # forward: S = qs k^T -> dqs = dS k

@@ -1,0 +1,357 @@
+"""Time and peak memory against N: naive, tiled (flash), linear and sliding-window.
+
+    python benchmarks/efficiency_bench.py            # full run (a few minutes)
+    python benchmarks/efficiency_bench.py --quick    # smoke test, seconds
+
+Forward passes only, B=1, H=8, d=64 float32 for time (BLAS threads fixed by
+--threads, default 2); B=H=1 for peak memory, measured with tracemalloc (NumPy
+reports its allocations to it; the inputs are allocated before it starts). Naive
+attention is skipped where its (N, N) arrays would pass --mem-cap; its memory there
+is extrapolated from the measured sizes (N^2 fit) and marked "~". Every ratio below
+comes from this one run. torch SDPA is a reference line when torch is importable.
+Figures: <out-dir>/bench_time_vs_n.png and bench_memory_vs_n.png (log-log, fitted
+slopes in the legend).
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+if __name__ == "__main__":  # BLAS reads its thread count once, at import
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--threads", type=int, default=2)
+    _threads = str(_pre.parse_known_args()[0].threads)
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _threads
+
+import numpy as np  # noqa: E402
+
+from attention_np import attention_forward, causal_mask  # noqa: E402
+from attention_np.efficient import (  # noqa: E402
+    flash_attention_forward,
+    linear_attention_forward,
+    sliding_window_attention_forward,
+)
+
+MiB = 2**20
+
+
+def methods(window, block_q, block_k, torch=None):
+    """name -> (function(q, k, v) running one forward, bytes of (N, N) it needs)."""
+    quad = lambda q: q.shape[0] * q.shape[1] * q.shape[2] ** 2 * q.itemsize
+    none = lambda q: 0
+    tiled = dict(block_q=block_q, block_k=block_k)
+    table = {
+        "naive": (lambda q, k, v: attention_forward(q, k, v), quad),
+        "naive causal": (
+            lambda q, k, v: attention_forward(q, k, v, causal_mask(q.shape[-2])),
+            quad,
+        ),
+        "tiled": (lambda q, k, v: flash_attention_forward(q, k, v, **tiled), none),
+        "tiled causal": (
+            lambda q, k, v: flash_attention_forward(q, k, v, causal=True, **tiled),
+            none,
+        ),
+        "linear": (lambda q, k, v: linear_attention_forward(q, k, v), none),
+        "linear causal": (
+            lambda q, k, v: linear_attention_forward(
+                q, k, v, causal=True, form="chunkwise", chunk_size=64
+            ),
+            none,
+        ),
+        f"sliding w={window}": (
+            lambda q, k, v: sliding_window_attention_forward(q, k, v, window=window),
+            none,
+        ),
+    }
+    if torch is not None:
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def run_torch(causal):
+            def run(q, k, v):
+                with torch.no_grad():
+                    sdpa(*map(torch.from_numpy, (q, k, v)), is_causal=causal)
+
+            return run
+
+        table["torch SDPA"] = (run_torch(False), none)
+        table["torch SDPA causal"] = (run_torch(True), none)
+    return table
+
+
+def median_time(fn, max_repeats, budget=1.0):
+    """Median wall time; one warm-up call, then as many repeats as ~budget s allows."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    repeats = int(min(max_repeats, max(1, budget // max(first, 1e-9))))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def peak_bytes(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def inputs(rng, heads, N, d=64):
+    return [rng.standard_normal((1, heads, N, d)).astype(np.float32) for _ in "qkv"]
+
+
+def measure(table, sizes, heads, cap, run):
+    """{name: {N: value}} of ``run(fn)`` for every method and size under the cap."""
+    rng = np.random.default_rng(0)
+    results = {name: {} for name in table}
+    for N in sizes:
+        q, k, v = inputs(rng, heads, N)
+        for name, (fn, need) in table.items():
+            if need(q) <= cap:
+                results[name][N] = run(lambda fn=fn, a=(q, k, v): fn(*a))
+    return results
+
+
+def slope(points, n_min):
+    """Fitted exponent of value ~ N^slope over the points with N >= n_min."""
+    xs = [n for n in sorted(points) if n >= n_min] or sorted(points)
+    if len(xs) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(xs), np.log([points[n] for n in xs]), 1)[0])
+
+
+def extrapolate_quadratic(points, sizes):
+    """Fill missing sizes with a * N^2 fitted to the largest measured size (marked)."""
+    if not points:
+        return {}
+    n0 = max(points)
+    return {N: points[N] if N in points else points[n0] * (N / n0) ** 2 for N in sizes}
+
+
+def crossover(fast, slow):
+    """Smallest N where ``fast`` beats ``slow``, interpolated log-log; None if never."""
+    common = sorted(set(fast) & set(slow))
+    for a, b in zip(common, common[1:], strict=False):
+        ra, rb = np.log(fast[a] / slow[a]), np.log(fast[b] / slow[b])
+        if ra >= 0 > rb:
+            x = np.log(a) + ra / (ra - rb) * (np.log(b) - np.log(a))
+            return float(np.exp(x))
+    if common and fast[common[0]] < slow[common[0]]:
+        return float(common[0])
+    return None
+
+
+def print_table(title, results, sizes, unit, scale, marked=()):
+    names = list(results)
+    print(f"\n{title}\n")
+    print("| N | " + " | ".join(names) + " |")
+    print("|---:|" + "---:|" * len(names))
+    for N in sizes:
+        cells = []
+        for name in names:
+            value = results[name].get(N)
+            mark = "~" if (name, N) in marked else ""
+            cells.append("-" if value is None else f"{mark}{value * scale:.1f}")
+        print(f"| {N} | " + " | ".join(cells) + " |")
+    print(f"({unit}; '-' = not run, '~' = extrapolated, not measured)")
+
+
+def ratio_lines(times, memory, n_ref, n_lo, n_hi, mem_n, marked=()):
+    """(text, value, target, ok) lines for the brief's targets, from this run."""
+    t, lines = times, []
+
+    def add(text, value, target, ok):
+        lines.append((text, value, target, ok))
+
+    def get(name, N):
+        return t.get(name, {}).get(N)
+
+    for kind, goal in (("", 1.2), (" causal", 2.5)):
+        a, b = get("naive" + kind, n_ref), get("tiled" + kind, n_ref)
+        if a and b:
+            add(
+                f"naive{kind} / tiled{kind} at N={n_ref}",
+                a / b,
+                f">= {goal}x",
+                a / b >= goal,
+            )
+        c = get("torch SDPA" + kind, n_ref)
+        if b and c:
+            add(
+                f"tiled{kind} / torch SDPA{kind} at N={n_ref}",
+                b / c,
+                "<= 3x",
+                b / c <= 3,
+            )
+    for name in t:
+        if (
+            name.startswith(("linear", "sliding"))
+            and get(name, n_lo)
+            and get(name, n_hi)
+        ):
+            r = get(name, n_hi) / get(name, n_lo)
+            add(f"{name}: time({n_hi}) / time({n_lo})", r, "<= 4.6", r <= 4.6)
+    for fast, slow in (("linear", "naive"), ("linear causal", "naive causal")):
+        if fast in t and slow in t:
+            n = crossover(t[fast], t[slow])
+            text = f"crossover: {fast} beats {slow} from N ~"
+            add(text, n if n is not None else float("nan"), "report", True)
+    if memory.get("tiled", {}).get(mem_n):
+        m = memory["tiled"][mem_n] / MiB
+        add(f"tiled peak memory at N={mem_n} (B=H=1) MiB", m, "< 8 MiB", m < 8)
+    if memory.get("naive", {}).get(mem_n):
+        how = "extrapolated" if ("naive", mem_n) in marked else "measured"
+        text = f"naive peak memory at N={mem_n} (B=H=1, {how}) MiB"
+        add(text, memory["naive"][mem_n] / MiB, "report", True)
+    return lines
+
+
+def print_ratios(lines):
+    print("\nRatios and targets (all from this run)\n")
+    for text, value, target, ok in lines:
+        mark = "" if target == "report" else ("  ok" if ok else "  MISSED")
+        print(f"- {text}: {value:.2f} (target {target}){mark}")
+
+
+def plot(results, ylabel, title, name, directory, n_fit, marked=()):
+    import matplotlib.pyplot as plt
+
+    from attention_np.viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, (label, points) in enumerate(results.items()):
+        if not points:
+            continue
+        xs = sorted(points)
+        real = [n for n in xs if (label, n) not in marked]
+        style = "--" if "causal" in label else "-"
+        (line,) = ax.plot(
+            real,
+            [points[n] for n in real],
+            style,
+            marker="o",
+            color=f"C{i % 10}",
+            label=f"{label} (slope {slope(points, n_fit):.2f})",
+        )
+        guess = [n for n in xs if (label, n) in marked]
+        if guess:
+            ax.plot(
+                [real[-1]] + guess,
+                [points[n] for n in [real[-1]] + guess],
+                ":",
+                marker="x",
+                color=line.get_color(),
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length N")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    save_figure(fig, name, directory)
+    plt.close(fig)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat")
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--mem-sizes", type=int, nargs="+")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--block-q", type=int, default=256)
+    parser.add_argument("--block-k", type=int, default=1024)
+    parser.add_argument("--mem-cap", type=float, default=1.0, help="GiB per (N, N)")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out-dir", default=None, help="figures folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = args.sizes or [128, 256, 512]
+        args.mem_sizes = args.mem_sizes or [256, 512, 1024]
+        args.repeats, args.window = 1, min(args.window, 32)
+    args.sizes = args.sizes or [256, 512, 1024, 2048, 4096, 8192, 16384]
+    args.mem_sizes = args.mem_sizes or [1024, 2048, 4096, 8192, 16384]
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+    table = methods(args.window, args.block_q, args.block_k, torch)
+    cap = args.mem_cap * 2**30
+    print(
+        f"numpy {np.__version__}, {platform.machine()}, BLAS threads "
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')}, torch "
+        f"{torch.__version__ if torch else 'absent'}; tiles {args.block_q}x"
+        f"{args.block_k}"
+    )
+    times = measure(table, args.sizes, 8, cap, lambda f: median_time(f, args.repeats))
+    mem_table = {n: f for n, f in table.items() if not n.startswith("torch")}
+    memory = measure(mem_table, args.mem_sizes, 1, cap, lambda f: peak_bytes(f))
+    marked = set()
+    for name in ("naive", "naive causal"):
+        full = extrapolate_quadratic(memory[name], args.mem_sizes)
+        marked |= {(name, N) for N in full if N not in memory[name]}
+        memory[name] = full
+    print_table(
+        "Forward time, B=1 H=8 d=64 float32 (median)", times, args.sizes, "ms", 1e3
+    )
+    print_table(
+        "Peak memory, B=H=1 d=64 float32 (tracemalloc)",
+        memory,
+        args.mem_sizes,
+        "MiB",
+        1 / MiB,
+        marked,
+    )
+    n_ref = 2048 if 2048 in args.sizes else sorted(args.sizes)[len(args.sizes) // 2]
+    n_lo, n_hi = (
+        (4096, 16384)
+        if {4096, 16384} <= set(args.sizes)
+        else (args.sizes[-2], args.sizes[-1])
+    )
+    print_ratios(
+        ratio_lines(times, memory, n_ref, n_lo, n_hi, max(args.mem_sizes), marked)
+    )
+    n_fit = 1024 if max(args.sizes) >= 4096 else min(args.sizes)
+    plot(
+        times,
+        "forward time (s)",
+        "Attention forward time, B=1 H=8 d=64 float32",
+        "bench_time_vs_n",
+        args.out_dir,
+        n_fit,
+    )
+    plot(
+        {k: {n: b / MiB for n, b in v.items()} for k, v in memory.items()},
+        "peak memory (MiB)",
+        "Peak memory of one forward, B=H=1 d=64 float32",
+        "bench_memory_vs_n",
+        args.out_dir,
+        n_fit,
+        marked,
+    )
+    return times, memory
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
