@@ -227,7 +227,7 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
 
     from attention_np.viz import save_figure
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     for i, (label, points) in enumerate(results.items()):
         if not points:
             continue
@@ -251,13 +251,16 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
                 marker="x",
                 color=line.get_color(),
             )
-    ax.set_xscale("log", base=2)
+    ax.set_xscale("log")
     ax.set_yscale("log")
+    sizes = sorted({n for points in results.values() for n in points})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("sequence length N")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     save_figure(fig, name, directory)
     plt.close(fig)
 
