@@ -103,3 +103,21 @@ def test_the_package_works_without_mpi4py():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(8, 3)"
+
+
+@needs_mpi
+def test_an_error_on_one_rank_aborts_every_rank_instead_of_hanging():
+    code = (
+        "import sys, attention_np.parallel.ring as ring\n"
+        "def boom(*args): raise RuntimeError('planted failure on rank 0')\n"
+        "ring.check = boom\n"
+        "sys.exit(ring.main(['--seq-len', '16']))\n"
+    )
+    result = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "planted failure on rank 0" in result.stdout + result.stderr

@@ -16,9 +16,11 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
+from .. import _validate as V
 from .. import attention_backward, attention_forward, causal_mask
 from .layouts import LAYOUTS, check_split, layout_positions, unshard
 from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
@@ -36,7 +38,9 @@ NAMES = ("out", "dq", "dk", "dv")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog="mpiexec -n P python -m attention_np.parallel.ring"
+        prog="python -m attention_np.parallel.ring",
+        description="Ring attention (or Ulysses) over MPI, checked against one "
+        "process. Run it as: mpiexec -n 4 python -m attention_np.parallel.ring",
     )
     p.add_argument("--seq-len", type=int, default=4096, help="N tokens (default 4096)")
     p.add_argument("--heads", type=int, default=4, help="H (default 4)")
@@ -76,6 +80,8 @@ def make_inputs(args):
 def check_args(args, n_ranks):
     """The ValueError message for arguments this many ranks cannot run, or None."""
     try:
+        for name in ("seq_len", "heads", "head_dim", "batch", "block_q", "block_k"):
+            V.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
         layout = "contiguous" if args.algorithm == "ulysses" else args.layout
         check_split(layout, args.seq_len, n_ranks)
         if args.algorithm == "ulysses":
@@ -219,6 +225,15 @@ def main(argv=None):
         if comm.rank == 0:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:
+        return run_and_check(comm, args)
+    except Exception:  # one failing rank must not leave the others waiting forever
+        traceback.print_exc()
+        comm.Abort(1)
+
+
+def run_and_check(comm, args):
+    """Every rank: run on its shard; rank 0 checks. Returns the exit code."""
     inputs = make_inputs(args)
     layout = args.layout if args.algorithm == "ring" else "contiguous"
     positions = layout_positions(layout, args.seq_len, args.n_ranks)  # (P, c)
@@ -246,8 +261,8 @@ def limit_blas_threads(argv):
     (about 30x slower with 4 ranks on 2 cores).
     """
     n = str(parse_args(argv).blas_threads)
-    if all(os.environ.get(name) == n for name in BLAS_THREADS):
-        return
+    if os.name == "nt" or all(os.environ.get(name) == n for name in BLAS_THREADS):
+        return  # (Windows has no exec that keeps the process: set the variables)
     env = {**os.environ, **dict.fromkeys(BLAS_THREADS, n)}
     os.execve(sys.executable, [sys.executable, "-m", __spec__.name, *argv], env)
 
