@@ -149,14 +149,16 @@ def simulated(args, q, k, v, dout):
 def _rank_rows(args, stats):
     """One line per rank: work (ring only), MB sent, compute / wait / total seconds."""
     ring = args.algorithm == "ring"
-    head = "pairs per step (forward, per head)  pairs   " if ring else ""
+    steps = [str(s.get("pairs", "")) for s in stats]
+    w = max(len(x) for x in steps + ["pairs per step (forward, per head)"])
+    head = f"{'pairs per step (forward, per head)':<{w}}  {'pairs':<9}" if ring else ""
     lines = [f"rank  {head}sent MB  compute s  wait s  total s"]
-    for r, s in enumerate(stats):
-        work = f"{str(s['pairs']):<35} {sum(s['pairs']):<7} " if ring else ""
+    for r, (s, per_step) in enumerate(zip(stats, steps, strict=True)):
         if ring:
+            work = f"{per_step:<{w}}  {sum(s['pairs']):<9}"
             timing = f"{s['compute']:9.3f}  {s['wait']:6.3f}"
         else:
-            timing = f"{'-':>9}  {'-':>6}"
+            work, timing = "", f"{'-':>9}  {'-':>6}"
         lines.append(f"{r:4d}  {work}{s['sent'] / 1e6:7.2f}  {timing}  ")
         lines[-1] += f"{s['seconds']:7.3f}"
     return lines
