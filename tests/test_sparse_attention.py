@@ -162,3 +162,15 @@ def test_banded_needs_self_attention(rng):
     k, v = q[..., :4, :], q[..., :4, :]
     with pytest.raises(ValueError, match="N == M"):
         sliding_window_attention_forward(q, k, v, window=2)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_band_blocks_cover_the_window_and_stay_linear(causal):
+    from attention_np.efficient.banded import band_blocks
+
+    n, w = 50, 7
+    covered = np.zeros((n, n), dtype=bool)
+    for rows, cols in band_blocks(n, w, causal=causal):
+        covered[rows, cols] = True
+    assert np.all(covered[sliding_window_mask(n, w, causal=causal)])
+    assert covered.sum() <= 3 * n * w  # O(N w) cells, not N^2

@@ -119,3 +119,18 @@ def sliding_window_attention_backward(dout, cache):
     dq = dqb.reshape(dqb.shape[:-3] + (nb * b, dqb.shape[-1]))[..., :N, :]
     dk, dv = (_scatter_windows(g, b, n_left, nw, N) for g in (dkw, dvw))
     return dq, dk, dv
+
+
+def band_blocks(N, window, *, causal=True):
+    """The (rows, cols) slices the banded computation covers, for pictures and tests.
+
+    Each block of b query rows meets its nw neighbouring key blocks; slices are cut
+    to [0, N). Together they contain every pair of ``sliding_window_mask``.
+    """
+    N, window = V.positive_int("N", N), V.positive_int("window", window)
+    _, _, b, n_left, nw = _geometry(N, window, causal)
+    spans = []
+    for t in range(-(-N // b)):
+        lo, hi = max(0, (t - n_left) * b), min(N, (t - n_left + nw) * b)
+        spans.append((slice(t * b, min(N, (t + 1) * b)), slice(lo, hi)))
+    return spans

@@ -30,6 +30,7 @@ from .tile_softmax import backward_weights, finish, merge, tile_sums
 from .tiles import blocks, key_blocks, query_blocks, tile_mask, tile_view
 
 BLOCK_Q, BLOCK_K = 256, 1024  # a float32 tile of 1 MiB stays in a CPU core's L2 cache
+V_EXT_BYTES = 1 << 21  # [v, 1] of a whole head is kept when at most this large
 
 
 class TilePlan(NamedTuple):
@@ -61,10 +62,31 @@ def _heads(lead, q, k, v, mask):
     return views + [mask]
 
 
+def _values_and_ones(v, block_k):
+    """cols -> [v[cols], 1] (cols, d_v + 1): one product then gives p v and sum p.
+
+    Built once for the whole head when that is small (every query block reuses
+    it); otherwise copied into one tile-sized buffer per tile, so that memory stays
+    O(tile) however long the sequence.
+    """
+    M, d_v = v.shape
+    if M * (d_v + 1) * v.itemsize <= V_EXT_BYTES:
+        whole = np.concatenate([v, np.ones((M, 1), v.dtype)], axis=1)  # (M, d_v + 1)
+        return lambda cols: whole[cols]
+    buffer = np.ones((min(block_k, M), d_v + 1), v.dtype)  # last column stays 1
+
+    def fill(cols):
+        v_ext = buffer[: cols.stop - cols.start]
+        v_ext[:, :-1] = v[cols]
+        return v_ext
+
+    return fill
+
+
 def _forward_head(q, k, v, mask, plan, out, lse):
     """One head: fill out (N, d_v) and lse (N,) one block of queries at a time."""
     bq, bk = min(plan.block_q, q.shape[0]), min(plan.block_k, k.shape[0])
-    ones_v = np.ones((bk, v.shape[1] + 1), q.dtype)  # (block_k, d_v + 1)
+    values = _values_and_ones(v, plan.block_k)
     buffer = np.empty(bq * bk, q.dtype)  # the memory of the one score tile
     for rows in blocks(q.shape[0], plan.block_q):
         qs = q[rows] * plan.scale  # (rows, d) scale q, not the (rows, cols) tile
@@ -74,10 +96,8 @@ def _forward_head(q, k, v, mask, plan, out, lse):
             allow = tile_mask(mask, plan.offset, rows, cols)
             if allow is False:  # nothing in this tile may attend: skip it
                 continue
-            v_ext = ones_v[: cols.stop - cols.start]  # (cols, d_v + 1) = [v_cols, 1]
-            v_ext[:, :-1] = v[cols]  # one product gives p v and the row sums of p
             s = tile_view(buffer, rows, cols)  # (rows, cols) the only score tile
-            ref, part = tile_sums(qs, k[cols], v_ext, allow, s)
+            ref, part = tile_sums(qs, k[cols], values(cols), allow, s)
             m, acc = merge(m, acc, ref, part)
         out[rows], lse[rows] = finish(m, acc)
 
