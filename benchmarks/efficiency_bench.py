@@ -3,17 +3,19 @@
     python benchmarks/efficiency_bench.py            # full run (a few minutes)
     python benchmarks/efficiency_bench.py --quick    # smoke test, seconds
 
-Forward passes only, B=1, H=8, d=64 float32 for time (BLAS threads fixed by
---threads, default 2); B=H=1 for peak memory, measured with tracemalloc (NumPy
-reports its allocations to it; the inputs are allocated before it starts). Naive
-attention is skipped where its (N, N) arrays would pass --mem-cap; its memory there
-is extrapolated from the measured sizes (N^2 fit) and marked "~". Every ratio below
-comes from this one run. torch SDPA is a reference line when torch is importable.
-Figures: <out-dir>/bench_time_vs_n.png and bench_memory_vs_n.png (log-log, fitted
-slopes in the legend).
+Forward passes only. Time: B=1, H=8, d=64 float32, the best of a few runs (other
+programs only ever add time), BLAS threads fixed by --threads (default 2). Peak
+memory: B=H=1, measured with tracemalloc (NumPy reports its allocations to it; the
+inputs are allocated before it starts). Naive attention is skipped where its (N, N)
+arrays would pass --mem-cap; its memory there is extrapolated from the measured
+sizes (N^2 fit) and marked "~". Every ratio printed comes from this one run.
+torch SDPA is a reference line when torch is importable. Figures:
+<out-dir>/bench_time_vs_n.png and bench_memory_vs_n.png (log-log, fitted slopes in
+the legend; default out-dir: the repository's figures/).
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -39,11 +41,11 @@ from attention_np.efficient import (  # noqa: E402
 MiB = 2**20
 
 
-def methods(window, block_q, block_k, torch=None):
+def methods(window, block_q, block_k, workers=1, torch=None):
     """name -> (function(q, k, v) running one forward, bytes of (N, N) it needs)."""
     quad = lambda q: q.shape[0] * q.shape[1] * q.shape[2] ** 2 * q.itemsize
     none = lambda q: 0
-    tiled = dict(block_q=block_q, block_k=block_k)
+    tiled = dict(block_q=block_q, block_k=block_k, workers=workers)
     table = {
         "naive": (lambda q, k, v: attention_forward(q, k, v), quad),
         "naive causal": (
@@ -53,6 +55,10 @@ def methods(window, block_q, block_k, torch=None):
         "tiled": (lambda q, k, v: flash_attention_forward(q, k, v, **tiled), none),
         "tiled causal": (
             lambda q, k, v: flash_attention_forward(q, k, v, causal=True, **tiled),
+            none,
+        ),
+        "tiled, 1 worker": (
+            lambda q, k, v: flash_attention_forward(q, k, v, **{**tiled, "workers": 1}),
             none,
         ),
         "linear": (lambda q, k, v: linear_attention_forward(q, k, v), none),
@@ -82,8 +88,8 @@ def methods(window, block_q, block_k, torch=None):
     return table
 
 
-def median_time(fn, max_repeats, budget=1.0):
-    """Median wall time; one warm-up call, then as many repeats as ~budget s allows."""
+def best_time(fn, max_repeats, budget=1.0):
+    """Best wall time of a few runs after a warm-up; as many as ~budget s allows."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
@@ -93,7 +99,7 @@ def median_time(fn, max_repeats, budget=1.0):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return min(times)
 
 
 def peak_bytes(fn):
@@ -298,15 +304,33 @@ def main(argv=None):
             torch.set_num_threads(args.threads)
         except ImportError:
             torch = None
-    table = methods(args.window, args.block_q, args.block_k, torch)
+    with _blas_threads(args.threads):
+        return _run(args, torch)
+
+
+def _blas_threads(n):
+    """At most n BLAS threads while measuring (threadpoolctl, when installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the environment variables set at start-up still apply
+        return contextlib.nullcontext()
+    return threadpool_limits(n, "blas")
+
+
+def _run(args, torch):
+    table = methods(args.window, args.block_q, args.block_k, args.threads, torch)
     cap = args.mem_cap * 2**30
+    print(
+        "tiled runs its heads on --threads workers (BLAS 1 thread each); "
+        "'tiled, 1 worker' is the serial loop with BLAS on --threads threads"
+    )
     print(
         f"numpy {np.__version__}, {platform.machine()}, BLAS threads "
         f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')}, torch "
         f"{torch.__version__ if torch else 'absent'}; tiles {args.block_q}x"
         f"{args.block_k}"
     )
-    times = measure(table, args.sizes, 8, cap, lambda f: median_time(f, args.repeats))
+    times = measure(table, args.sizes, 8, cap, lambda f: best_time(f, args.repeats))
     mem_table = {n: f for n, f in table.items() if not n.startswith("torch")}
     memory = measure(mem_table, args.mem_sizes, 1, cap, lambda f: peak_bytes(f))
     marked = set()
@@ -315,7 +339,11 @@ def main(argv=None):
         marked |= {(name, N) for N in full if N not in memory[name]}
         memory[name] = full
     print_table(
-        "Forward time, B=1 H=8 d=64 float32 (median)", times, args.sizes, "ms", 1e3
+        "Forward time, B=1 H=8 d=64 float32 (best of repeats)",
+        times,
+        args.sizes,
+        "ms",
+        1e3,
     )
     print_table(
         "Peak memory, B=H=1 d=64 float32 (tracemalloc)",

@@ -331,3 +331,30 @@ def test_float16_has_no_unshifted_window_and_still_works(rng):
     ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
     assert out.dtype == np.float16
     np.testing.assert_allclose(out, ref, atol=1e-2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_threads_over_heads_give_bitwise_the_same_results(rng, causal):
+    q, k, v = qkv(rng, k_heads=1)  # shared keys: each head writes its own slices
+    mask = fully_masked(rng)
+    options = dict(causal=causal, block_q=4, block_k=3)
+    out1, cache1 = flash_attention_forward(q, k, v, mask, **options)
+    out2, cache2 = flash_attention_forward(q, k, v, mask, workers=3, **options)
+    np.testing.assert_array_equal(out1, out2)
+    dout = rng.standard_normal(out1.shape)
+    for g1, g2 in zip(
+        flash_attention_backward(dout, cache1),
+        flash_attention_backward(dout, cache2),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(g1, g2)
+
+
+def test_block_attention_accepts_workers(rng):
+    q, k, v = qkv(rng)
+    out1, lse1 = block_attention_forward(q, k, v, causal_offset=2)
+    out2, lse2 = block_attention_forward(q, k, v, causal_offset=2, workers=2)
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(lse1, lse2)
+    with pytest.raises(ValueError, match="workers"):
+        block_attention_forward(q, k, v, workers=0)

@@ -28,16 +28,16 @@ from .flash import (
 )
 
 
-def _plan(q, k, v, mask, causal_offset, scale, block_q, block_k):
+def _plan(q, k, v, mask, causal_offset, scale, block_q, block_k, workers):
     q, k, v, scale = _check_qkv(q, k, v, mask, scale)
-    bq, bk = check_blocks(block_q, block_k)
+    bq, bk, workers = check_blocks(block_q, block_k, workers)
     if causal_offset is not None and (
         isinstance(causal_offset, (bool, np.bool_))
         or not isinstance(causal_offset, (int, np.integer))
     ):
         raise TypeError(f"causal_offset must be an int or None, got {causal_offset!r}")
     offset = None if causal_offset is None else int(causal_offset)
-    return q, k, v, TilePlan(offset, scale, bq, bk)
+    return q, k, v, TilePlan(offset, scale, bq, bk, workers)
 
 
 def _global(name, a, shape, dtype):
@@ -58,6 +58,7 @@ def block_attention_forward(
     scale=None,
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
+    workers=1,
 ):
     """Attention of a block of queries against a block of keys, with its log-sum-exp.
 
@@ -72,12 +73,15 @@ def block_attention_forward(
         causal_offset: int, or None for no causal rule.
         scale: score scale, default 1/sqrt(d).
         block_q, block_k: tile size.
+        workers: threads over the (batch, head) slices (see flash_attention_forward).
 
     Returns:
         out (..., N, d_v) normalised over this key block, lse (..., N) (-inf for
         rows that see no key of the block; their out rows are 0).
     """
-    q, k, v, plan = _plan(q, k, v, mask, causal_offset, scale, block_q, block_k)
+    q, k, v, plan = _plan(
+        q, k, v, mask, causal_offset, scale, block_q, block_k, workers
+    )
     return tiled_forward(q, k, v, mask, plan)
 
 
@@ -94,6 +98,7 @@ def block_attention_backward(
     scale=None,
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
+    workers=1,
 ):
     """Gradients of one query block against one key block, given the GLOBAL out, lse.
 
@@ -105,13 +110,16 @@ def block_attention_backward(
 
     Args:
         dout: (..., N, d_v) upstream gradient of the global output.
-        q, k, v, mask, causal_offset, scale, block_q, block_k: as in the forward.
+        q, k, v, mask, causal_offset, scale, block_q, block_k, workers: as in the
+            forward.
         out: (..., N, d_v) global output; lse: (..., N) global log-sum-exp.
 
     Returns:
         dq (..., N, d), dk (..., M, d), dv (..., M, d_v): this key block's share.
     """
-    q, k, v, plan = _plan(q, k, v, mask, causal_offset, scale, block_q, block_k)
+    q, k, v, plan = _plan(
+        q, k, v, mask, causal_offset, scale, block_q, block_k, workers
+    )
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     N, d_v = q.shape[-2], v.shape[-1]
     dout, out, lse = (

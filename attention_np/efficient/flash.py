@@ -26,6 +26,7 @@ import numpy as np
 from .. import _validate as V
 from ..attention import _check_qkv, _unbroadcast
 from ..masks import ALIGNS
+from .heads import head_views, run_heads
 from .tile_softmax import backward_weights, finish, merge, tile_sums
 from .tiles import blocks, key_blocks, query_blocks, tile_mask, tile_view
 
@@ -34,12 +35,13 @@ V_EXT_BYTES = 1 << 21  # [v, 1] of a whole head is kept when at most this large
 
 
 class TilePlan(NamedTuple):
-    """How to tile: the causal offset (None = no causal rule), scale, tile sizes."""
+    """How to run: causal offset (None = no causal rule), scale, tiles, threads."""
 
     offset: int | None
     scale: float
     block_q: int
     block_k: int
+    workers: int = 1  # threads over the (batch, head) slices
 
 
 class FlashCache(NamedTuple):
@@ -52,14 +54,6 @@ class FlashCache(NamedTuple):
     out: np.ndarray  # (..., N, d_v)
     lse: np.ndarray  # (..., N) log-sum-exp of each row's scores; -inf if fully masked
     plan: TilePlan
-
-
-def _heads(lead, q, k, v, mask):
-    """Per-head views: each array broadcast to ``lead`` (mask to lead + (N, M))."""
-    views = [np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v)]
-    if mask is not None:
-        mask = np.broadcast_to(mask, lead + (q.shape[-2], k.shape[-2]))  # a view
-    return views + [mask]
 
 
 def _values_and_ones(v, block_k):
@@ -108,10 +102,13 @@ def tiled_forward(q, k, v, mask, plan):
     N, d_v = q.shape[-2], v.shape[-1]
     out = np.empty(lead + (N, d_v), q.dtype)  # (..., N, d_v)
     lse = np.empty(lead + (N,), q.dtype)  # (..., N)
-    qh, kh, vh, mh = _heads(lead, q, k, v, mask)
-    for h in np.ndindex(lead):
+    qh, kh, vh, mh = head_views(lead, q, k, v, mask)
+
+    def work(h):
         head_mask = None if mh is None else mh[h]
         _forward_head(qh[h], kh[h], vh[h], head_mask, plan, out[h], lse[h])
+
+    run_heads(lead, work, plan.workers)
     return out, lse
 
 
@@ -150,21 +147,28 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
     """dq, dk, dv (each in its input's shape) from the global out and lse."""
     lead = out.shape[:-2]
     grads = [np.zeros(lead + a.shape[-2:], q.dtype) for a in (q, k, v)]
-    qh, kh, vh, mh = _heads(lead, q, k, v, mask)
-    for h in np.ndindex(lead):
+    qh, kh, vh, mh = head_views(lead, q, k, v, mask)
+
+    def work(h):
         head_mask = None if mh is None else mh[h]
-        head_grads = [g[h] for g in grads]
+        head_grads = [g[h] for g in grads]  # each head writes its own slices
         _backward_head(
             qh[h], kh[h], vh[h], head_mask, plan, *(dout[h], out[h], lse[h], head_grads)
         )
+
+    run_heads(lead, work, plan.workers)
     return tuple(
         _unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True)
     )
 
 
-def check_blocks(block_q, block_k):
-    """Validated tile sizes (positive ints)."""
-    return V.positive_int("block_q", block_q), V.positive_int("block_k", block_k)
+def check_blocks(block_q, block_k, workers=1):
+    """Validated tile sizes and thread count (positive ints)."""
+    return (
+        V.positive_int("block_q", block_q),
+        V.positive_int("block_k", block_k),
+        V.positive_int("workers", workers),
+    )
 
 
 def flash_attention_forward(
@@ -178,6 +182,7 @@ def flash_attention_forward(
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
     scale=None,
+    workers=1,
 ):
     """out = softmax(scale * q k^T, masked) @ v, computed tile by tile.
 
@@ -190,18 +195,20 @@ def flash_attention_forward(
         align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N).
         block_q, block_k: tile size (any positive ints; they need not divide N, M).
         scale: score scale, default 1/sqrt(d).
+        workers: threads over the (batch, head) slices (BLAS then uses one thread
+            each); the result does not depend on it. The backward uses the same.
 
     Returns:
         out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.
     """
     q, k, v, scale = _check_qkv(q, k, v, mask, scale)
-    bq, bk = check_blocks(block_q, block_k)
+    bq, bk, workers = check_blocks(block_q, block_k, workers)
     if align not in ALIGNS:
         raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
     offset = None
     if causal:
         offset = 0 if align == "top_left" else k.shape[-2] - q.shape[-2]
-    plan = TilePlan(offset, scale, bq, bk)
+    plan = TilePlan(offset, scale, bq, bk, workers)
     out, lse = tiled_forward(q, k, v, mask, plan)
     return out, FlashCache(q, k, v, mask, out, lse, plan)
 

@@ -80,7 +80,9 @@ def recurrent_backward(dy, cache):
 def _chunks(x, L):
     """(..., N, w) -> (..., T, L, w), zero-padding N up to a multiple of L."""
     pad = -x.shape[-2] % L
-    x = np.concatenate([x, np.zeros(x.shape[:-2] + (pad, x.shape[-1]), x.dtype)], -2)
+    if pad:
+        zeros = np.zeros(x.shape[:-2] + (pad, x.shape[-1]), x.dtype)
+        x = np.concatenate([x, zeros], axis=-2)
     return x.reshape(x.shape[:-2] + (x.shape[-2] // L, L, x.shape[-1]))
 
 

@@ -12,6 +12,8 @@ Shape legend: N queries, M keys; a tile is (rows, cols) with rows <= block_q and
 cols <= block_k.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -52,6 +54,15 @@ def tile_view(buffer, rows, cols):
     return buffer[: n_rows * n_cols].reshape(n_rows, n_cols)
 
 
+@lru_cache(maxsize=64)
+def _causal_tile(n_rows, n_cols, shift):
+    """(n_rows, n_cols) read-only: local key c allowed for local row r when c <= r +
+    shift. Diagonal tiles repeat (every head, every block), so each is built once."""
+    allow = np.arange(n_cols) <= np.arange(n_rows)[:, None] + shift  # (rows, cols)
+    allow.flags.writeable = False
+    return allow
+
+
 def tile_mask(mask, offset, rows, cols):
     """Allowed pairs of one tile: None (all), False (none) or a (rows, cols) array.
 
@@ -66,8 +77,8 @@ def tile_mask(mask, offset, rows, cols):
         if cols.start > rows.stop - 1 + offset:  # every key is in the future: skip
             return False
         if cols.stop - 1 > rows.start + offset:  # the tile straddles the diagonal
-            i = np.arange(rows.start, rows.stop)[:, None]  # (rows, 1)
-            allow = np.arange(cols.start, cols.stop) <= i + offset  # (rows, cols)
+            shift = rows.start + offset - cols.start
+            allow = _causal_tile(rows.stop - rows.start, cols.stop - cols.start, shift)
     if mask is not None:
         tile = mask[rows, cols]  # (rows, cols) view
         if allow is not None:
