@@ -221,8 +221,10 @@ def ratio_lines(times, memory, n_ref, n_lo, n_hi, mem_n, marked=()):
     return lines
 
 
-def print_ratios(lines):
+def print_ratios(lines, quick=False):
     print("\nRatios and targets (all from this run)\n")
+    if quick:
+        print("(--quick: sizes far below the targets' N; a smoke test, not a verdict)")
     for text, value, target, ok in lines:
         mark = "" if target == "report" else ("  ok" if ok else "  MISSED")
         print(f"- {text}: {value:.2f} (target {target}){mark}")
@@ -360,7 +362,8 @@ def _run(args, torch):
         else (args.sizes[-2], args.sizes[-1])
     )
     print_ratios(
-        ratio_lines(times, memory, n_ref, n_lo, n_hi, max(args.mem_sizes), marked)
+        ratio_lines(times, memory, n_ref, n_lo, n_hi, max(args.mem_sizes), marked),
+        args.quick,
     )
     n_fit = 1024 if max(args.sizes) >= 4096 else min(args.sizes)
     plot(
