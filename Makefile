@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test notebooks gradcheck lint bench lab student clean
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check attention_np tests benchmarks tools
 	$(BIN)/ruff format --check attention_np tests benchmarks tools
 
-bench: $(STAMP)
+bench: $(STAMP)  ## attention vs the BLAS floor (prints a table)
 	$(BIN)/python benchmarks/attention_bench.py
+
+bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (tables + figures)
+	$(BIN)/python benchmarks/efficiency_bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
