@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..efficient.flash import BLOCK_K, BLOCK_Q
-from .ring_step import backward_step, empty_partial, forward_step, make_plan
+from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
 
 
 class RankStats(NamedTuple):
@@ -50,9 +50,11 @@ class _Meter:
         return RankStats(self.pairs, self.sent, self.compute_s, self.wait_s)
 
 
-def _plan(comm, c, layout, causal, options):
+def _plan(comm, q, layout, causal, scale, block_q, block_k):
+    """The RingPlan of this communicator's ring, with c = q's local length."""
     P = comm.Get_size()
-    return make_plan(layout, c * P, P, causal=causal, **options)
+    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
+    return make_plan(layout, q.shape[-2] * P, P, causal=causal, **options)
 
 
 def _exchange(comm, send, t, kind, meter):
@@ -69,6 +71,17 @@ def _exchange(comm, send, t, kind, meter):
         sends.append(comm.Isend(a, dest=(r + 1) % P, tag=tag))
         meter.sent += a.nbytes
     return recv, recvs, sends
+
+
+def _pass_kv(comm, held, t, plan, meter):
+    """Post the transfer of the held k, v to rank r + 1 (none after the last step).
+
+    Returns the arrays to hold at step t + 1 and the requests to wait for first.
+    """
+    if t == plan.n_ranks - 1:
+        return held, []
+    incoming, recvs, sends = _exchange(comm, held, t, 0, meter)
+    return incoming, recvs + sends
 
 
 def ring_attention_mpi_forward(
@@ -96,33 +109,19 @@ def ring_attention_mpi_forward(
     """
     from mpi4py import MPI  # optional dependency: imported only here
 
-    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
-    plan = _plan(comm, q.shape[-2], layout, causal, options)
+    plan = _plan(comm, q, layout, causal, scale, block_q, block_k)
     out, lse = empty_partial(q, v)  # (..., c, d_v), (..., c)
     held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], _Meter()
     for t in range(plan.n_ranks):
-        reqs = []
-        if t < plan.n_ranks - 1:  # post the transfer first ...
-            incoming, recvs, sends = _exchange(comm, held, t, 0, meter)
-            reqs = recvs + sends
+        incoming, reqs = _pass_kv(comm, held, t, plan, meter)  # post the transfer ...
         meter.lap("wait_s")
-        _, tiles = plan.tiles(comm.Get_rank(), t)  # ... compute while it flies
+        _, tiles = plan.tiles(comm.Get_rank(), t)  # ... compute while it flies ...
         meter.pairs.append(forward_step(q, *held, out, lse, tiles, plan))
         meter.lap("compute_s")
-        MPI.Request.Waitall(reqs)
-        held = incoming if reqs else held
+        MPI.Request.Waitall(reqs)  # ... and only then wait for it
+        held = incoming
     meter.lap("wait_s")
     return out, lse, meter.stats()
-
-
-def _add_and_pass(comm, acc, parts, t, meter):
-    """Add this step's dk, dv into the arrived accumulators and send them on."""
-    if acc is None:  # step 0: the accumulators start on the block's owner
-        acc = parts
-    else:
-        acc[0] += parts[0]
-        acc[1] += parts[1]
-    return _exchange(comm, acc, t, 1, meter)
 
 
 def ring_attention_mpi_backward(
@@ -152,29 +151,24 @@ def ring_attention_mpi_backward(
     """
     from mpi4py import MPI
 
-    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
-    plan = _plan(comm, q.shape[-2], layout, causal, options)
+    plan = _plan(comm, q, layout, causal, scale, block_q, block_k)
     dq = np.zeros_like(q)  # (..., c, d) stays home
     held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], _Meter()
     acc, acc_recvs, in_flight = None, [], []
     for t in range(plan.n_ranks):
-        kv_reqs = []
-        if t < plan.n_ranks - 1:
-            incoming, recvs, sends = _exchange(comm, held, t, 0, meter)
-            kv_reqs = recvs + sends
+        incoming, kv_reqs = _pass_kv(comm, held, t, plan, meter)
         meter.lap("wait_s")
         _, tiles = plan.tiles(comm.Get_rank(), t)
-        parts = [dq, np.zeros_like(q), np.zeros_like(v)]  # (..., c, d) x2, d_v
+        parts = [dq, np.zeros_like(held[0]), np.zeros_like(held[1])]
         meter.pairs.append(backward_step(dout, q, *held, out, lse, tiles, plan, parts))
         meter.lap("compute_s")
         MPI.Request.Waitall(acc_recvs)  # this block's accumulators have arrived
-        if plan.n_ranks == 1:  # one rank: its accumulators never leave home
-            acc = parts[1:]
-        else:
-            acc, acc_recvs, sends = _add_and_pass(comm, acc, parts[1:], t, meter)
+        acc = add_into(acc, parts[1:])
+        if plan.n_ranks > 1:  # (one rank: the accumulators never leave home)
+            acc, acc_recvs, sends = _exchange(comm, acc, t, 1, meter)
             in_flight += sends  # (the sent arrays stay alive in their requests)
         MPI.Request.Waitall(kv_reqs)
-        held = incoming if kv_reqs else held
+        held = incoming
     MPI.Request.Waitall(acc_recvs + in_flight)  # after P hops dK, dV are home
     meter.lap("wait_s")
     return dq, acc[0], acc[1], meter.stats()

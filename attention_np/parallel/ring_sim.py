@@ -28,7 +28,7 @@ from .. import _validate as V
 from ..attention import _check_qkv
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .layouts import layout_positions, shard, unshard
-from .ring_step import backward_step, empty_partial, forward_step, make_plan
+from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
 
 
 class Message(NamedTuple):
@@ -196,11 +196,8 @@ def _backward_step(states, douts, t, plan):
         parts = [s.dq, np.zeros_like(s.k), np.zeros_like(s.v)]  # (..., c, d) ...
         kv = s.held["k"], s.held["v"]
         pairs = backward_step(dout, s.q, *kv, s.out, s.lse, tiles, plan, parts)
-        if t == 0:  # the accumulators start on the owner
-            s.held["dk"], s.held["dv"] = parts[1], parts[2]
-        else:  # add into the accumulators that just arrived
-            s.held["dk"] += parts[1]
-            s.held["dv"] += parts[2]
+        arrived = (s.held["dk"], s.held["dv"]) if t > 0 else None
+        s.held["dk"], s.held["dv"] = add_into(arrived, parts[1:])
         records.append(RankStep(s.rank, t, src, tiles, pairs))
     if P > 1:  # (one rank: the accumulators are already home)
         messages += post(states, t, ("dk", "dv"), "dkv", plan)

@@ -95,6 +95,19 @@ def backward_step(dout, q, k, v, out, lse, tiles, plan, grads):
     return sum(tile_pairs(tile) for tile in tiles)
 
 
+def add_into(acc, parts):
+    """Add this step's (dk, dv) parts into the travelling accumulators, in place.
+
+    At step 0 (``acc`` is None) the accumulators start as the parts, on the block's
+    owner. Every rank adds in this same order, simulated or MPI.
+    """
+    if acc is None:
+        return parts
+    for a, part in zip(acc, parts, strict=True):
+        a += part
+    return acc
+
+
 def empty_partial(q, v):
     """The merge's identity for q's rows: out = 0 (..., c, d_v), lse = -inf (..., c)."""
     lead = np.broadcast_shapes(q.shape[:-2], v.shape[:-2])
