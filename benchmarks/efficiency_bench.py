@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import time
-import tracemalloc
 
 if __name__ == "__main__":  # BLAS reads its thread count once, at import
     _pre = argparse.ArgumentParser(add_help=False)
@@ -35,6 +34,7 @@ from attention_np import attention_forward, causal_mask  # noqa: E402
 from attention_np.efficient import (  # noqa: E402
     flash_attention_forward,
     linear_attention_forward,
+    peak_bytes,
     sliding_window_attention_forward,
 )
 
@@ -100,15 +100,6 @@ def best_time(fn, max_repeats, budget=1.0):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def peak_bytes(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def inputs(rng, heads, N, d=64):
@@ -334,7 +325,7 @@ def _run(args, torch):
     )
     times = measure(table, args.sizes, 8, cap, lambda f: best_time(f, args.repeats))
     mem_table = {n: f for n, f in table.items() if not n.startswith("torch")}
-    memory = measure(mem_table, args.mem_sizes, 1, cap, lambda f: peak_bytes(f))
+    memory = measure(mem_table, args.mem_sizes, 1, cap, peak_bytes)
     marked = set()
     for name in ("naive", "naive causal"):
         full = extrapolate_quadratic(memory[name], args.mem_sizes)

@@ -1,6 +1,5 @@
 """Tiled attention with an online softmax == core attention, no (N, M) arrays."""
 
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ from attention_np.efficient import (
     block_attention_forward,
     flash_attention_backward,
     flash_attention_forward,
+    peak_bytes,
 )
 from attention_np.efficient import flash as flash_module
 from attention_np.efficient.tiles import tile_schedule
@@ -217,24 +217,15 @@ def test_all_false_mask_tiles_are_skipped():
     assert [(r.start, c.start, m) for r, c, m in tiles] == [(0, 0, False)]
 
 
-def _peak_bytes(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_no_n_by_m_array_is_allocated(rng):
     n = 1024
     q, k, v = (rng.standard_normal((n, 16)) for _ in range(3))
     full = n * n * 8  # one (N, M) float64 array: 8 MiB
     out, cache = flash_attention_forward(q, k, v, block_q=64, block_k=128)
     dout = rng.standard_normal(out.shape)
-    fwd = _peak_bytes(lambda: flash_attention_forward(q, k, v, block_q=64, block_k=128))
-    bwd = _peak_bytes(lambda: flash_attention_backward(dout, cache))
-    core = _peak_bytes(lambda: attention_forward(q, k, v))
+    fwd = peak_bytes(lambda: flash_attention_forward(q, k, v, block_q=64, block_k=128))
+    bwd = peak_bytes(lambda: flash_attention_backward(dout, cache))
+    core = peak_bytes(lambda: attention_forward(q, k, v))
     assert core > full  # the measurement sees an (N, M) array when there is one
     assert fwd < full / 16 and bwd < full / 8
 

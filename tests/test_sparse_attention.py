@@ -1,7 +1,6 @@
 """Sparse patterns: allowed counts, BigBird symmetry and seeds; the banded sliding
 window equals dense masked attention, forward and backward, in O(N w) memory."""
 
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from conftest import fd_check
 
 from attention_np import attention_backward, attention_forward, padding_mask
-from attention_np.efficient import flash_attention_forward
+from attention_np.efficient import flash_attention_forward, peak_bytes
 from attention_np.efficient.banded import (
     sliding_window_attention_backward,
     sliding_window_attention_forward,
@@ -120,19 +119,10 @@ def test_banded_backward_matches_finite_differences(rng):
     fd_check(forward, backward, {"q": q, "k": k, "v": v}, rng)
 
 
-def _peak(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_banded_memory_grows_with_n_times_w_not_n_squared(rng):
     n, w = 4096, 16
     q, k, v = (rng.standard_normal((n, 8)) for _ in range(3))
-    peak = _peak(lambda: sliding_window_attention_forward(q, k, v, window=w))
+    peak = peak_bytes(lambda: sliding_window_attention_forward(q, k, v, window=w))
     assert peak < n * n * 8 / 16  # the dense (N, N) scores would be 128 MiB
     assert peak < 16 * n * w * 8  # a few (N, 2w) arrays and the gathered k, v
 

@@ -9,6 +9,7 @@
   phi(q).phi(k) instead of exp(q.k); parallel, recurrent (RNN) and chunkwise forms.
 - ``sparse_masks``, ``banded``: sliding-window, dilated, strided and BigBird
   patterns; the sliding window in O(N w) memory.
+- ``peak_memory``: ``peak_bytes(fn)``, the peak memory of one call (tracemalloc).
 """
 
 from .banded import sliding_window_attention_backward, sliding_window_attention_forward
@@ -20,6 +21,7 @@ from .linear_attention import (
     linear_attention_weights,
 )
 from .online_softmax import online_logsumexp, online_softmax, online_softmax_step
+from .peak_memory import peak_bytes
 from .performer import favor_backward, favor_forward, favor_omega
 from .sparse_masks import (
     bigbird_layout,
@@ -47,6 +49,7 @@ __all__ = [
     "online_logsumexp",
     "online_softmax",
     "online_softmax_step",
+    "peak_bytes",
     "sliding_window_attention_backward",
     "sliding_window_attention_forward",
     "sliding_window_mask",
