@@ -10,7 +10,8 @@ from conftest import fd_check
 
 from attention_np import attention_forward
 from attention_np.efficient import block_attention_forward
-from attention_np.parallel import merge_partials, merge_partials_backward
+from attention_np.parallel import merge_partials
+from attention_np.parallel.gradcheck_cases import merge_case
 
 B, H, N, M, d, d_v = 2, 3, 5, 11, 4, 6
 FORMS = ("exp", "sigmoid")
@@ -131,19 +132,7 @@ def test_merge_backward_matches_finite_differences_with_an_empty_row(rng):
     }
     inputs["lse_b"][1, 2] = -np.inf  # block b is empty for one row
     inputs["o_b"][1, 2] = 0.0
-    names = tuple(inputs)
-
-    def forward(p):
-        o, lse = merge_partials(*(p[n] for n in names))
-        return np.concatenate([o, lse[..., None]], axis=-1), p
-
-    def backward(dout, p):
-        grads = merge_partials_backward(
-            dout[..., :-1], dout[..., -1], *(p[n] for n in names)
-        )
-        return dict(zip(names, grads, strict=True))
-
-    fd_check(forward, backward, inputs, rng)
+    fd_check(*merge_case(inputs), rng)
 
 
 def test_merge_rejects_mismatched_shapes_and_unknown_forms(rng):

@@ -5,6 +5,8 @@ chunks). The ring backward travels the ring with dK, dV accumulators; the merge
 backward is the softmax Jacobian of the two log-sum-exps.
 """
 
+from functools import partial
+
 import numpy as np
 
 from .merge import merge_partials, merge_partials_backward
@@ -47,15 +49,13 @@ def _ulysses(rng, causal=True):
     return forward, backward, _qkv(rng)
 
 
-def _merge(rng):
-    """merge_partials with o and lse stacked into one output (..., N, d_v + 1)."""
-    inputs = {
-        "o_a": rng.standard_normal((B, H, N, d_v)),
-        "lse_a": rng.standard_normal((B, H, N)),
-        "o_b": rng.standard_normal((B, H, N, d_v)),
-        "lse_b": rng.standard_normal((B, H, N)),
-    }
-    names = tuple(inputs)
+def merge_case(inputs):
+    """merge_partials with o and lse stacked into one output (..., N, d_v + 1).
+
+    ``inputs``: {"o_a", "lse_a", "o_b", "lse_b"} arrays; returns a case's
+    (forward, backward, inputs).
+    """
+    names = ("o_a", "lse_a", "o_b", "lse_b")
 
     def forward(p):
         o, lse = merge_partials(*(p[n] for n in names))
@@ -70,14 +70,25 @@ def _merge(rng):
     return forward, backward, inputs
 
 
+def _merge(rng):
+    return merge_case(
+        {
+            "o_a": rng.standard_normal((B, H, N, d_v)),
+            "lse_a": rng.standard_normal((B, H, N)),
+            "o_b": rng.standard_normal((B, H, N, d_v)),
+            "lse_b": rng.standard_normal((B, H, N)),
+        }
+    )
+
+
 CASES = {
     "merge_partials (o and lse of two key blocks)": _merge,
-    "ring attention, zigzag causal, 2 ranks": lambda rng: _ring(rng, "zigzag"),
-    "ring attention, striped causal, 4 ranks": lambda rng: _ring(
-        rng, "striped", n_ranks=4
+    "ring attention, zigzag causal, 2 ranks": partial(_ring, layout="zigzag"),
+    "ring attention, striped causal, 4 ranks": partial(
+        _ring, layout="striped", n_ranks=4
     ),
-    "ring attention, contiguous not causal, 2 ranks": lambda rng: _ring(
-        rng, "contiguous", causal=False
+    "ring attention, contiguous not causal, 2 ranks": partial(
+        _ring, layout="contiguous", causal=False
     ),
     "ulysses attention, causal, 2 ranks": _ulysses,
 }
