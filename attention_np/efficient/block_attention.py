@@ -122,12 +122,7 @@ def block_attention_backward(
     )
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     N, d_v = q.shape[-2], v.shape[-1]
-    dout, out, lse = (
-        _global(name, a, shape, q.dtype)
-        for name, a, shape in (
-            ("dout", dout, lead + (N, d_v)),
-            ("out", out, lead + (N, d_v)),
-            ("lse", lse, lead + (N,)),
-        )
-    )
+    dout = _global("dout", dout, lead + (N, d_v), q.dtype)  # (..., N, d_v)
+    out = _global("out", out, lead + (N, d_v), q.dtype)  # (..., N, d_v)
+    lse = _global("lse", lse, lead + (N,), q.dtype)  # (..., N)
     return tiled_backward(dout, q, k, v, mask, plan, out, lse)
