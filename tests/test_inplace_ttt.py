@@ -194,3 +194,17 @@ def test_mpi_exscan_equals_one_process():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(ok)" in result.stdout
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_the_package_does_not_import_its_runnable_mpi_check():
+    # runpy warns when ``python -m`` runs a module its package has already imported
+    code = (
+        "import sys, attention_np.memory\n"
+        "print('attention_np.memory.inplace_ttt_cp' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -9,7 +9,8 @@ Modules (one idea each):
 - ``ttt_decode``: TTT-Linear one token at a time.
 - ``inplace_ttt``: In-Place TTT, the MLP's down projection as fast weights.
 - ``chunk_conv``: chunking and In-Place TTT's chunk-local depthwise convolution.
-- ``inplace_ttt_cp``: In-Place TTT with context parallelism (simulated, or mpi4py).
+- ``inplace_ttt_parallel``: In-Place TTT with context parallelism (simulated, or
+  mpi4py); ``python -m attention_np.memory.inplace_ttt_cp`` checks it over MPI.
 - ``memnet``: end-to-end memory networks, K hops, adjacent weight tying.
 - ``ntm``: Neural Turing Machine addressing, read and write.
 - ``tasks``: small synthetic tasks for the notebooks.
@@ -40,7 +41,7 @@ from .inplace_ttt import (
     inplace_ttt_backward,
     inplace_ttt_forward,
 )
-from .inplace_ttt_cp import (
+from .inplace_ttt_parallel import (
     inplace_ttt_context_parallel,
     inplace_ttt_mpi_forward,
     shard_positions,

@@ -16,7 +16,7 @@ whose gradient does not depend on W: the updates commute and add up (prefix sums
 Forms (same numbers): "parallel" (all dW at once, exclusive cumsum over chunks),
 "sequential" (loop: output with the current W, then add the chunk's dW), and
 "linear_attention" (O = Z W_down + lr (M o Z Z^T) V_hat, M the block-strictly-causal
-chunk mask). The context-parallel form is in ``inplace_ttt_cp``. A zero conv (its
+chunk mask). The context-parallel form is in ``inplace_ttt_parallel``. A zero conv (its
 initialisation) gives V_hat = 0: exactly the plain gated MLP.
 
 Layouts: W_down is (F, D) and used as Z @ W_down (the paper's code stores its

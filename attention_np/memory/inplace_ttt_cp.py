@@ -1,136 +1,21 @@
-"""In-Place TTT with context parallelism: each rank holds a run of whole chunks.
-
-Chunk updates only add up, so rank r needs one thing from the ranks before it: the
-sum of their updates,
-
-    P_r = sum_{r' < r} sum_{i on rank r'} dW_i        (F, D)
-
-an exclusive prefix sum over ranks, which MPI computes in one collective
-(``Exscan``, one F x D message per layer). Each rank then runs the parallel form
-locally from W_down + P_r. The conv never crosses a chunk boundary, so the ranks
-exchange no halo rows. ``inplace_ttt_context_parallel`` simulates the ranks in one
-process; ``inplace_ttt_mpi_forward`` is the same computation over mpi4py, and
+"""Check In-Place TTT's context parallelism over MPI against one process.
 
     mpiexec -n 2 python -m attention_np.memory.inplace_ttt_cp
 
-checks it against the single-process layer (mpi4py is optional; nothing else in the
-package imports it).
-
-Shape legend: B batch, T positions (T_r on rank r), C chunk size, D model width,
-F hidden width.
+Every rank builds the same small seeded layer and input, runs its run of chunks with
+``inplace_ttt_mpi_forward`` (one ``Exscan`` of the chunk updates), and rank 0 compares
+the gathered output with ``inplace_ttt_forward``; the exit code is 0 on a match.
+Needs mpi4py and an MPI (``pip install mpi4py mpich``). The package does not import
+this module, so ``python -m`` runs it without a warning; the functions live in
+``inplace_ttt_parallel``.
 """
 
 import sys
 
 import numpy as np
 
-from .chunk_conv import valid_rows
-from .inplace_ttt import (
-    check_inputs,
-    chunk_updates,
-    cumulative_weights,
-    hidden_and_target,
-    init_inplace_ttt_params,
-    inplace_ttt_forward,
-)
-
-
-def shard_positions(T, chunk_size, n_ranks):
-    """Split positions 0..T-1 into n_ranks contiguous runs of whole chunks.
-
-    Returns:
-        a list of n_ranks (start, stop) pairs; chunks are spread as evenly as possible.
-    """
-    n_chunks = -(-T // chunk_size)
-    if not 1 <= n_ranks <= n_chunks:
-        raise ValueError(f"n_ranks={n_ranks} must lie in [1, {n_chunks} chunks]")
-    counts = [n_chunks // n_ranks + (r < n_chunks % n_ranks) for r in range(n_ranks)]
-    stops = np.cumsum(counts) * chunk_size
-    starts = stops - np.asarray(counts) * chunk_size
-    return [(int(a), int(min(b, T))) for a, b in zip(starts, stops, strict=True)]
-
-
-def local_updates(x, params, *, chunk_size, lr, target=None):
-    """One rank's hidden rows Z (B, n_r, C, F) and chunk updates dW (B, n_r, F, D)."""
-    keep = valid_rows(*x.shape[:2], None, x.dtype)
-    Z, V_hat, _ = hidden_and_target(x, params, target, keep, chunk_size)
-    return Z, chunk_updates(Z, V_hat, lr)
-
-
-def local_outputs(Z, delta, W_start, T_local):
-    """One rank's outputs (B, T_r, D) from its first weights W_start (B, F, D)."""
-    W_chunk = cumulative_weights(W_start[:, None], delta)  # (B, n_r, F, D)
-    out = Z @ W_chunk  # (B, n_r, C, D)
-    return out.reshape(out.shape[0], -1, out.shape[-1])[:, :T_local]
-
-
-def exclusive_scan(values):
-    """[0, v_0, v_0 + v_1, ...]: what MPI's Exscan gives each rank (0 on rank 0)."""
-    out, total = [], np.zeros_like(values[0])
-    for v in values:
-        out.append(total)
-        total = total + v
-    return out
-
-
-def inplace_ttt_context_parallel(x, params, *, chunk_size, lr, n_ranks, target=None):
-    """In-Place TTT with the sequence split over ``n_ranks`` simulated ranks.
-
-    Args:
-        x: (B, T, D); params, chunk_size, lr, target as in ``inplace_ttt_forward``.
-        n_ranks: number of ranks, at most the number of chunks.
-
-    Returns:
-        out (B, T, D), equal to the single-process layer; shards, the (start, stop)
-        positions of every rank.
-    """
-    x, p, target, _, lr = check_inputs(x, params, target, None, chunk_size, lr)
-    shards = shard_positions(x.shape[1], chunk_size, n_ranks)
-    local = [
-        local_updates(
-            x[:, a:b],
-            p,
-            chunk_size=chunk_size,
-            lr=lr,
-            target=None if target is None else target[:, a:b],
-        )
-        for a, b in shards
-    ]
-    prefixes = exclusive_scan([delta.sum(axis=1) for _, delta in local])  # (B, F, D)
-    outs = [
-        local_outputs(Z, delta, p["W_down"] + P, b - a)
-        for (Z, delta), P, (a, b) in zip(local, prefixes, shards, strict=True)
-    ]
-    return np.concatenate(outs, axis=1), shards
-
-
-def inplace_ttt_mpi_forward(
-    x_local, params, comm, *, chunk_size, lr, target_local=None
-):
-    """This rank's outputs, with the other ranks' updates combined by ``Exscan``.
-
-    Args:
-        x_local: (B, T_r, D) this rank's positions; T_r a multiple of chunk_size on
-            every rank but the last.
-        params, chunk_size, lr: as in ``inplace_ttt_forward``.
-        comm: an mpi4py communicator (e.g. MPI.COMM_WORLD).
-        target_local: (B, T_r, D) this rank's target rows, default x_local.
-
-    Returns:
-        out_local (B, T_r, D), the prefix P_r (B, F, D) this rank started from.
-    """
-    from mpi4py import MPI  # optional dependency: imported only here
-
-    x, p, target, _, lr = check_inputs(
-        x_local, params, target_local, None, chunk_size, lr
-    )
-    Z, delta = local_updates(x, p, chunk_size=chunk_size, lr=lr, target=target)
-    local_sum = np.ascontiguousarray(delta.sum(axis=1))  # (B, F, D)
-    prefix = np.zeros_like(local_sum)
-    comm.Exscan(local_sum, prefix, op=MPI.SUM)
-    if comm.Get_rank() == 0:
-        prefix[...] = 0.0  # MPI leaves rank 0's Exscan result undefined
-    return local_outputs(Z, delta, p["W_down"] + prefix, x.shape[1]), prefix
+from .inplace_ttt import init_inplace_ttt_params, inplace_ttt_forward
+from .inplace_ttt_parallel import inplace_ttt_mpi_forward, shard_positions
 
 
 def _demo_problem(n_ranks, rng):
@@ -151,16 +36,16 @@ def main():
     x, params, C = _demo_problem(size, np.random.default_rng(0))
     a, b = shard_positions(x.shape[1], C, size)[rank]
     out, prefix = inplace_ttt_mpi_forward(x[:, a:b], params, comm, chunk_size=C, lr=0.5)
-    report = (
-        f"rank {rank}: positions {a}..{b - 1}, |P_r| = {np.linalg.norm(prefix):.3f}"
-    )
+    norm = np.linalg.norm(prefix)
+    report = f"rank {rank}: positions {a}..{b - 1}, |P_r| = {norm:.3f}"
     pieces, reports = comm.gather(out, root=0), comm.gather(report, root=0)
     ok = True
     if rank == 0:
         ref, _ = inplace_ttt_forward(x, params, chunk_size=C, lr=0.5)
         err = float(np.max(np.abs(np.concatenate(pieces, axis=1) - ref)))
         ok = err < 1e-12
-        print(f"In-Place TTT over MPI: {size} ranks, T = {x.shape[1]}, chunk {C}")
+        ranks = f"{size} rank{'s' * (size > 1)}"
+        print(f"In-Place TTT over MPI: {ranks}, T = {x.shape[1]}, chunk {C}")
         print("\n".join(reports))
         print(f"max |MPI - single process| = {err:.1e}  ({'ok' if ok else 'MISMATCH'})")
     return 0 if comm.bcast(ok, root=0) else 1
