@@ -107,9 +107,8 @@ def dropout_args(dropout_p, rng):
 def scale_arg(scale, d):
     """Return the score scale: 1/sqrt(d) by default."""
     if scale is None:
-        return 1.0 / float(
-            np.sqrt(d)
-        )  # a Python float keeps float16/32 inputs in their dtype
+        # a Python float keeps float16/32 inputs in their dtype
+        return 1.0 / float(np.sqrt(d))
     if isinstance(scale, (bool, np.bool_)) or not isinstance(
         scale, (int, float, np.integer, np.floating)
     ):

@@ -142,10 +142,8 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
         # append a column of ones to v: the same product also gives the row sums of p
         ones = np.ones(v.shape[:-1] + (1,), dtype=v.dtype)  # (..., M, 1)
         out_l = p @ np.concatenate([v, ones], axis=-1)  # (..., N, d_v + 1)
-        out, l = (
-            out_l[..., :-1].copy(),
-            out_l[..., -1:].copy(),
-        )  # (..., N, d_v), (..., N, 1)
+        out = out_l[..., :-1].copy()  # (..., N, d_v)
+        l = out_l[..., -1:].copy()  # (..., N, 1) row sums of p
     out, l = _normalise(out, l)  # divide the (N, d_v) output, not the (N, M) weights
     return out, AttentionCache(qs, k, v, p, l, out, keep, dropout_p, scale)
 
@@ -184,22 +182,19 @@ def attention_backward(dout, cache):
     # out = pk @ v / c with pk = p * keep and c = l * (1 - dropout_p)
     g = dout / (l * (1.0 - dropout_p))  # (..., N, d_v) dout / c
     pk = p if keep is None else p * keep  # (..., N, M) weights actually applied
-    dv = (
-        np.swapaxes(pk, -1, -2) @ g
-    )  # forward: out = pk @ v / c -> dv = pk^T (dout / c)
-    ds = g @ np.swapaxes(
-        v, -1, -2
-    )  # (..., N, M) dP * l, where dP = dout @ v^T (/ keep)
+    # forward: out = pk @ v / c -> dv = pk^T (dout / c)
+    dv = np.swapaxes(pk, -1, -2) @ g  # (..., M, d_v)
+    ds = g @ np.swapaxes(v, -1, -2)  # (..., N, M) dP / l, with dP = dout @ v^T
     if keep is not None:
-        ds *= keep  # forward: Z = P * keep / (1 - p) -> dP = dZ * keep / (1 - p)
+        # forward: Z = P * keep / (1 - dropout_p) -> dP = dZ * keep / (1 - dropout_p)
+        ds *= keep  # (the / (1 - dropout_p) is already in g)
     # softmax backward: dS = P * (dP - rowsum(dP * P)),
     # and rowsum(dP * P) = rowsum(dout * out): O(N d_v) work instead of O(N M)
     row_term = (np.sum(dout * out, axis=-1, keepdims=True) / l).reshape(-1, 1)
     if ds.size:  # N = 0 or M = 0: nothing to correct
         p_flat = p.reshape(-1, p.shape[-1])  # (rows, M)
-        for rows, block in _row_blocks(
-            ds
-        ):  # cache-sized blocks: both passes in one visit
+        # cache-sized blocks: both passes in one visit
+        for rows, block in _row_blocks(ds):
             block -= row_term[rows]
             block *= p_flat[rows]  # dS; zero where masked, since p = 0 there
     dq = (ds @ k) * scale  # forward: S = (q * scale) @ k^T -> dq = scale * dS @ k

@@ -81,9 +81,8 @@ def _split_merge(rng):
 def _mha(rng, cross=False):
     D, d_kv = H * 2, (5 if cross else H * 2)
     params = init_mha_params(D, H, rng=rng, d_kv=d_kv)
-    params = {
-        k: w + 0.1 * rng.standard_normal(w.shape) for k, w in params.items()
-    }  # non-zero biases
+    # perturb every parameter: non-zero biases
+    params = {k: w + 0.1 * rng.standard_normal(w.shape) for k, w in params.items()}
     x_q = rng.standard_normal((B, N, D))
     if cross:
         inputs = {"x_q": x_q, "x_kv": rng.standard_normal((B, M, d_kv)), **params}

@@ -24,9 +24,7 @@ def softmax_forward(x, mask=None):
     x = V.float_array("x", x, min_ndim=1)
     if mask is not None:
         V.bool_mask("mask", mask, x.shape)
-        x = np.where(
-            mask, x, -np.inf
-        )  # (..., M) masked scores; the caller's x is untouched
+        x = np.where(mask, x, -np.inf)  # (..., M) a copy: the caller's x is untouched
     # subtract the row max so exp never overflows; initial=-inf handles M == 0
     m = np.max(x, axis=-1, keepdims=True, initial=-np.inf)  # (..., 1)
     m[m == -np.inf] = 0.0  # fully masked row: use 0 so exp(-inf - 0) = 0, not NaN

@@ -123,10 +123,8 @@ def test_causality_through_the_backward(rng):
     q, k, v = qkv(rng, n=5, m=5)
     out, cache = attention_forward(q, k, v, causal_mask(5))
     for i in range(5):
-        dout = np.zeros_like(out)
-        dout[..., i, :] = rng.standard_normal(
-            dout[..., i, :].shape
-        )  # one-hot position i
+        dout = np.zeros_like(out)  # a random upstream gradient at position i only
+        dout[..., i, :] = rng.standard_normal(dout[..., i, :].shape)
         dq, dk, dv = attention_backward(dout, cache)
         assert np.all(dk[..., i + 1 :, :] == 0.0) and np.all(dv[..., i + 1 :, :] == 0.0)
         assert np.all(dq[..., np.arange(5) != i, :] == 0.0)

@@ -105,11 +105,10 @@ def test_cli_exits_one_on_failure(monkeypatch):
     from attention_np import gradcheck_cases
 
     forward, _, inputs = gradcheck_cases.CASES["softmax"](np.random.default_rng(0))
-    broken = lambda rng: (
-        forward,
-        lambda dout, cache: {"x": dout},
-        inputs,
-    )  # wrong backward
+
+    def broken(rng):  # softmax's forward with a wrong backward
+        return forward, lambda dout, cache: {"x": dout}, inputs
+
     monkeypatch.setitem(gradcheck_cases.CASES, "broken softmax", broken)
     from attention_np.__main__ import main
 

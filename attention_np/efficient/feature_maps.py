@@ -44,9 +44,8 @@ def relu_backward(dphi, cache):
 def dpfp_forward(x, *, nu=1):
     """DPFP: products of shifted copies of r = [relu(x), relu(-x)]."""
     r = np.concatenate([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=-1)  # (.., 2d)
-    phi = np.concatenate(
-        [r * np.roll(r, s, axis=-1) for s in range(1, nu + 1)], axis=-1
-    )  # (..., N, 2 d nu)
+    products = [r * np.roll(r, s, axis=-1) for s in range(1, nu + 1)]  # nu x (.., 2d)
+    phi = np.concatenate(products, axis=-1)  # (..., N, 2 d nu)
     return phi, (x, r, nu)
 
 

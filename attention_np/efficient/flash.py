@@ -152,9 +152,8 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
     def work(h):
         head_mask = None if mh is None else mh[h]
         head_grads = [g[h] for g in grads]  # each head writes its own slices
-        _backward_head(
-            qh[h], kh[h], vh[h], head_mask, plan, *(dout[h], out[h], lse[h], head_grads)
-        )
+        inputs = qh[h], kh[h], vh[h], head_mask
+        _backward_head(*inputs, plan, dout[h], out[h], lse[h], head_grads)
 
     run_heads(lead, work, plan.workers)
     return tuple(

@@ -52,9 +52,7 @@ def recurrent_forward(a, b, c):
     s = np.zeros(a.shape[:-2] + (a.shape[-1], c.shape[-1]), a.dtype)  # (..., f, e)
     y = np.empty(a.shape[:-1] + c.shape[-1:], a.dtype)  # (..., N, e)
     for i in range(a.shape[-2]):
-        s = (
-            s + b[..., i, :, None] * c[..., i, None, :]
-        )  # add the outer product b_i c_i^T
+        s = s + b[..., i, :, None] * c[..., i, None, :]  # add b_i c_i^T
         y[..., i, :] = np.einsum("...f,...fe->...e", a[..., i, :], s)
     return y, (a, b, c)
 
@@ -64,9 +62,8 @@ def recurrent_backward(dy, cache):
     a, b, c = cache
     da, db, dc = np.empty_like(a), np.empty_like(b), np.empty_like(c)
     s = np.zeros(a.shape[:-2] + (a.shape[-1], c.shape[-1]), a.dtype)  # (..., f, e)
-    for i in range(
-        a.shape[-2]
-    ):  # replay the states; y_i = S_i^T a_i -> da_i = S_i dy_i
+    # replay the states; forward: y_i = S_i^T a_i -> da_i = S_i dy_i
+    for i in range(a.shape[-2]):
         s = s + b[..., i, :, None] * c[..., i, None, :]
         da[..., i, :] = np.einsum("...fe,...e->...f", s, dy[..., i, :])
     r = np.zeros_like(s)  # (..., f, e) R_i = sum_{j >= i} a_j dy_j^T

@@ -114,9 +114,8 @@ def linear_attention_forward(
     phi_k, k_map = _features(k, "k", feature_map, omega)  # (..., M, f)
     ones = np.ones(v.shape[:-1] + (1,), v.dtype)  # (..., M, 1)
     forward, backward = _product(causal, form, chunk_size)
-    y, cache = forward(
-        phi_q, phi_k, np.concatenate([v, ones], axis=-1)
-    )  # (.., N, d_v+1)
+    v1 = np.concatenate([v, ones], axis=-1)  # (..., M, d_v + 1): one product, two sums
+    y, cache = forward(phi_q, phi_k, v1)  # (..., N, d_v + 1)
     den = y[..., -1:] + eps  # (..., N, 1) the normaliser
     out = y[..., :-1] / den  # (..., N, d_v)
     return out, LinearAttentionCache(q_map, k_map, (backward, cache), out, den, shapes)
@@ -147,9 +146,9 @@ def linear_attention_weights(
     diagonal when causal, so that ``out == A @ v``. Builds (N, M): plots only.
     """
     q, k, _ = _check(q, k, k, feature_map, causal, "parallel", omega)
-    w = _features(q, "q", feature_map, omega)[0] @ np.swapaxes(
-        _features(k, "k", feature_map, omega)[0], -1, -2
-    )  # (..., N, M)
+    phi_q = _features(q, "q", feature_map, omega)[0]  # (..., N, f)
+    phi_k = _features(k, "k", feature_map, omega)[0]  # (..., M, f)
+    w = phi_q @ np.swapaxes(phi_k, -1, -2)  # (..., N, M)
     if causal:
         w = np.tril(w)
     return w / (np.sum(w, axis=-1, keepdims=True) + eps)

@@ -40,9 +40,8 @@ def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
     shift_at = n // 2 if shift_at is None else shift_at
     x_k = rng.standard_normal((batch, n, width))
     maps = rng.standard_normal((2, width, width)) / np.sqrt(width)
-    z = np.where(
-        (np.arange(n) < shift_at)[None, :, None], x_k @ maps[0], x_k @ maps[1]
-    )  # (batch, n, F)
+    before = (np.arange(n) < shift_at)[None, :, None]  # (1, n, 1)
+    z = np.where(before, x_k @ maps[0], x_k @ maps[1])  # (batch, n, F)
     z = z - z.mean(axis=-1, keepdims=True)
     target = z / np.sqrt((z * z).mean(axis=-1, keepdims=True) + 1e-6)
     return x_k, x_k + target, x_k.copy(), maps

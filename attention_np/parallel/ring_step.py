@@ -63,9 +63,10 @@ def forward_step(q, k, v, out, lse, tiles, plan):
     """Merge this key/value block into (out, lse) in place; return the pairs done."""
     for tile in tiles:
         rows, cols = tile.rows, tile.cols
+        # this tile's partial result: o_b (..., rows, d_v), lse_b (..., rows)
         o_b, lse_b = block_attention_forward(
             q[..., rows, :], k[..., cols, :], v[..., cols, :], **_options(plan, tile)
-        )  # (..., rows, d_v), (..., rows)
+        )
         out[..., rows, :], lse[..., rows] = merge_partials(
             out[..., rows, :], lse[..., rows], o_b, lse_b
         )
