@@ -6,7 +6,8 @@
 - ``ring_sim``: ring attention simulated in one process, forward and backward, with
   explicit rank states and message buffers; ``ring_trace`` reads its trace.
 - ``ring_mpi``: the same ring over real processes with mpi4py (optional);
-  ``python -m attention_np.parallel.ring`` runs it under ``mpiexec``.
+  ``python -m attention_np.parallel.ring`` runs it under ``mpiexec`` and
+  ``ring_check`` compares the result with one process on rank 0.
 - ``ulysses``: sequence parallelism by two all-to-alls (simulated, or MPI Alltoall).
 - ``volume``: communication volume per rank, ring vs Ulysses.
 

@@ -6,10 +6,10 @@ Every rank builds the same random q, k, v, dout from ``--seed`` and keeps its ow
 shard (a real model would only ever hold the shard), runs the forward and backward
 pass over the ring with non-blocking neighbour sends, and rank 0 gathers the results
 and compares them with single-process attention (``attention_forward`` and
-``attention_backward``). It prints per-rank work, bytes sent and time, and the max
-abs error; the exit code is 0 for a match within ``--tol``, 1 otherwise, 2 for bad
-arguments. Needs mpi4py and an MPI (``pip install mpi4py mpich``). On several
-machines only the launcher changes (a host file), not this code.
+``attention_backward``; see ``ring_check``). It prints per-rank work, bytes sent and
+time, and the max abs error; the exit code is 0 for a match within ``--tol``, 1
+otherwise, 2 for bad arguments. Needs mpi4py and an MPI (``pip install mpi4py
+mpich``). On several machines only the launcher changes (a host file), not this code.
 """
 
 import argparse
@@ -21,19 +21,10 @@ import traceback
 import numpy as np
 
 from .. import _validate as V
-from .. import attention_backward, attention_forward, causal_mask
 from .layouts import LAYOUTS, check_split, layout_positions, unshard
+from .ring_check import check, ring_options
 from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
-from .ring_sim import ring_attention_backward, ring_attention_forward
-from .ulysses import (
-    check_heads,
-    ulysses_attention_backward,
-    ulysses_attention_forward,
-    ulysses_mpi_backward,
-    ulysses_mpi_forward,
-)
-
-NAMES = ("out", "dq", "dk", "dv")
+from .ulysses import check_heads, ulysses_mpi_backward, ulysses_mpi_forward
 
 
 def parse_args(argv=None):
@@ -66,7 +57,8 @@ def parse_args(argv=None):
         help="rank 0 also runs the one-process simulation (expect bit-identical)",
     )
     args = p.parse_args(argv)
-    args.tol = args.tol or (1e-12 if args.dtype == "float64" else 1e-4)
+    if args.tol is None:  # (an explicit --tol 0 asks for bit-identical results)
+        args.tol = 1e-12 if args.dtype == "float64" else 1e-4
     return args
 
 
@@ -93,8 +85,7 @@ def check_args(args, n_ranks):
 
 def run_ring(comm, args, q, k, v, dout):
     """This rank's (out, dq, dk, dv) and a stats dict."""
-    opts = {"layout": args.layout, "causal": args.causal}
-    opts.update(block_q=args.block_q, block_k=args.block_k)
+    opts = ring_options(args)
     out, lse, fwd = ring_attention_mpi_forward(q, k, v, comm, **opts)
     *grads, bwd = ring_attention_mpi_backward(dout, q, k, v, out, lse, comm, **opts)
     stats = {
@@ -118,92 +109,6 @@ def gather(comm, x, positions):
     recv = np.empty((comm.Get_size(),) + x.shape, x.dtype) if comm.rank == 0 else None
     comm.Gather(x, recv, root=0)
     return None if recv is None else unshard(list(recv), positions)
-
-
-def reference(args, q, k, v, dout):
-    """Single-process attention, one (batch, head) at a time (bounded memory)."""
-    mask = causal_mask(args.seq_len) if args.causal else None
-    results = [np.empty_like(x) for x in (dout, q, k, v)]  # out, dq, dk, dv
-    for idx in np.ndindex(q.shape[:-2]):
-        out, cache = attention_forward(q[idx], k[idx], v[idx], mask)
-        for res, x in zip(
-            results, (out, *attention_backward(dout[idx], cache)), strict=True
-        ):
-            res[idx] = x
-    return results
-
-
-def simulated(args, q, k, v, dout):
-    """The same computation by the one-process simulation (ring or Ulysses)."""
-    if args.algorithm == "ulysses":
-        out, cache = ulysses_attention_forward(
-            q, k, v, n_ranks=args.n_ranks, causal=args.causal
-        )
-        return (out, *ulysses_attention_backward(dout, cache))
-    opts = {"layout": args.layout, "causal": args.causal}
-    opts.update(block_q=args.block_q, block_k=args.block_k)
-    out, cache = ring_attention_forward(q, k, v, n_ranks=args.n_ranks, **opts)
-    return (out, *ring_attention_backward(dout, cache))
-
-
-def _rank_rows(args, stats):
-    """One line per rank: work (ring only), MB sent, compute / wait / total seconds."""
-    ring = args.algorithm == "ring"
-    steps = [str(s.get("pairs", "")) for s in stats]
-    w = max(len(x) for x in steps + ["pairs per step (forward, per head)"])
-    head = f"{'pairs per step (forward, per head)':<{w}}  {'pairs':<9}" if ring else ""
-    lines = [f"rank  {head}sent MB  compute s  wait s  total s"]
-    for r, (s, per_step) in enumerate(zip(stats, steps, strict=True)):
-        if ring:
-            work = f"{per_step:<{w}}  {sum(s['pairs']):<9}"
-            timing = f"{s['compute']:9.3f}  {s['wait']:6.3f}"
-        else:
-            work, timing = "", f"{'-':>9}  {'-':>6}"
-        lines.append(f"{r:4d}  {work}{s['sent'] / 1e6:7.2f}  {timing}  ")
-        lines[-1] += f"{s['seconds']:7.3f}"
-    return lines
-
-
-def report(args, stats, errors, sim_error):
-    """Rank 0's printout; returns True when the MPI result matches."""
-    N, P = args.seq_len, args.n_ranks
-    kind = "causal" if args.causal else "not causal"
-    how = f"layout {args.layout}" if args.algorithm == "ring" else "all-to-all"
-    print(
-        f"{args.algorithm} attention over MPI: {P} rank{'s' * (P > 1)}, {how}, "
-        f"{kind}, N={N} ({N // P} tokens per rank), B={args.batch}, H={args.heads}, "
-        f"d={args.head_dim}, {args.dtype}, {args.blas_threads} BLAS thread(s) per rank"
-    )
-    print("\n".join(_rank_rows(args, stats)))
-    slowest = max(s["seconds"] for s in stats)
-    print(f"forward + backward, slowest rank: {slowest:.3f} s")
-    listed = ", ".join(f"{n} {e:.1e}" for n, e in zip(NAMES, errors, strict=True))
-    print(f"max |MPI - single process|: {listed}")
-    if sim_error is not None:
-        same = "bit-identical" if sim_error == 0 else "NOT bit-identical"
-        print(f"max |MPI - simulated {args.algorithm}|: {sim_error:.1e} ({same})")
-    worst = max(errors)
-    ok = worst <= args.tol
-    verdict = "exact match" if ok else "MISMATCH"
-    sign = "<=" if ok else ">"
-    print(
-        f"{verdict} with single-process attention: max abs error {worst:.1e} "
-        f"({sign} tol {args.tol:.0e})"
-    )
-    return ok
-
-
-def _max_errors(full, other):
-    return [float(np.abs(a - b).max()) for a, b in zip(full, other, strict=True)]
-
-
-def check(args, inputs, full, stats):
-    """Rank 0: compare the gathered results with one process (and the simulation)."""
-    errors = _max_errors(full, reference(args, *inputs))
-    sim_error = None
-    if args.compare_sim:
-        sim_error = max(_max_errors(full, simulated(args, *inputs)))
-    return report(args, stats, errors, sim_error)
 
 
 MISSING_MPI = (
