@@ -164,51 +164,64 @@ def print_table(title, results, sizes, unit, scale, marked=()):
 
 def ratio_lines(times, memory, n_ref, n_lo, n_hi, mem_n, marked=()):
     """(text, value, target, ok) lines for the brief's targets, from this run."""
-    t, lines = times, []
+    return (
+        _speedups(times, n_ref)
+        + _growth(times, n_lo, n_hi)
+        + _crossovers(times)
+        + _memory_lines(memory, mem_n, marked)
+    )
 
-    def add(text, value, target, ok):
-        lines.append((text, value, target, ok))
 
-    def get(name, N):
-        return t.get(name, {}).get(N)
-
+def _speedups(times, n_ref):
+    """naive / tiled and tiled / torch SDPA at N = n_ref, plain then causal."""
+    lines = []
     for kind, goal in (("", 1.2), (" causal", 2.5)):
-        a, b = get("naive" + kind, n_ref), get("tiled" + kind, n_ref)
-        if a and b:
-            add(
-                f"naive{kind} / tiled{kind} at N={n_ref}",
-                a / b,
-                f">= {goal}x",
-                a / b >= goal,
-            )
-        c = get("torch SDPA" + kind, n_ref)
-        if b and c:
-            add(
-                f"tiled{kind} / torch SDPA{kind} at N={n_ref}",
-                b / c,
-                "<= 3x",
-                b / c <= 3,
-            )
-    for name in t:
-        if (
-            name.startswith(("linear", "sliding"))
-            and get(name, n_lo)
-            and get(name, n_hi)
-        ):
-            r = get(name, n_hi) / get(name, n_lo)
-            add(f"{name}: time({n_hi}) / time({n_lo})", r, "<= 4.6", r <= 4.6)
+        naive, tiled, sdpa = (
+            times.get(name + kind, {}).get(n_ref)
+            for name in ("naive", "tiled", "torch SDPA")
+        )
+        if naive and tiled:
+            text = f"naive{kind} / tiled{kind} at N={n_ref}"
+            lines.append((text, naive / tiled, f">= {goal}x", naive / tiled >= goal))
+        if tiled and sdpa:
+            text = f"tiled{kind} / torch SDPA{kind} at N={n_ref}"
+            lines.append((text, tiled / sdpa, "<= 3x", tiled / sdpa <= 3))
+    return lines
+
+
+def _growth(times, n_lo, n_hi):
+    """time(n_hi) / time(n_lo) of the linear and sliding-window methods."""
+    lines = []
+    for name, points in times.items():
+        lo, hi = points.get(n_lo), points.get(n_hi)
+        if name.startswith(("linear", "sliding")) and lo and hi:
+            text = f"{name}: time({n_hi}) / time({n_lo})"
+            lines.append((text, hi / lo, "<= 4.6", hi / lo <= 4.6))
+    return lines
+
+
+def _crossovers(times):
+    """From which N linear attention beats naive attention (plain and causal)."""
+    lines = []
     for fast, slow in (("linear", "naive"), ("linear causal", "naive causal")):
-        if fast in t and slow in t:
-            n = crossover(t[fast], t[slow])
+        if fast in times and slow in times:
+            n = crossover(times[fast], times[slow])
             text = f"crossover: {fast} beats {slow} from N ~"
-            add(text, n if n is not None else float("nan"), "report", True)
+            lines.append((text, n if n is not None else float("nan"), "report", True))
+    return lines
+
+
+def _memory_lines(memory, mem_n, marked):
+    """Peak memory of tiled (target < 8 MiB) and naive (reported) at N = mem_n."""
+    lines = []
     if memory.get("tiled", {}).get(mem_n):
         m = memory["tiled"][mem_n] / MiB
-        add(f"tiled peak memory at N={mem_n} (B=H=1) MiB", m, "< 8 MiB", m < 8)
+        text = f"tiled peak memory at N={mem_n} (B=H=1) MiB"
+        lines.append((text, m, "< 8 MiB", m < 8))
     if memory.get("naive", {}).get(mem_n):
         how = "extrapolated" if ("naive", mem_n) in marked else "measured"
         text = f"naive peak memory at N={mem_n} (B=H=1, {how}) MiB"
-        add(text, memory["naive"][mem_n] / MiB, "report", True)
+        lines.append((text, memory["naive"][mem_n] / MiB, "report", True))
     return lines
 
 
@@ -312,25 +325,8 @@ def _blas_threads(n):
 
 def _run(args, torch):
     table = methods(args.window, args.block_q, args.block_k, args.threads, torch)
-    cap = args.mem_cap * 2**30
-    print(
-        "tiled runs its heads on --threads workers (BLAS 1 thread each); "
-        "'tiled, 1 worker' is the serial loop with BLAS on --threads threads"
-    )
-    print(
-        f"numpy {np.__version__}, {platform.machine()}, BLAS threads "
-        f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')}, torch "
-        f"{torch.__version__ if torch else 'absent'}; tiles {args.block_q}x"
-        f"{args.block_k}"
-    )
-    times = measure(table, args.sizes, 8, cap, lambda f: best_time(f, args.repeats))
-    mem_table = {n: f for n, f in table.items() if not n.startswith("torch")}
-    memory = measure(mem_table, args.mem_sizes, 1, cap, peak_bytes)
-    marked = set()
-    for name in ("naive", "naive causal"):
-        full = extrapolate_quadratic(memory[name], args.mem_sizes)
-        marked |= {(name, N) for N in full if N not in memory[name]}
-        memory[name] = full
+    _print_setup(args, torch)
+    times, memory, marked = _measure_all(args, table)
     print_table(
         "Forward time, B=1 H=8 d=64 float32 (best of repeats)",
         times,
@@ -346,16 +342,51 @@ def _run(args, torch):
         1 / MiB,
         marked,
     )
-    n_ref = 2048 if 2048 in args.sizes else sorted(args.sizes)[len(args.sizes) // 2]
-    n_lo, n_hi = (
-        (4096, 16384)
-        if {4096, 16384} <= set(args.sizes)
-        else (args.sizes[-2], args.sizes[-1])
-    )
+    n_ref, n_lo, n_hi = _reference_sizes(args.sizes)
     print_ratios(
         ratio_lines(times, memory, n_ref, n_lo, n_hi, max(args.mem_sizes), marked),
         args.quick,
     )
+    _plot_both(args, times, memory, marked)
+    return times, memory
+
+
+def _print_setup(args, torch):
+    print(
+        "tiled runs its heads on --threads workers (BLAS 1 thread each); "
+        "'tiled, 1 worker' is the serial loop with BLAS on --threads threads"
+    )
+    print(
+        f"numpy {np.__version__}, {platform.machine()}, BLAS threads "
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')}, torch "
+        f"{torch.__version__ if torch else 'absent'}; tiles {args.block_q}x"
+        f"{args.block_k}"
+    )
+
+
+def _measure_all(args, table):
+    """times {name: {N: s}}, memory {name: {N: bytes}} and the extrapolated cells."""
+    cap = args.mem_cap * 2**30
+    times = measure(table, args.sizes, 8, cap, lambda f: best_time(f, args.repeats))
+    mem_table = {n: f for n, f in table.items() if not n.startswith("torch")}
+    memory = measure(mem_table, args.mem_sizes, 1, cap, peak_bytes)
+    marked = set()
+    for name in ("naive", "naive causal"):
+        full = extrapolate_quadratic(memory[name], args.mem_sizes)
+        marked |= {(name, N) for N in full if N not in memory[name]}
+        memory[name] = full
+    return times, memory, marked
+
+
+def _reference_sizes(sizes):
+    """n_ref for the speed-ups, (n_lo, n_hi) for the growth ratios."""
+    n_ref = 2048 if 2048 in sizes else sorted(sizes)[len(sizes) // 2]
+    if {4096, 16384} <= set(sizes):
+        return n_ref, 4096, 16384
+    return n_ref, sizes[-2], sizes[-1]
+
+
+def _plot_both(args, times, memory, marked):
     n_fit = 1024 if max(args.sizes) >= 4096 else min(args.sizes)
     plot(
         times,
@@ -374,7 +405,6 @@ def _run(args, torch):
         n_fit,
         marked,
     )
-    return times, memory
 
 
 if __name__ == "__main__":
