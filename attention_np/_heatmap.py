@@ -15,6 +15,7 @@ HATCH = "///"
 ALLOWED_COLOR = "#3b528b"  # plot_mask: a viridis blue for "may attend"
 ANNOTATE_MAX = 8  # write the values in the cells when N and M are both <= this
 HATCH_MAX = 32  # hatch masked cells when N and M are both <= this (else grey only)
+CROWDED_ROOM = 0.25  # inches per tick below which rotated token labels shrink
 
 
 def drop_leading_ones(name, x, ndim):
@@ -54,12 +55,19 @@ def color_limits(values, diverging, vmax):
     return DIVERGING, -float(vmax), float(vmax)
 
 
-def set_ticks(axis, n, labels):
-    """Token labels when given (rotated if long), else integer positions."""
+def set_ticks(axis, n, labels, room=None):
+    """Token labels when given (rotated if long), else integer positions.
+
+    ``room`` is the axis length per tick in inches, when known: rotated labels
+    get a smaller font below ``CROWDED_ROOM``, so neighbours do not touch.
+    """
     from matplotlib.ticker import MaxNLocator
 
     if labels is None:
-        axis.set_major_locator(MaxNLocator(integer=True))
+        if n == 1:  # the locator would split the range -0.5..0.5 into fractions
+            axis.set_ticks([0])
+        else:
+            axis.set_major_locator(MaxNLocator(integer=True))
         return
     labels = [str(t) for t in labels]
     if len(labels) != n:
@@ -70,6 +78,8 @@ def set_ticks(axis, n, labels):
     if long:
         for t in axis.get_ticklabels():
             t.set_horizontalalignment("right")
+        if room is not None and room < CROWDED_ROOM:
+            axis.set_tick_params(labelsize="small")
 
 
 def hatch_cells(ax, masked):
@@ -119,9 +129,9 @@ def draw_matrix(ax, values, mask, *, cmap, vmin, vmax, annotate, fmt):
     return image
 
 
-def label_axes(ax, shape, q_labels, k_labels, title):
+def label_axes(ax, shape, q_labels, k_labels, title, room=None):
     set_ticks(ax.yaxis, shape[0], q_labels)
-    set_ticks(ax.xaxis, shape[1], k_labels)
+    set_ticks(ax.xaxis, shape[1], k_labels, room)
     ax.set_xlabel("key")
     ax.set_ylabel("query")
     if title:
@@ -142,3 +152,25 @@ def solid_cmap(color):
     from matplotlib.colors import ListedColormap
 
     return ListedColormap([color]).with_extremes(bad=MASKED_COLOR)
+
+
+def settle_layout(fig, passes=3):
+    """Re-run the figure's layout engine until the axes stop moving.
+
+    Constrained layout with fixed-aspect panels and a shared colorbar needs more
+    than the single pass a save makes: after one pass a suptitle, the next row's
+    titles or a colorbar label can overlap. Cheap: nothing is rasterised.
+    """
+    if fig.get_layout_engine() is None:
+        return
+    for _ in range(passes):
+        before = axes_boxes(fig)
+        fig.draw_without_rendering()
+        after = axes_boxes(fig)
+        if before.shape == after.shape and np.allclose(before, after, atol=1e-6):
+            return
+
+
+def axes_boxes(fig):
+    """(number of axes, 4) positions of every Axes, in figure fractions."""
+    return np.array([ax.get_position().bounds for ax in fig.axes]).reshape(-1, 4)

@@ -36,6 +36,7 @@ from ._heatmap import (
     hatch_cells,
     label_axes,
     panel_size,
+    settle_layout,
     solid_cmap,
 )
 
@@ -143,7 +144,7 @@ def plot_heads(
         H,
         figsize=(panel * H + 0.8, panel * L + 0.4),
         squeeze=False,
-        layout="constrained",
+        layout="compressed",  # square panels side by side, colorbar close by
     )
     for (l, h), ax in np.ndenumerate(axes):
         image = draw_matrix(
@@ -158,13 +159,14 @@ def plot_heads(
         )
         name = f"head {h}" if head_titles is None else head_titles[h]
         name = name if L == 1 else f"layer {l}, {name}"
-        label_axes(ax, (N, M), q_labels, k_labels, name)
+        label_axes(ax, (N, M), q_labels, k_labels, name, room=panel / M)
         if h:  # query labels on the first column only
             ax.set_ylabel("")
             ax.tick_params(labelleft=False)
     fig.colorbar(image, ax=axes, label=label or default_label(diverging), shrink=0.9)
     if title:
         fig.suptitle(title)
+    settle_layout(fig)  # one layout pass leaves titles and labels overlapping
     return fig
 
 

@@ -230,3 +230,77 @@ def test_query_view_outlines_the_chosen_row(weights):
     np.testing.assert_allclose([b.get_height() for b in bars.patches], weights[2])
     assert "sat" in bars.get_title()
     assert any(p.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for p in heat.patches)
+
+
+def saved_boxes(fig, artists):
+    """Save ``fig`` (into the temporary folder) and return the pixel boxes the
+    ``artists`` had in the image written (read during the save's last draw)."""
+    boxes = []
+
+    def grab(event):
+        boxes[:] = [a.get_window_extent(event.renderer) for a in artists]
+
+    handler = fig.canvas.mpl_connect("draw_event", grab)
+    viz.save_figure(fig, "layout_check")
+    fig.canvas.mpl_disconnect(handler)
+    return boxes
+
+
+def test_plot_heads_suptitle_sits_above_the_panel_titles(rng):
+    tokens = [f"t{i}" for i in range(12)]
+    weights = rng.dirichlet(np.ones(12), size=(6, 12))  # (H, N, M) = (6, 12, 12)
+    fig = viz.plot_heads(weights, tokens, tokens, title="six heads")
+    (suptitle,) = [t for t in fig.texts if t.get_text() == "six heads"]
+    sup, *titles = saved_boxes(fig, [suptitle] + [p.title for p in image_panels(fig)])
+    assert sup.y0 > max(t.y1 for t in titles)
+
+
+def test_two_row_grid_keeps_key_labels_clear_of_the_next_rows_titles(rng):
+    labels = list("12743065|5603472")  # a reversal example: 16 one-character tokens
+    weights = rng.dirichlet(np.ones(16), size=(2, 4, 16))  # (L, H, N, M)
+    fig = viz.plot_heads(weights, labels, labels, mask=causal_mask(16), panel=2.6)
+    panels = image_panels(fig)
+    boxes = saved_boxes(
+        fig, [p.xaxis.label for p in panels[:4]] + [p.title for p in panels[4:]]
+    )
+    for key, title_below in zip(boxes[:4], boxes[4:], strict=True):
+        assert key.y0 > title_below.y1
+
+
+def test_plot_heads_returns_a_settled_layout():
+    # a save runs the layout once; if that pass still moved things, the colorbar
+    # label could land on its tick labels (the ALiBi figure of notebook 08 did)
+    bias = -np.abs(np.subtract.outer(np.arange(16), np.arange(16)))  # (N, M)
+    slopes = np.array([0.5, 0.125, 0.03, 0.004])[:, None, None]  # (H, 1, 1)
+    fig = viz.plot_heads(
+        slopes * bias, mask=causal_mask(16), diverging=True, label="bias -m (i - j)"
+    )
+    before = [ax.get_position().bounds for ax in fig.axes]
+    fig.draw_without_rendering()  # one more layout pass
+    after = [ax.get_position().bounds for ax in fig.axes]
+    np.testing.assert_allclose(after, before, atol=1e-6)
+
+
+def test_a_long_colorbar_label_clears_the_colorbar_tick_labels(rng):
+    scores = rng.standard_normal((2, 5, 5))  # (H, N, M)
+    fig = viz.plot_heads(scores, diverging=True, label="a long label for the scores")
+    (cbar,) = [ax for ax in fig.axes if not ax.images]
+    ticks = [t for t in cbar.get_yticklabels() if t.get_text()]
+    label, *tick_boxes = saved_boxes(fig, [cbar.yaxis.label] + ticks)
+    assert label.x0 > max(t.x1 for t in tick_boxes)
+
+
+def test_a_single_row_without_labels_gets_one_tick_at_zero():
+    ax = viz.plot_mask(np.array([[True, True, False, False, True]]))  # (N, M) = (1, 5)
+    assert list(ax.get_yticks()) == [0]
+    ax = viz.plot_attention(np.full((1, 4), 0.25))
+    assert list(ax.get_yticks()) == [0]
+
+
+def test_crowded_rotated_token_labels_get_a_smaller_font(rng):
+    tokens = [f"t{i}" for i in range(12)]  # rotated: 12 labels of up to 3 characters
+    weights = rng.dirichlet(np.ones(12), size=(3, 12))  # (H, N, M) = (3, 12, 12)
+    crowded = viz.plot_heads(weights, tokens, tokens, panel=2.4)
+    roomy = viz.plot_heads(weights, tokens, tokens, panel=4.0)
+    size = image_panels(crowded)[0].get_xticklabels()[0].get_fontsize()
+    assert size < image_panels(roomy)[0].get_xticklabels()[0].get_fontsize()
