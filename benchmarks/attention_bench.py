@@ -113,17 +113,7 @@ def print_table(rows, repeats):
         f"B=1, H=8, d=64; medians of {repeats} repeats; times in ms; "
         f"numpy {np.__version__}; {platform.processor() or platform.machine()}"
     )
-    head = [
-        "dtype",
-        "causal",
-        "N",
-        "fwd",
-        "floor",
-        "ratio",
-        "fwd+bwd",
-        "floor",
-        "ratio",
-    ]
+    head = "dtype causal N fwd floor ratio fwd+bwd floor ratio".split()
     head += ["torch fwd", "torch fwd+bwd"] if has_torch else []
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
