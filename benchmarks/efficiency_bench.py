@@ -241,28 +241,8 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
 
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     for i, (label, points) in enumerate(results.items()):
-        if not points:
-            continue
-        xs = sorted(points)
-        real = [n for n in xs if (label, n) not in marked]
-        style = "--" if "causal" in label else "-"
-        (line,) = ax.plot(
-            real,
-            [points[n] for n in real],
-            style,
-            marker="o",
-            color=f"C{i % 10}",
-            label=f"{label} (slope {slope(points, n_fit):.2f})",
-        )
-        guess = [n for n in xs if (label, n) in marked]
-        if guess:
-            ax.plot(
-                [real[-1]] + guess,
-                [points[n] for n in [real[-1]] + guess],
-                ":",
-                marker="x",
-                color=line.get_color(),
-            )
+        if points:
+            _plot_series(ax, label, points, f"C{i % 10}", n_fit, marked)
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = sorted({n for points in results.values() for n in points})
@@ -275,6 +255,24 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     save_figure(fig, name, directory)
     plt.close(fig)
+
+
+def _plot_series(ax, label, points, color, n_fit, marked):
+    """Measured points as a line; extrapolated ones (marked) dotted, from the last."""
+    xs = sorted(points)
+    real = [n for n in xs if (label, n) not in marked]
+    style = "--" if "causal" in label else "-"
+    ax.plot(
+        real,
+        [points[n] for n in real],
+        style,
+        marker="o",
+        color=color,
+        label=f"{label} (slope {slope(points, n_fit):.2f})",
+    )
+    guess = [real[-1]] + [n for n in xs if (label, n) in marked]
+    if len(guess) > 1:
+        ax.plot(guess, [points[n] for n in guess], ":", marker="x", color=color)
 
 
 def parse(argv):
