@@ -74,9 +74,8 @@ def _product(causal, form, chunk_size):
     if not causal:
         return kp.global_forward, kp.global_backward
     if form == "chunkwise":
-        return partial(
-            kp.chunkwise_forward, chunk_size=chunk_size
-        ), kp.chunkwise_backward
+        forward = partial(kp.chunkwise_forward, chunk_size=chunk_size)
+        return forward, kp.chunkwise_backward
     return kp.FORMS[form]
 
 

@@ -79,7 +79,7 @@ def sum_rule_forward(q, k, v):
     """
     q, k, v, _, _ = check_qkv_beta(q, k, v, None)
     S = _zero_state(k, v)  # (..., d_k, d_v)
-    out = np.empty_like(v, shape=v.shape[:-1] + (v.shape[-1],))  # (..., N, d_v)
+    out = np.empty_like(v)  # (..., N, d_v)
     for t in range(k.shape[-2]):
         S = S + _outer(k[..., t, :], v[..., t, :])  # write: S += k_t^T v_t
         out[..., t, :] = _vecmat(q[..., t, :], S)  # read: o_t = q_t S_t
