@@ -163,7 +163,13 @@ def plot_heads(
         if h:  # query labels on the first column only
             ax.set_ylabel("")
             ax.tick_params(labelleft=False)
-    fig.colorbar(image, ax=axes, label=label or default_label(diverging), shrink=0.9)
+    fig.colorbar(
+        image,
+        ax=axes,
+        label=label or default_label(diverging),
+        shrink=0.9,
+        pad=0.1 / H,  # a fraction of the whole grid: about a quarter inch
+    )
     if title:
         fig.suptitle(title)
     settle_layout(fig)  # one layout pass leaves titles and labels overlapping
