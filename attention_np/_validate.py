@@ -88,6 +88,16 @@ def positive_int(name, value, *, allow_zero=False):
     return int(value)
 
 
+def rng_arg(rng):
+    """Return ``rng`` if it is a np.random.Generator, else raise TypeError."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a np.random.Generator, got {type(rng).__name__}: "
+            "pass np.random.default_rng(seed)"
+        )
+    return rng
+
+
 def dropout_args(dropout_p, rng):
     """Check the dropout probability and that an explicit Generator comes with it."""
     if isinstance(dropout_p, (bool, np.bool_)) or not isinstance(

@@ -29,6 +29,7 @@ def init_additive_params(d_q, d_k, d_attn, *, rng, dtype=np.float64):
     D_q = V.positive_int("d_q", d_q)
     D_k = V.positive_int("d_k", d_k)
     A = V.positive_int("d_attn", d_attn)
+    V.rng_arg(rng)
     return {
         "W_a": (rng.standard_normal((D_q, A)) / np.sqrt(D_q)).astype(dtype),
         "U_a": (rng.standard_normal((D_k, A)) / np.sqrt(D_k)).astype(dtype),

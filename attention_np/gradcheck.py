@@ -14,6 +14,8 @@ h = 1e-6 both are far below the 1e-7 tolerance, in float32 they are not (see not
 
 import numpy as np
 
+from . import _validate as V
+
 DEFAULT_H = 1e-6
 DEFAULT_ATOL = 1e-7
 DEFAULT_RTOL = 1e-6
@@ -190,8 +192,7 @@ def check_layer(
     Returns:
         True when every gradient agrees.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    V.rng_arg(rng)
     out, cache = forward(inputs)
     dout = rng.standard_normal(np.shape(out))  # random, never ones
     analytic = backward(dout, cache)

@@ -62,8 +62,7 @@ def init_mha_params(d_model, n_heads, *, rng, d_kv=None, bias=True, dtype=np.flo
     D_kv = D if d_kv is None else V.positive_int("d_kv", d_kv)
     if D % H:
         raise ValueError(f"n_heads={H} must divide d_model={D}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    V.rng_arg(rng)
     if np.dtype(dtype).type not in V.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float16/float32/float64, got {np.dtype(dtype)}")
     fan_in = {"W_q": D, "W_k": D_kv, "W_v": D_kv, "W_o": D}

@@ -5,6 +5,7 @@ import pytest
 from conftest import fd_check
 
 from attention_np import causal_mask, init_mha_params, mha_forward
+from attention_np.additive import init_additive_params
 from attention_np.transformer import (
     TransformerConfig,
     block_backward,
@@ -245,3 +246,18 @@ def test_config_validates_and_round_trips_through_json():
         tiny_config(n_kv_heads=3)
     with pytest.raises(ValueError, match="pos"):
         tiny_config(pos="alibi")
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        lambda rng: init_attention_params(D, H, rng=rng),
+        lambda rng: init_block_params(D, H, 2 * D, rng=rng, dtype=np.float64),
+        lambda rng: init_params(TransformerConfig(vocab_size=7, max_len=8), rng=rng),
+        lambda rng: init_additive_params(3, 4, 5, rng=rng),
+    ],
+    ids=["attention", "block", "model", "additive"],
+)
+def test_initialisers_refuse_anything_but_a_generator(init):
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator, got int"):
+        init(0)

@@ -32,8 +32,7 @@ def favor_omega(d, m, *, rng, orthogonal=True):
         orthogonal: columns within each block of d are exactly orthogonal.
     """
     d, m = V.positive_int("d", d), V.positive_int("m", m)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {rng!r}")
+    V.rng_arg(rng)
     if not orthogonal:
         return rng.standard_normal((d, m))
     blocks = []

@@ -70,8 +70,7 @@ def bigbird_layout(n_blocks, *, rng, n_window=3, global_blocks=(0, -1), n_random
             the global blocks.
     """
     nb = V.positive_int("n_blocks", n_blocks)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {rng!r}")
+    V.rng_arg(rng)
     glob = sorted({g % nb for g in global_blocks})
     band = np.abs(np.arange(nb)[:, None] - np.arange(nb)[None, :]) <= n_window // 2
     layout = band.copy()  # (nb, nb)

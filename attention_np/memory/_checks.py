@@ -54,13 +54,3 @@ def same_shape(**arrays):
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{n}{s}" for n, s in shapes.items())
         raise ValueError(f"arrays must share one shape, got {listed}")
-
-
-def rng_arg(rng):
-    """Raise TypeError unless ``rng`` is a np.random.Generator."""
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            "rng must be a np.random.Generator (np.random.default_rng(seed)), "
-            f"got {type(rng).__name__}"
-        )
-    return rng

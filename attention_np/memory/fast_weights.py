@@ -83,7 +83,7 @@ def fast_weight_attention_matrix(H, *, lam, eta):
 def init_fast_weights_params(d_in, d_hidden, *, rng, dtype=np.float64):
     """W (D_h, D_h) and C (D_in, D_h) ~ N(0, 1/fan_in); b = beta = 0, gamma = 1."""
     d_in, d_h = V.positive_int("d_in", d_in), V.positive_int("d_hidden", d_hidden)
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     return {
         "W": (rng.standard_normal((d_h, d_h)) / np.sqrt(d_h)).astype(dtype),
         "C": (rng.standard_normal((d_in, d_h)) / np.sqrt(d_in)).astype(dtype),

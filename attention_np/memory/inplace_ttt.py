@@ -46,7 +46,7 @@ def init_inplace_ttt_params(d_model, d_hidden, *, rng, kernel_size=5, dtype=np.f
     K = V.positive_int("kernel_size", kernel_size)
     if K % 2 == 0:
         raise ValueError(f"kernel_size must be odd (centred), got {K}")
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     normal = lambda n_in, n_out: rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
     params = {"W_gate": normal(D, F), "W_up": normal(D, F), "W_down": normal(F, D)}
     params.update(W_target=np.eye(D), conv=np.zeros((K, D)))

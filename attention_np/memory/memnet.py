@@ -43,7 +43,7 @@ def init_memnet_params(vocab_size, d, *, n_hops, n_memories, rng, std=0.1):
     """Tables E_0..E_K (V, d) and temporal encodings T_0..T_K (n, d) ~ N(0, std^2)."""
     Vs, d = V.positive_int("vocab_size", vocab_size), V.positive_int("d", d)
     K, n = V.positive_int("n_hops", n_hops), V.positive_int("n_memories", n_memories)
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     params = {f"E_{k}": std * rng.standard_normal((Vs, d)) for k in range(K + 1)}
     params.update({f"T_{k}": std * rng.standard_normal((n, d)) for k in range(K + 1)})
     return params

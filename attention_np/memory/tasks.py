@@ -10,7 +10,6 @@
 import numpy as np
 
 from .. import _validate as V
-from . import _checks as C
 
 
 def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):
@@ -23,7 +22,7 @@ def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):
     n_pairs = V.positive_int("n_pairs", n_pairs)
     if n_pairs > n_keys:
         raise ValueError(f"n_pairs={n_pairs} distinct keys need n_keys >= n_pairs")
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     keys = np.stack([rng.permutation(n_keys)[:n_pairs] for _ in range(batch)])
     values = rng.integers(0, n_values, size=(batch, n_pairs))
     return keys, values, rng.integers(0, n_pairs, size=batch)
@@ -36,7 +35,7 @@ def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
     and M_2 from it on (LN without gain or shift): a TTT-Linear layer can fit either
     phase exactly, but not both at once.
     """
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     shift_at = n // 2 if shift_at is None else shift_at
     x_k = rng.standard_normal((batch, n, width))
     maps = rng.standard_normal((2, width, width)) / np.sqrt(width)
@@ -53,7 +52,7 @@ def permutation_tokens(length, vocab, *, batch, rng, p_jump=0.1):
     Every sequence has its own random permutation, so its transitions can only be
     learned from the sequence itself (in context), never from training.
     """
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     perms = np.stack([rng.permutation(vocab) for _ in range(batch)])  # (batch, V)
     ids = np.empty((batch, length), dtype=np.int64)
     ids[:, 0] = rng.integers(0, vocab, size=batch)
@@ -106,7 +105,7 @@ def toy_stories(n_stories, *, rng, min_sentences=3, max_sentences=8):
         support (S, 2) slots of the supporting facts (-1 = none), texts (a list of
         (sentences, question, answer) strings) and vocab (a tuple of words).
     """
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     index = {w: i for i, w in enumerate(VOCAB)}
     story = np.zeros((n_stories, max_sentences, 5), dtype=np.int64)
     question = np.zeros((n_stories, 5), dtype=np.int64)

@@ -35,7 +35,7 @@ from .ttt_inner import ln_l2_grad_backward, ln_l2_grad_forward
 def init_ttt_linear_params(width, *, rng, std=0.02, dtype=np.float64):
     """W ~ N(0, std^2) (F, F), b = beta = 0, gamma = 1 (ttt-lm-pytorch's init)."""
     F = V.positive_int("width", width)
-    C.rng_arg(rng)
+    V.rng_arg(rng)
     return {
         "W": (std * rng.standard_normal((F, F))).astype(dtype),
         "b": np.zeros(F, dtype=dtype),

@@ -116,6 +116,7 @@ def init_mlp_params(d_model, d_hidden, *, rng, dtype=np.float64):
     """W_1 (D, F), W_2 (F, D) ~ N(0, 1 / fan_in); biases 0."""
     D = V.positive_int("d_model", d_model)
     F = V.positive_int("d_hidden", d_hidden)
+    V.rng_arg(rng)
     return {
         "W_1": (rng.standard_normal((D, F)) / np.sqrt(D)).astype(dtype),
         "b_1": np.zeros(F, dtype=dtype),

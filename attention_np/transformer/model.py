@@ -81,6 +81,7 @@ def init_params(config, *, rng, dtype=np.float64):
     """Flat dict of every parameter; weights ~ N(0, 1/fan_in), embeddings ~ N(0, 1)."""
     c = config
     D, V_ = c.d_model, c.vocab_size
+    V.rng_arg(rng)
     params = {"embed.W": rng.standard_normal((V_, D)).astype(dtype)}
     if c.pos == "learned":
         params["pos.W"] = (0.1 * rng.standard_normal((c.max_len, D))).astype(dtype)

@@ -35,6 +35,7 @@ def init_attention_params(d_model, n_heads, n_kv_heads=None, *, rng, dtype=np.fl
     G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
     if D % H or H % G:
         raise ValueError(f"need n_heads={H} | d_model={D} and n_kv_heads={G} | {H}")
+    V.rng_arg(rng)
     widths = {"q": D, "k": G * D // H, "v": G * D // H, "o": D}
     params = {}
     for name, width in widths.items():
