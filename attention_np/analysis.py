@@ -2,6 +2,7 @@
 
     entropy      H_i = -sum_j P_ij log P_ij   (0 log 0 := 0),  0 <= H_i <= log n_i
     normalised   H_i / log n_i, n_i = number of keys row i may attend (0 when n_i <= 1)
+    per head     the mean over rows; normalised, only rows with n_i >= 2 count
     sink mass    sum_{j < k} P_ij: the weight on the first k tokens (attention sinks,
                  Xiao et al. 2023)
     offset mass  P_{i, i + o}: e.g. o = -1 measures a previous-token head
@@ -58,10 +59,17 @@ def entropy_per_head(weights, mask=None, *, normalized=False):
     """Mean row entropy (..., ) over the queries that attend to something.
 
     For weights of shape (B, H, N, M) this is (B, H); average over B yourself.
+    With ``normalized``, rows with fewer than 2 allowed keys are left out: their
+    entropy and log n are both 0, so they say nothing about the head (a causal
+    head that is uniform over its keys scores exactly 1, not (N-1)/N). A head
+    with no such row scores 0. Un-normalised, every row that attends counts.
     """
     P, mask = _weights_and_mask(weights, mask)
     H = attention_entropy(P, mask, normalized=normalized)  # (..., N)
     live = (P.sum(axis=-1) > 0) if mask is None else mask.any(axis=-1)  # (..., N)
+    if normalized:
+        n = P.shape[-1] if mask is None else mask.sum(axis=-1)  # (..., N) allowed keys
+        live = live & (n >= 2)  # a single key: 0 / log 1, no information
     return _row_mean(H, live)
 
 

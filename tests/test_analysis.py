@@ -49,6 +49,38 @@ def test_fully_masked_row_has_entropy_zero_and_is_left_out_of_head_means(rng):
     assert entropy_per_head(P, mask)[0] == pytest.approx((H[0, 0] + H[0, 2]) / 2)
 
 
+def test_uniform_causal_head_has_normalised_entropy_exactly_one():
+    mask = causal_mask(16)
+    P = mask / mask.sum(-1, keepdims=True)  # uniform over the allowed keys
+    np.testing.assert_allclose(
+        entropy_per_head(P, mask, normalized=True), 1.0, rtol=0, atol=1e-15
+    )
+
+
+def test_single_key_rows_are_left_out_of_the_normalised_head_mean(rng):
+    mask = causal_mask(5, 7)  # rows 0 .. 4 may attend 1 .. 5 keys
+    P = attention_weights(
+        rng.standard_normal((5, 3)), rng.standard_normal((7, 3)), mask
+    )
+    H = attention_entropy(P, mask, normalized=True)
+    assert entropy_per_head(P, mask, normalized=True) == pytest.approx(
+        H[1:].mean(), abs=1e-15
+    )
+
+
+def test_unnormalised_head_mean_still_counts_single_key_rows():
+    mask = causal_mask(4)
+    P = mask / mask.sum(-1, keepdims=True)
+    assert entropy_per_head(P, mask) == pytest.approx(np.log([1, 2, 3, 4]).mean())
+
+
+def test_head_with_only_single_key_rows_has_normalised_entropy_zero():
+    P = np.ones((2, 3, 1))  # (H, N, M=1): every row is one-hot
+    with np.errstate(all="raise"):
+        ent = entropy_per_head(P, normalized=True)
+    np.testing.assert_array_equal(ent, [0.0, 0.0])
+
+
 def test_entropy_per_head_shape(rng):
     P = attention_weights(
         rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 6, 4))
