@@ -2,6 +2,8 @@
 
 - ``flash``: exact attention in tiles with an online softmax (FlashAttention-2);
   ``out, cache = flash_attention_forward(...)``, ``cache.lse`` the log-sum-exp.
+- ``flash_reference``: the same algorithm as a plain, slow double loop over tiles,
+  for reading (``out, lse = flash_attention_reference(q, k, v)``, one head).
 - ``block_attention``: one query block against one key block with (out, lse) and a
   backward from the global lse (the unit of ring attention).
 - ``online_softmax``: the streaming max-and-sum recurrence on its own.
@@ -15,6 +17,7 @@
 from .banded import sliding_window_attention_backward, sliding_window_attention_forward
 from .block_attention import block_attention_backward, block_attention_forward
 from .flash import FlashCache, flash_attention_backward, flash_attention_forward
+from .flash_reference import flash_attention_reference
 from .linear_attention import (
     linear_attention_backward,
     linear_attention_forward,
@@ -43,6 +46,7 @@ __all__ = [
     "favor_omega",
     "flash_attention_backward",
     "flash_attention_forward",
+    "flash_attention_reference",
     "linear_attention_backward",
     "linear_attention_forward",
     "linear_attention_weights",
