@@ -39,6 +39,7 @@ from attention_np.efficient import (  # noqa: E402
 )
 
 MiB = 2**20
+MARKERS = "osD^v<>PX*"  # one shape per series: lines that coincide stay visible
 
 
 def methods(window, block_q, block_k, workers=1, torch=None):
@@ -240,9 +241,12 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
     from attention_np.viz import save_figure
 
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    drawn = {}
     for i, (label, points) in enumerate(results.items()):
         if points:
-            _plot_series(ax, label, points, f"C{i % 10}", n_fit, marked)
+            twin = _coincides_with(points, drawn)
+            _plot_series(ax, label, points, i, n_fit, marked, twin)
+            drawn[label] = points
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = sorted({n for points in results.values() for n in points})
@@ -257,18 +261,34 @@ def plot(results, ylabel, title, name, directory, n_fit, marked=()):
     plt.close(fig)
 
 
-def _plot_series(ax, label, points, color, n_fit, marked):
-    """Measured points as a line; extrapolated ones (marked) dotted, from the last."""
+def _coincides_with(points, drawn, rtol=0.02):
+    """An earlier series equal to ``points`` within rtol at every N (label), or None."""
+    for label, other in drawn.items():
+        if other.keys() == points.keys() and all(
+            abs(points[n] - other[n]) <= rtol * abs(other[n]) for n in points
+        ):
+            return label
+    return None
+
+
+def _plot_series(ax, label, points, i, n_fit, marked, twin=None):
+    """Measured points as a line; extrapolated ones (marked) dotted, from the last.
+
+    Hollow markers of a different shape per series, and a legend note when the line
+    lies on an earlier one (``twin``), so that coinciding lines are not lost.
+    """
     xs = sorted(points)
     real = [n for n in xs if (label, n) not in marked]
-    style = "--" if "causal" in label else "-"
+    color, marker = f"C{i % 10}", MARKERS[i % len(MARKERS)]
+    note = f", same line as {twin}" if twin else ""
     ax.plot(
         real,
         [points[n] for n in real],
-        style,
-        marker="o",
+        "--" if "causal" in label else "-",
+        marker=marker,
+        markerfacecolor="none",
         color=color,
-        label=f"{label} (slope {slope(points, n_fit):.2f})",
+        label=f"{label} (slope {slope(points, n_fit):.2f}{note})",
     )
     guess = [real[-1]] + [n for n in xs if (label, n) in marked]
     if len(guess) > 1:
