@@ -7,6 +7,8 @@ positions, M key positions.
 
 import numpy as np
 
+from . import _validate as V
+
 SEQUENTIAL = "viridis"  # weights, 0..1
 DIVERGING = "RdBu_r"  # scores and gradients, symmetric around 0
 MASKED_COLOR = "#d9d9d9"  # light grey: in neither colormap
@@ -43,6 +45,13 @@ def full_mask(mask, shape):
         raise ValueError(
             f"mask{np.shape(mask)} does not broadcast to the weights' {shape}"
         ) from None
+
+
+def check_flags(**flags):
+    """TypeError unless every flag is True or False (``annotate=None``: automatic)."""
+    for name, value in flags.items():
+        if not (name == "annotate" and value is None):
+            V.bool_arg(name, value)
 
 
 def color_limits(values, diverging, vmax):

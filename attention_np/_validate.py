@@ -88,6 +88,16 @@ def positive_int(name, value, *, allow_zero=False):
     return int(value)
 
 
+def bool_arg(name, value):
+    """Return ``value`` as a bool, or raise TypeError unless it is True or False.
+
+    Python would treat any truthy value as True: ``causal="no"`` would mean causal.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def rng_arg(rng):
     """Return ``rng`` if it is a np.random.Generator, else raise TypeError."""
     if not isinstance(rng, np.random.Generator):

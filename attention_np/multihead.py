@@ -70,7 +70,7 @@ def init_mha_params(d_model, n_heads, *, rng, d_kv=None, bias=True, dtype=np.flo
         name: (rng.standard_normal((n_in, D)) / np.sqrt(n_in)).astype(dtype)
         for name, n_in in fan_in.items()
     }
-    if bias:
+    if V.bool_arg("bias", bias):
         params.update({name: np.zeros(D, dtype=dtype) for name in BIAS_KEYS})
     return params
 

@@ -28,6 +28,7 @@ from ._heatmap import (
     HATCH_COLOR,
     MASKED_COLOR,
     SEQUENTIAL,
+    check_flags,
     color_limits,
     default_label,
     draw_matrix,
@@ -92,6 +93,7 @@ def plot_attention(
     """
     import matplotlib.pyplot as plt
 
+    check_flags(diverging=diverging, annotate=annotate, colorbar=colorbar)
     values = drop_leading_ones("weights", weights, 2).astype(np.float64)
     mask = full_mask(mask, values.shape)
     if ax is None:
@@ -132,6 +134,7 @@ def plot_heads(
     """
     import matplotlib.pyplot as plt
 
+    check_flags(diverging=diverging, annotate=annotate)
     arr = np.asarray(weights, dtype=np.float64)
     if arr.ndim == 3:
         arr = arr[None]  # (1, H, N, M)
@@ -184,6 +187,7 @@ def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    check_flags(legend=legend)
     m = drop_leading_ones("mask", mask, 2)
     m = full_mask(m, m.shape)
     if ax is None:

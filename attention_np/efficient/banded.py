@@ -82,6 +82,7 @@ def sliding_window_attention_forward(
     """
     q, k, v, scale = _check_qkv(q, k, v, mask, scale)
     window = V.positive_int("window", window)
+    causal = V.bool_arg("causal", causal)
     N = q.shape[-2]
     if k.shape[-2] != N:
         raise ValueError(
@@ -128,7 +129,7 @@ def band_blocks(N, window, *, causal=True):
     to [0, N). Together they contain every pair of ``sliding_window_mask``.
     """
     N, window = V.positive_int("N", N), V.positive_int("window", window)
-    _, _, b, n_left, nw = _geometry(N, window, causal)
+    _, _, b, n_left, nw = _geometry(N, window, V.bool_arg("causal", causal))
     spans = []
     for t in range(-(-N // b)):
         lo, hi = max(0, (t - n_left) * b), min(N, (t - n_left + nw) * b)

@@ -205,7 +205,7 @@ def flash_attention_forward(
     if align not in ALIGNS:
         raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
     offset = None
-    if causal:
+    if V.bool_arg("causal", causal):
         offset = 0 if align == "top_left" else k.shape[-2] - q.shape[-2]
     plan = TilePlan(offset, scale, bq, bk, workers)
     out, lse = tiled_forward(q, k, v, mask, plan)

@@ -60,6 +60,7 @@ def _check(q, k, v, feature_map, causal, form, omega):
         raise ValueError(f"omega{np.shape(omega)} must be (d, m) with d={q.shape[-1]}")
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    V.bool_arg("causal", causal)
     if not causal and form != "parallel":
         raise ValueError(f"form={form!r} is causal; use causal=True or form='parallel'")
     if causal and q.shape[-2] != k.shape[-2]:

@@ -42,6 +42,7 @@ def online_logsumexp(x, *, block, trace=False):
     """
     x = V.float_array("x", x, min_ndim=1)
     block = V.positive_int("block", block)
+    trace = V.bool_arg("trace", trace)
     m = np.full(x.shape[:-1], -np.inf, dtype=x.dtype)  # (...,) running max
     l = np.zeros(x.shape[:-1], dtype=x.dtype)  # (...,) running sum of exp(x - m)
     steps = []

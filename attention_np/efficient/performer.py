@@ -33,7 +33,7 @@ def favor_omega(d, m, *, rng, orthogonal=True):
     """
     d, m = V.positive_int("d", d), V.positive_int("m", m)
     V.rng_arg(rng)
-    if not orthogonal:
+    if not V.bool_arg("orthogonal", orthogonal):
         return rng.standard_normal((d, m))
     blocks = []
     for _ in range(-(-m // d)):  # ceil(m / d) blocks of d orthonormal columns

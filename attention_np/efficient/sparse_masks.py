@@ -30,7 +30,7 @@ def sliding_window_mask(N, window, *, causal=True):
     """Local attention: the last ``window`` keys (causal) or |i - j| <= window // 2."""
     window = V.positive_int("window", window)
     gap = _offsets(N)
-    if causal:
+    if V.bool_arg("causal", causal):
         return (gap >= 0) & (gap < window)  # (N, N) row i sees min(i + 1, w) keys
     return np.abs(gap) <= window // 2
 
@@ -44,7 +44,7 @@ def dilated_mask(N, window, dilation, *, causal=True):
     gap = _offsets(N)
     steps = np.abs(gap) // dilation
     on_grid = gap % dilation == 0
-    if causal:
+    if V.bool_arg("causal", causal):
         return on_grid & (gap >= 0) & (steps < window)
     return on_grid & (steps <= window // 2)
 
@@ -54,7 +54,7 @@ def strided_mask(N, stride, *, causal=True):
     stride = V.positive_int("stride", stride)
     gap = _offsets(N)
     allow = gap % stride == 0
-    return allow & (gap >= 0) if causal else allow
+    return allow & (gap >= 0) if V.bool_arg("causal", causal) else allow
 
 
 def bigbird_layout(n_blocks, *, rng, n_window=3, global_blocks=(0, -1), n_random=3):

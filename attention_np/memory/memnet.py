@@ -126,6 +126,7 @@ def memnet_forward(story, question, params, *, mask=None, position_enc=False):
         mask = (story > 0).any(axis=-1)  # (B, n) a slot without words is empty
     V.bool_mask("mask", mask, story.shape[:2])
     n, J, Jq = story.shape[1], story.shape[2], question.shape[1]
+    position_enc = V.bool_arg("position_enc", position_enc)
     pe = position_encoding if position_enc else lambda J, d: np.ones((J, d))
     l_s, l_q = pe(J, d), pe(Jq, d)
     us, ms, cs, soft = [_embed(question, p["E_0"], l_q)], [], [], []  # u^1 (B, d)

@@ -58,6 +58,7 @@ def ttt_linear_decode_step(
             f"(B, F) = {state['b'].shape}"
         )
     eta = np.broadcast_to(np.asarray(eta, dtype=x_k.dtype), x_k.shape[:1])[:, None]
+    position_scale = V.bool_arg("position_scale", position_scale)
     W0, b0 = state["W"], state["b"]
     Z0 = (x_k[:, None, :] @ W0)[:, 0] + b0  # (B, F) at the start-of-batch weights
     G, _ = ln_l2_grad_forward(Z0, x_v - x_k, params["gamma"], params["beta"], eps=eps)

@@ -137,6 +137,7 @@ def ttt_linear_forward(
         z (B, N, F), cache (``cache.losses`` (B, N), ``cache.final`` the last W, b).
     """
     x_k, x_v, x_q, eta, p = _check(x_k, x_v, x_q, eta, params, mini_batch)
+    position_scale = V.bool_arg("position_scale", position_scale)
     run = {"dual": _dual, "primal": _primal}[C.choice("form", form, ("dual", "primal"))]
     B, N, F = x_k.shape
     W = np.broadcast_to(p["W"], (B, F, F))  # every sequence has its own fast weight

@@ -92,7 +92,7 @@ def unshard(parts, positions, axis=-2):
 def step_tiles(layout, rank, src, n_ranks, c, causal=True):
     """Tiles of the (c, c) block (rank's queries x src's keys) that ring step needs."""
     everything = slice(0, c)
-    if not causal:
+    if not V.bool_arg("causal", causal):
         return (Tile(everything, everything, None),)
     if src == rank:
         return (Tile(everything, everything, 0),)
@@ -126,7 +126,7 @@ def work_formula(layout, seq_len, n_ranks, causal=True):
     """
     c = check_split(layout, seq_len, n_ranks)
     t, r = np.indices((n_ranks, n_ranks))  # (P, P) step and rank
-    if not causal:
+    if not V.bool_arg("causal", causal):
         return np.full((n_ranks, n_ranks), c * c)
     diagonal = c * (c + 1) // 2
     if layout == "contiguous":

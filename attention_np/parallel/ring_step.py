@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _validate as V
 from ..efficient import block_attention_backward, block_attention_forward
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .layouts import check_split, step_tiles, tile_pairs
@@ -45,9 +46,8 @@ class RingPlan(NamedTuple):
 def make_plan(layout, seq_len, n_ranks, *, causal, scale, block_q, block_k):
     """A validated RingPlan for N = seq_len tokens over n_ranks ranks."""
     c = check_split(layout, seq_len, n_ranks)
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be True or False, got {causal!r}")
-    return RingPlan(layout, n_ranks, c, bool(causal), scale, block_q, block_k)
+    causal = V.bool_arg("causal", causal)
+    return RingPlan(layout, n_ranks, c, causal, scale, block_q, block_k)
 
 
 def _options(plan, tile):

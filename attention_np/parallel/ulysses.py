@@ -104,6 +104,7 @@ def ulysses_attention_forward(q, k, v, *, n_ranks, causal=True, scale=None):
     P, N = n_ranks, q.shape[-2]
     check_split("contiguous", N, P)
     check_heads(q.shape[-3], P)
+    causal = V.bool_arg("causal", causal)
     full = [_heads_to_seq(np.split(x, P, axis=-2), P) for x in (q, k, v)]
     mask = causal_mask(N) if causal else None
     results = [  # each rank: H/P heads over the whole sequence
@@ -152,6 +153,7 @@ def ulysses_mpi_forward(q, k, v, comm, *, causal=True, scale=None):
         ``ulysses_mpi_backward`` and the bytes this rank sent.
     """
     check_heads(q.shape[-3], comm.Get_size())
+    causal = V.bool_arg("causal", causal)
     sent = [0]
     full = [
         _mpi_exchange(comm, x, pack_heads, unpack_sequence, sent) for x in (q, k, v)

@@ -13,6 +13,7 @@ N tokens over P ranks (c = N / P each), model width D = H d (all heads).
   constant when N and P grow together.
 """
 
+from .. import _validate as V
 from .layouts import check_split
 
 
@@ -25,7 +26,7 @@ def ring_elements(seq_len, n_ranks, width, *, backward=False):
     """Elements one rank sends in a ring forward (P - 1 hops of K, V), or backward
     (P - 1 hops of K, V, and P hops of dK, dV; none with one rank)."""
     step = ring_step_elements(seq_len, n_ranks, width)
-    if backward and n_ranks > 1:
+    if V.bool_arg("backward", backward) and n_ranks > 1:
         return step * (2 * n_ranks - 1)
     return step * (n_ranks - 1)
 
@@ -36,7 +37,7 @@ def ulysses_elements(seq_len, n_ranks, width, *, exact=True):
     exact: 4 c D (P - 1) / P (what leaves the rank); else the blog's 4 N D / P.
     """
     c = check_split("contiguous", seq_len, n_ranks)
-    if exact:
+    if V.bool_arg("exact", exact):
         return 4 * c * width * (n_ranks - 1) // n_ranks
     return 4 * seq_len * width // n_ranks
 

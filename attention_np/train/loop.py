@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 
+from .. import _validate as V
 from ..transformer import (
     TransformerConfig,
     adam_init,
@@ -151,6 +152,7 @@ def train(model_config, cfg, *, rng, params=None, progress=True, threads=1):
         batch is fresh, so these are also held-out numbers).
     """
     _check_fits(model_config, cfg)
+    progress = V.bool_arg("progress", progress)
     if params is None:
         params = init_params(model_config, rng=rng, dtype=np.dtype(cfg.dtype))
     opt_state = adam_init(params)
