@@ -100,6 +100,7 @@ def additive_attention_backward(dout, cache):
     """Gradients of additive_attention_forward: dq, dk, dv and grads for params."""
     q_cache, k_cache, t, v_a, softmax_cache, v = cache
     P = softmax_cache[0]
+    V.grad_shape("dout", dout, P.shape[:-1] + v.shape[-1:])  # out = P v
     dv = np.swapaxes(P, -1, -2) @ dout  # forward: out = P v -> dv = P^T dout
     de = softmax_backward(dout @ np.swapaxes(v, -1, -2), softmax_cache)  # (..., N, M)
     # forward: e = t @ v_a -> dv_a = sum over all pairs of de * t
@@ -131,7 +132,7 @@ def luong_attention_forward(q, k, v, W_a=None, mask=None):
 def luong_attention_backward(dout, cache):
     """Gradients of luong_attention_forward: dq, dk, dv, dW_a (None for "dot")."""
     q_cache, attn_cache = cache
-    dq, dk, dv = attention_backward(dout, attn_cache)
+    dq, dk, dv = attention_backward(dout, attn_cache)  # (checks dout's shape)
     if q_cache is None:
         return dq, dk, dv, None
     dq, dW_a, _ = linear_backward(dq, q_cache)  # forward: q' = q W_a

@@ -101,6 +101,7 @@ def gqa_attention_backward(dout, cache):
     dk of group g is the sum over its H/G query heads (the broadcast axis).
     """
     attn_cache, (B, H, N, d), (_, G, M, _) = cache
+    V.grad_shape("dout", dout, (B, H, N, attn_cache.out.shape[-1]))
     dout_g = dout.reshape(B, G, H // G, N, dout.shape[-1])  # (B, G, H/G, N, d_v)
     dq, dk, dv = attention_backward(dout_g, attn_cache)  # dk (B, G, 1, M, d): summed
     return dq.reshape(B, H, N, d), dk[:, :, 0], dv[:, :, 0]

@@ -98,7 +98,7 @@ def rope_forward(x, positions=None, *, base=10000.0, layout="interleaved"):
             (x_i, x_i+d/2) as in GPT-NeoX / LLaMA code.
 
     Returns:
-        out (..., N, d) and a cache (cos, sin, layout).
+        out (..., N, d) and a cache (cos, sin, layout, x.shape).
     """
     x = V.float_array("x", x, min_ndim=2)
     N, d = x.shape[-2:]
@@ -114,12 +114,13 @@ def rope_forward(x, positions=None, *, base=10000.0, layout="interleaved"):
         ) from None
     angles = pos[..., None] * frequencies(d, base=base)  # (..., N, d/2)
     cos, sin = np.cos(angles).astype(x.dtype), np.sin(angles).astype(x.dtype)
-    return _rotate(x, cos, sin, layout), (cos, sin, layout)
+    return _rotate(x, cos, sin, layout), (cos, sin, layout, x.shape)
 
 
 def rope_backward(dout, cache):
     """dx = R_p^T dout: a rotation's transpose is the rotation by minus the angle."""
-    cos, sin, layout = cache
+    cos, sin, layout, shape = cache
+    V.grad_shape("dout", dout, shape)
     return _rotate(dout, cos, -sin, layout)  # forward: out = R_p x -> dx = R_p^T dout
 
 

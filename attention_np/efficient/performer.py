@@ -74,6 +74,7 @@ def favor_forward(x, omega, *, stabilize=None):
 def favor_backward(dphi, cache):
     """dx from dphi; the stabiliser's max passes its gradient to its argmax entry."""
     xs, omega, u, phi, stabilize = cache
+    V.grad_shape("dphi", dphi, phi.shape)
     du = dphi * phi  # phi = exp(u - c) / sqrt(m)
     if stabilize is not None:
         axes = _max_axes(stabilize)

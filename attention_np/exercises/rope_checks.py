@@ -73,7 +73,7 @@ def _wrong_frequencies(c):
 def _overwritten_first(c):
     """The second entry of each pair computed from the already rotated first one."""
     x = c.args[0]
-    y, (cos, sin, _) = rope_forward(x, _positions(c), base=c.args[2])
+    y, (cos, sin, *_) = rope_forward(x, _positions(c), base=c.args[2])
     y = y.copy()
     y[..., 1::2] = y[..., 0::2] * sin + x[..., 1::2] * cos
     return y

@@ -93,6 +93,7 @@ def sum_rule_backward(dout, cache):
         dq, dk (..., N, d_k), dv (..., N, d_v).
     """
     q, k, v, _ = cache
+    V.grad_shape("dout", dout, v.shape)
     tril = np.tril(np.ones((q.shape[-2], q.shape[-2]), dtype=bool))  # (N, N)
     P = np.where(tril, q @ np.swapaxes(k, -1, -2), 0.0)  # (..., N, N)
     dP = np.where(tril, dout @ np.swapaxes(v, -1, -2), 0.0)  # forward: o = P v
@@ -150,6 +151,7 @@ def delta_rule_backward(dout, cache):
         dq, dk (..., N, d_k), dv (..., N, d_v), dbeta (..., N).
     """
     q, k, v, beta, states = cache
+    V.grad_shape("dout", dout, v.shape)
     dq, dk = np.empty_like(q), np.empty_like(k)
     dv, dbeta = np.empty_like(v), np.empty_like(beta)
     dS = np.zeros_like(states[..., 0, :, :])  # gradient of S_t, from later steps

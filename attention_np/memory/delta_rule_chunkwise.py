@@ -144,6 +144,7 @@ def delta_rule_chunkwise_backward(dout, cache):
         dq, dk (..., N, d_k), dv (..., N, d_v), dbeta (..., N).
     """
     q, k, v, beta, A, states, u_bar, N = cache
+    V.grad_shape("dout", dout, v.shape[:-3] + (N, v.shape[-1]))
     n, C = k.shape[-3], k.shape[-2]
     dO = _to_chunks(dout, C)  # (..., n, C, d_v)
     dq, dk, dv, dbeta = (np.empty_like(a) for a in (q, k, v, beta))

@@ -200,6 +200,7 @@ def fast_weights_backward(dH, cache):
         dx (B, T, D_in), grads keyed like params.
     """
     x, p, H, steps, lam, eta, activation = cache
+    V.grad_shape("dH", dH, H.shape)
     df = _ACTIVATIONS[activation][1]
     B, T, d_h = H.shape
     memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]  # recompute A_0..A_{T-1}

@@ -222,6 +222,7 @@ def inplace_ttt_backward(dout, cache):
     """
     p, Z, V_hat, W_chunk, delta, hidden, lr, T = cache
     D = V_hat.shape[-1]
+    V.grad_shape("dout", dout, (Z.shape[0], T, D))
     dO = to_chunks(dout, Z.shape[2])  # (B, n, C, D)
     dZ = dO @ np.swapaxes(W_chunk, -1, -2)  # forward: O_i = Z_i W^(i)
     dW_chunk = np.swapaxes(Z, -1, -2) @ dO  # (B, n, F, D)

@@ -148,6 +148,7 @@ def memnet_backward(dlogits, cache):
         cache: from ``memnet_forward``.
     """
     story, question, p, l_s, l_q, us, ms, cs, soft = cache
+    V.grad_shape("dlogits", dlogits, (story.shape[0], p["E_0"].shape[0]))  # (B, V)
     K, n = len(ms), story.shape[1]
     grads = {k: np.zeros_like(v) for k, v in p.items()}
     grads[f"E_{K}"] += dlogits.T @ us[-1]  # forward: logits = u E_K^T

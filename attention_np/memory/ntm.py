@@ -141,6 +141,7 @@ def ntm_address_forward(k, beta, g, s, gamma, M, w_prev):
 def ntm_address_backward(dw, cache):
     """dk, dbeta, dg, ds, dgamma, dM, dw_prev of ntm_address_forward."""
     c1, c2, c3, c4 = cache.caches
+    V.grad_shape("dw", dw, cache.stages["sharpened"].shape)
     dw_s, dgamma = sharpen_backward(dw, c4)
     dw_g, ds = shift_backward(dw_s, c3)
     dw_c, dw_prev, dg = interpolate_backward(dw_g, c2)
@@ -182,6 +183,7 @@ def ntm_read_forward(w, M):
 def ntm_read_backward(dr, cache):
     """dw (B, n), dM (B, n, W) of ntm_read_forward."""
     w, M = cache
+    V.grad_shape("dr", dr, (M.shape[0], M.shape[2]))
     return np.einsum("bw,bnw->bn", dr, M), w[..., None] * dr[:, None, :]
 
 
@@ -195,6 +197,7 @@ def ntm_write_forward(w, e, a, M):
 def ntm_write_backward(dM_new, cache):
     """dw, de, da, dM of ntm_write_forward."""
     w, e, a, M, keep = cache
+    V.grad_shape("dM_new", dM_new, M.shape)
     dkeep = dM_new * M  # (B, n, W)
     dw = -np.einsum("bnw,bw->bn", dkeep, e) + np.einsum("bnw,bw->bn", dM_new, a)
     de = -np.einsum("bnw,bn->bw", dkeep, w)

@@ -87,6 +87,7 @@ def ln_l2_grad_backward(dG, cache):
         dZ (..., F), dtarget (..., F), dgamma (F,), dbeta (F,).
     """
     xhat, rho, r, g, m, G, gamma, _ = cache
+    V.grad_shape("dG", dG, G.shape)
     F = xhat.shape[-1]
     # forward: G = rho * P(g), P(g) = g - mean(g) - xhat mean(g xhat); P is symmetric
     dg = _ln_input_backward(dG, xhat, rho)

@@ -192,6 +192,7 @@ def ttt_linear_backward(dz, cache):
         dx_k, dx_v, dx_q (B, N, F), deta (B, N), grads {W, b, gamma, beta}.
     """
     x_k, x_v, x_q, eta, p, starts, _, _, m, position_scale, eps = cache
+    V.grad_shape("dz", dz, x_q.shape)
     dx_k, dx_v, dx_q = np.zeros_like(x_k), np.zeros_like(x_v), dz.copy()
     deta = np.zeros_like(eta, dtype=x_k.dtype)
     dgamma, dbeta = np.zeros_like(p["gamma"]), np.zeros_like(p["beta"])

@@ -90,6 +90,8 @@ def merge_partials_backward(do, dlse, o_a, lse_a, o_b, lse_b):
         o_a, lse_a, o_b, lse_b: the forward's inputs.
     """
     o_a, lse_a, o_b, lse_b = _check(o_a, lse_a, o_b, lse_b)
+    V.grad_shape("do", do, o_a.shape)
+    V.grad_shape("dlse", dlse, lse_a.shape)
     w_a, w_b, _ = _weights(lse_a, lse_b)  # (..., N) each
     o = w_a[..., None] * o_a + w_b[..., None] * o_b  # (..., N, d_v)
     dot = np.sum(do * o, axis=-1)  # (..., N)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
 
@@ -149,6 +150,7 @@ def ring_attention_mpi_backward(
     Returns:
         dq (..., c, d), dk (..., c, d), dv (..., c, d_v) for this rank's tokens.
     """
+    V.grad_shape("dout", dout, np.shape(out))
     from mpi4py import MPI
 
     plan = _plan(comm, q, layout, causal, scale, block_q, block_k)

@@ -207,8 +207,9 @@ def _backward_step(states, douts, t, plan):
 
 def ring_backward_trace(dout, cache):
     """Like ``ring_attention_backward``, also returning the backward's P StepRecords."""
+    V.grad_shape("dout", dout, cache.out.shape)
     plan, positions = cache.plan, cache.positions
-    douts = shard(dout, positions)  # P (..., c, d_v)
+    douts = shard(np.asarray(dout), positions)  # P (..., c, d_v)
     states = [  # fresh copies: the cache is not modified
         replace(s, held={"k": s.k, "v": s.v}, held_block=s.rank, dq=np.zeros_like(s.q))
         for s in cache.states
@@ -234,5 +235,4 @@ def ring_attention_backward(dout, cache):
     Returns:
         dq (..., N, d), dk (..., N, d), dv (..., N, d_v).
     """
-    V.grad_shape("dout", dout, cache.out.shape)
-    return ring_backward_trace(np.asarray(dout), cache)[0]
+    return ring_backward_trace(dout, cache)[0]  # (which checks dout's shape)

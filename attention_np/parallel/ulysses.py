@@ -166,6 +166,8 @@ def ulysses_mpi_forward(q, k, v, comm, *, causal=True, scale=None):
 
 def ulysses_mpi_backward(dout, cache, comm):
     """This rank's (dq, dk, dv, bytes_sent), each (..., H, c, :), over MPI."""
+    P, shape = comm.Get_size(), cache.out.shape  # (..., H/P, N, d_v) on this rank
+    V.grad_shape("dout", dout, shape[:-3] + (shape[-3] * P, shape[-2] // P, shape[-1]))
     sent = [0]
     dout = _mpi_exchange(comm, dout, pack_heads, unpack_sequence, sent)
     grads = attention_backward(dout, cache)  # (..., H/P, N, :) each

@@ -75,7 +75,8 @@ def block_forward(
 def block_backward(dout, cache):
     """Gradients of block_forward: dx (B, N, D), grads keyed like params."""
     c_ln1, c_attn, c_ln2, c_mlp = cache
-    dh2, g_mlp = mlp_backward(dout, c_mlp)  # forward: out = x1 + mlp(LN_2(x1))
+    # forward: out = x1 + mlp(LN_2(x1)); mlp_backward checks dout's shape
+    dh2, g_mlp = mlp_backward(dout, c_mlp)
     dx1_ln, dgamma2, dbeta2 = layernorm_backward(dh2, c_ln2)
     dx1 = dout + dx1_ln  # the residual path adds dout unchanged
     dh, g_attn = self_attention_backward(dx1, c_attn)  # forward: x1 = x + attn(LN_1 x)

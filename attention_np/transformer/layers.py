@@ -47,6 +47,7 @@ def embedding_forward(ids, W):
 def embedding_backward(dout, cache):
     """dW: add each position's gradient to the row of its token (repeats accumulate)."""
     ids, shape = cache
+    V.grad_shape("dout", dout, ids.shape + shape[1:])
     dW = np.zeros(shape, dtype=dout.dtype)  # (V, D)
     np.add.at(dW, ids.reshape(-1), dout.reshape(-1, shape[1]))  # unbuffered: sums
     return dW
@@ -85,6 +86,7 @@ def layernorm_backward(dout, cache):
     directions that the centring and the scaling take away.
     """
     xhat, gamma, inv_std = cache
+    V.grad_shape("dout", dout, xhat.shape)
     D = xhat.shape[-1]
     dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)  # forward: out = gamma*xhat + b
     dbeta = dout.reshape(-1, D).sum(axis=0)
@@ -108,6 +110,7 @@ def gelu_forward(x):
 def gelu_backward(dout, cache):
     """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2))."""
     x, t = cache
+    V.grad_shape("dout", dout, x.shape)
     dt = 0.5 * x * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * x * x)  # tanh' = 1 - t^2
     return dout * (0.5 * (1.0 + t) + dt)
 
@@ -144,7 +147,7 @@ def mlp_forward(x, params):
 def mlp_backward(dout, cache):
     """Gradients of mlp_forward: dx (..., D), grads keyed like params."""
     c1, c_act, c2 = cache
-    da, dW_2, db_2 = linear_backward(dout, c2)
+    da, dW_2, db_2 = linear_backward(dout, c2)  # (checks dout's shape)
     dh = gelu_backward(da, c_act)
     dx, dW_1, db_1 = linear_backward(dh, c1)
     return dx, {"W_1": dW_1, "b_1": db_1, "W_2": dW_2, "b_2": db_2}

@@ -52,6 +52,7 @@ def cross_entropy_forward(logits, targets, mask=None):
 def cross_entropy_backward(dout, cache):
     """dlogits = dout * (softmax(logits) - onehot(targets)) * mask / n."""
     logp, targets, mask, n = cache
+    V.grad_shape("dout", dout, ())  # the loss is a scalar
     dlogits = np.exp(logp)  # (..., V) softmax probabilities
     idx = targets[..., None]  # (..., 1)
     p_target = np.take_along_axis(dlogits, idx, axis=-1)  # (..., 1)

@@ -184,6 +184,7 @@ def model_forward(ids, params, config, *, kv_caches=None, start=0):
 def model_backward(dlogits, cache):
     """Gradients of model_forward for every parameter, keyed like params."""
     emb_cache, block_caches, ln_cache, head_cache, config, start = cache
+    V.grad_shape("dlogits", dlogits, ln_cache[0].shape[:-1] + (config.vocab_size,))
     dh, dW_head, db_head = linear_backward(dlogits, head_cache)
     dx, dgamma, dbeta = layernorm_backward(dh, ln_cache)
     grads = {"head.W": dW_head, "head.b": db_head}

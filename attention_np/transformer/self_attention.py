@@ -104,7 +104,8 @@ def self_attention_forward(
 def self_attention_backward(dout, cache):
     """Gradients of self_attention_forward: dx (B, N, D), grads keyed like params."""
     (cq, ck, cv, co), rope_caches, attn_cache, n_heads, G = cache
-    do, dW_o, db_o = linear_backward(dout, co)  # forward: out = merge(o) W_o + b_o
+    # forward: out = merge(o) W_o + b_o (linear_backward checks dout's shape)
+    do, dW_o, db_o = linear_backward(dout, co)
     dq, dk, dv = gqa_attention_backward(split_heads(do, n_heads), attn_cache)
     if rope_caches is not None:  # forward: q = R q_raw -> dq_raw = R^T dq
         dq, dk = rope_backward(dq, rope_caches[0]), rope_backward(dk, rope_caches[1])
