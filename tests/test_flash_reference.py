@@ -118,3 +118,9 @@ def test_bad_inputs_raise_naming_the_argument(rng, bad, match):
         flash_attention_reference(
             args["q"], args["k"], args["v"], args["mask"], block_q=args["block_q"]
         )
+
+
+def test_causal_must_be_a_bool(rng):
+    q, k, v = qkv(rng)
+    with pytest.raises(TypeError, match="causal"):
+        flash_attention_reference(q, k, v, causal="no")

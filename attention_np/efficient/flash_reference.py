@@ -31,8 +31,9 @@ def _tile_allow(mask, causal, rows, cols):
     return allow if mask is None else allow & mask[rows, cols]
 
 
-def _checked(q, k, v, mask, scale, block_q, block_k):
-    """Validated 2-D inputs, the mask as an (N, M) view (or None), scale, tiles."""
+def _checked(q, k, v, mask, causal, scale, block_q, block_k):
+    """Validated inputs: 2-D q, k, v, the mask as an (N, M) view or None, scale."""
+    V.bool_arg("causal", causal)
     for name, a in (("q", q), ("k", k), ("v", v)):
         V.float_array(name, a, ndim=2)
     q, k, v, scale = _check_qkv(q, k, v, mask, scale)
@@ -58,7 +59,7 @@ def flash_attention_reference(
         out (N, d_v) and lse (N,); a row with no allowed key gets 0 and -inf.
     """
     q, k, v, mask, scale, block_q, block_k = _checked(
-        q, k, v, mask, scale, block_q, block_k
+        q, k, v, mask, causal, scale, block_q, block_k
     )
     N, M, d_v = q.shape[0], k.shape[0], v.shape[1]
     out = np.zeros((N, d_v), q.dtype)  # (N, d_v)
