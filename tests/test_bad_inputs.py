@@ -9,6 +9,20 @@ import numpy as np
 import pytest
 
 import attention_np as an
+from attention_np import efficient as eff
+from attention_np import memory as mem
+from attention_np import parallel as par
+from attention_np import transformer as tf
+from attention_np import viz
+from attention_np.additive import (
+    additive_attention_backward,
+    additive_attention_forward,
+    init_additive_params,
+    luong_attention_backward,
+    luong_attention_forward,
+)
+from attention_np.decoding import gqa_attention_backward, gqa_attention_forward
+from attention_np.efficient.banded import band_blocks
 from attention_np.gradcheck import (
     check_layer,
     grad_report,
@@ -16,6 +30,8 @@ from attention_np.gradcheck import (
     numerical_grads,
     rel_error,
 )
+from attention_np.positional import rope_backward, rope_forward
+from attention_np.train import TrainConfig, default_model_config, train
 
 R = np.random.default_rng(0)
 q = R.standard_normal((2, 3, 4, 6))
@@ -30,7 +46,56 @@ _, ATT_CACHE = an.attention_forward(q, k, v)
 _, SOFTMAX_CACHE = an.softmax_forward(scores)
 _, MHA_CACHE = an.mha_forward(x, x, P, 3)
 _, LINEAR_CACHE = an.linear_forward(x, P["W_q"])
+
+# sub-packages: caches for the dout checks, inputs for the boolean options
+MQ, MK = R.standard_normal((2, 2, 4, 3))  # (B, N, d_k) delta-rule queries, keys
+MV = R.standard_normal((2, 4, 5))
+MBETA = R.uniform(0.1, 0.9, (2, 4))
+NTM_W, NTM_M = R.uniform(0.0, 1.0, (2, 5)), R.standard_normal((2, 5, 3))
+_, DELTA_CACHE = mem.delta_rule_forward(MQ, MK, MV, MBETA)
+_, NTM_READ_CACHE = mem.ntm_read_forward(NTM_W, NTM_M)
+TTT_P = mem.init_ttt_linear_params(3, rng=np.random.default_rng(2))
+TTT_X = R.standard_normal((2, 5, 3))
+STORY, QUESTION = R.integers(0, 6, (2, 4, 3)), R.integers(1, 6, (2, 2))
+MEMNET_P = mem.init_memnet_params(6, 4, n_hops=2, n_memories=4, rng=R)
+LOGITS, TARGETS = R.standard_normal((2, 4, 6)), R.integers(0, 6, (2, 4))
+_, LN_CACHE = tf.layernorm_forward(x, np.ones(12), np.zeros(12))
+_, CE_CACHE = tf.cross_entropy_forward(LOGITS, TARGETS)
+TRAIN_CFG = TrainConfig(length=3, n_symbols=4, steps=1, batch_size=2)
+MODEL_CFG = default_model_config(TRAIN_CFG, d_model=4, n_heads=2, n_layers=1)
+MODEL_P = tf.init_params(MODEL_CFG, rng=np.random.default_rng(3))
+_, MODEL_CACHE = tf.model_forward(R.integers(0, 5, (2, 3)), MODEL_P, MODEL_CFG)
+_, GQA_CACHE = gqa_attention_forward(q, k[:, :1], v[:, :1])  # G = 1 of H = 3
+ADD_P = init_additive_params(6, 6, 5, rng=np.random.default_rng(4))
+_, ADD_CACHE = additive_attention_forward(q, k, v, ADD_P)
+_, LUONG_CACHE = luong_attention_forward(q, k, v)
+_, ROPE_CACHE = rope_forward(q)
+OMEGA = eff.favor_omega(6, 8, rng=np.random.default_rng(5))
+_, FAVOR_CACHE = eff.favor_forward(q, OMEGA)
+RQ = R.standard_normal((2, 8, 3))  # (B, N, d) ring attention over 2 ranks
+RING_OUT, RING_CACHE = par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2)
+O_A, LSE_A = R.standard_normal((2, 3, 4, 7)), R.standard_normal((2, 3, 4))
+
+
+class OneRankComm:
+    """An mpi4py-like communicator of size 1: Alltoall is a copy (no MPI needed)."""
+
+    def Get_size(self):
+        return 1
+
+    def Get_rank(self):
+        return 0
+
+    def Alltoall(self, send, recv):
+        recv[...] = send
+
+
+_, ULYSSES_CACHE, _ = par.ulysses_mpi_forward(q, q, q, OneRankComm())
+
 ARRAYS = [q, k, v, x, x_kv, scores, *P.values(), *P_CROSS.values()]
+ARRAYS += [MQ, MK, MV, MBETA, NTM_W, NTM_M, *TTT_P.values(), TTT_X, STORY, QUESTION]
+ARRAYS += [*MEMNET_P.values(), LOGITS, TARGETS, *MODEL_P.values(), *ADD_P.values()]
+ARRAYS += [OMEGA, RQ, RING_OUT, O_A, LSE_A]
 
 
 def without(d, key):
@@ -284,6 +349,267 @@ CATALOGUE = [
         lambda: an.mha_backward(np.ones((2, 4, 11)), MHA_CACHE),
         ValueError,
         lit("dout(2, 4, 11) must have the shape of the forward's output (2, 4, 12)"),
+    ),
+    # --- backward functions of the sub-packages: dout of a broadcastable wrong shape --
+    (
+        "delta_rule_backward dout with a last axis of 1",
+        lambda: mem.delta_rule_backward(np.ones((2, 4, 1)), DELTA_CACHE),
+        ValueError,
+        lit("dout(2, 4, 1) must have the shape of the forward's output (2, 4, 5)"),
+    ),
+    (
+        "ntm_read_backward dr with an extra axis",
+        lambda: mem.ntm_read_backward(np.ones((1, 2, 3)), NTM_READ_CACHE),
+        ValueError,
+        lit("dr(1, 2, 3) must have the shape of the forward's output (2, 3)"),
+    ),
+    (
+        "layernorm_backward dout of one position",
+        lambda: tf.layernorm_backward(np.ones(12), LN_CACHE),
+        ValueError,
+        lit("dout(12,) must have the shape of the forward's output (2, 4, 12)"),
+    ),
+    (
+        "cross_entropy_backward dout that is not a scalar",
+        lambda: tf.cross_entropy_backward(np.ones(1), CE_CACHE),
+        ValueError,
+        lit("dout(1,) must have the shape of the forward's output ()"),
+    ),
+    (
+        "model_backward dlogits with a last axis of 1",
+        lambda: tf.model_backward(np.ones((2, 3, 1)), MODEL_CACHE),
+        ValueError,
+        lit("dlogits(2, 3, 1) must have the shape of the forward's output (2, 3, 5)"),
+    ),
+    (
+        "gqa_attention_backward dout with a last axis of 1",
+        lambda: gqa_attention_backward(np.ones((2, 3, 4, 1)), GQA_CACHE),
+        ValueError,
+        lit(
+            "dout(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 7)"
+        ),
+    ),
+    (
+        "additive_attention_backward dout of one head",
+        lambda: additive_attention_backward(np.ones((4, 7)), ADD_CACHE),
+        ValueError,
+        lit("dout(4, 7) must have the shape of the forward's output (2, 3, 4, 7)"),
+    ),
+    (
+        "luong_attention_backward dout with an extra axis",
+        lambda: luong_attention_backward(np.ones((1, 2, 3, 4, 7)), LUONG_CACHE),
+        ValueError,
+        lit("dout(1, 2, 3, 4, 7) must have the shape of the forward's output ")
+        + lit("(2, 3, 4, 7)"),
+    ),
+    (
+        "rope_backward dout of one head",
+        lambda: rope_backward(np.ones((4, 6)), ROPE_CACHE),
+        ValueError,
+        lit("dout(4, 6) must have the shape of the forward's output (2, 3, 4, 6)"),
+    ),
+    (
+        "favor_backward dphi with a last axis of 1",
+        lambda: eff.favor_backward(np.ones((2, 3, 4, 1)), FAVOR_CACHE),
+        ValueError,
+        lit(
+            "dphi(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 8)"
+        ),
+    ),
+    (
+        "ring_backward_trace dout with a last axis of 1",
+        lambda: par.ring_backward_trace(np.ones((2, 8, 1)), RING_CACHE),
+        ValueError,
+        lit("dout(2, 8, 1) must have the shape of the forward's output (2, 8, 3)"),
+    ),
+    (
+        "ring_attention_mpi_backward dout of one sequence (before any MPI call)",
+        lambda: par.ring_attention_mpi_backward(
+            np.ones((8, 3)), RQ, RQ, RQ, RING_OUT, RING_CACHE.lse, None
+        ),
+        ValueError,
+        lit("dout(8, 3) must have the shape of the forward's output (2, 8, 3)"),
+    ),
+    (
+        "ulysses_mpi_backward dout with a last axis of 1",
+        lambda: par.ulysses_mpi_backward(
+            np.ones((2, 3, 4, 1)), ULYSSES_CACHE, OneRankComm()
+        ),
+        ValueError,
+        lit(
+            "dout(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 6)"
+        ),
+    ),
+    (
+        "merge_partials_backward dlse with a last axis of 1",
+        lambda: par.merge_partials_backward(
+            np.ones((2, 3, 4, 7)), np.ones((2, 3, 1)), O_A, LSE_A, O_A, LSE_A
+        ),
+        ValueError,
+        lit("dlse(2, 3, 1) must have the shape of the forward's output (2, 3, 4)"),
+    ),
+    # --- boolean options: True or False only (a truthy "no" would switch them on) ---
+    (
+        "flash causal='no'",
+        lambda: eff.flash_attention_forward(q, k, v, causal="no"),
+        TypeError,
+        lit("causal must be True or False, got 'no'"),
+    ),
+    (
+        "sliding-window attention causal=1",
+        lambda: eff.sliding_window_attention_forward(
+            q, q, v[..., :4, :], window=2, causal=1
+        ),
+        TypeError,
+        lit("causal must be True or False, got 1"),
+    ),
+    (
+        "band_blocks causal=None",
+        lambda: band_blocks(8, 3, causal=None),
+        TypeError,
+        lit("causal must be True or False, got None"),
+    ),
+    (
+        "linear attention causal='False'",
+        lambda: eff.linear_attention_forward(q, k, v, causal="False"),
+        TypeError,
+        lit("causal must be True or False, got 'False'"),
+    ),
+    (
+        "linear_attention_weights causal=0",
+        lambda: eff.linear_attention_weights(q, k, causal=0),
+        TypeError,
+        lit("causal must be True or False, got 0"),
+    ),
+    (
+        "sliding_window_mask causal='yes'",
+        lambda: eff.sliding_window_mask(6, 2, causal="yes"),
+        TypeError,
+        lit("causal must be True or False, got 'yes'"),
+    ),
+    (
+        "dilated_mask causal=np.int64(1)",
+        lambda: eff.dilated_mask(6, 2, 2, causal=np.int64(1)),
+        TypeError,
+        lit("causal must be True or False, got np.int64(1)"),
+    ),
+    (
+        "strided_mask causal=[]",
+        lambda: eff.strided_mask(6, 2, causal=[]),
+        TypeError,
+        lit("causal must be True or False, got []"),
+    ),
+    (
+        "online_logsumexp trace='yes'",
+        lambda: eff.online_logsumexp(scores, block=2, trace="yes"),
+        TypeError,
+        lit("trace must be True or False, got 'yes'"),
+    ),
+    (
+        "favor_omega orthogonal=1",
+        lambda: eff.favor_omega(6, 8, rng=np.random.default_rng(0), orthogonal=1),
+        TypeError,
+        lit("orthogonal must be True or False, got 1"),
+    ),
+    (
+        "ring attention causal=1",
+        lambda: par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2, causal=1),
+        TypeError,
+        lit("causal must be True or False, got 1"),
+    ),
+    (
+        "ulysses causal='no'",
+        lambda: par.ulysses_attention_forward(q, q, q, n_ranks=1, causal="no"),
+        TypeError,
+        lit("causal must be True or False, got 'no'"),
+    ),
+    (
+        "ulysses over MPI causal=None",
+        lambda: par.ulysses_mpi_forward(q, q, q, OneRankComm(), causal=None),
+        TypeError,
+        lit("causal must be True or False, got None"),
+    ),
+    (
+        "step_tiles causal='no'",
+        lambda: par.step_tiles("zigzag", 0, 1, 2, 4, causal="no"),
+        TypeError,
+        lit("causal must be True or False, got 'no'"),
+    ),
+    (
+        "work_formula causal=None",
+        lambda: par.work_formula("zigzag", 8, 2, causal=None),
+        TypeError,
+        lit("causal must be True or False, got None"),
+    ),
+    (
+        "ring_elements backward=1",
+        lambda: par.ring_elements(8, 2, 4, backward=1),
+        TypeError,
+        lit("backward must be True or False, got 1"),
+    ),
+    (
+        "ulysses_elements exact='yes'",
+        lambda: par.ulysses_elements(8, 2, 4, exact="yes"),
+        TypeError,
+        lit("exact must be True or False, got 'yes'"),
+    ),
+    (
+        "init_mha_params bias='no'",
+        lambda: an.init_mha_params(12, 3, rng=np.random.default_rng(0), bias="no"),
+        TypeError,
+        lit("bias must be True or False, got 'no'"),
+    ),
+    (
+        "ttt_linear_forward position_scale=1",
+        lambda: mem.ttt_linear_forward(
+            TTT_X, TTT_X, TTT_X, 0.1, TTT_P, mini_batch=2, position_scale=1
+        ),
+        TypeError,
+        lit("position_scale must be True or False, got 1"),
+    ),
+    (
+        "ttt_linear_decode_step position_scale='yes'",
+        lambda: mem.ttt_linear_decode_step(
+            mem.ttt_linear_decode_init(TTT_P, 2),
+            *TTT_X[:, :3].transpose(1, 0, 2),
+            0.1,
+            TTT_P,
+            position_scale="yes",
+        ),
+        TypeError,
+        lit("position_scale must be True or False, got 'yes'"),
+    ),
+    (
+        "memnet_forward position_enc='no'",
+        lambda: mem.memnet_forward(STORY, QUESTION, MEMNET_P, position_enc="no"),
+        TypeError,
+        lit("position_enc must be True or False, got 'no'"),
+    ),
+    (
+        "train progress='no'",
+        lambda: train(
+            MODEL_CFG, TRAIN_CFG, rng=np.random.default_rng(0), progress="no"
+        ),
+        TypeError,
+        lit("progress must be True or False, got 'no'"),
+    ),
+    (
+        "plot_attention colorbar='yes'",
+        lambda: viz.plot_attention(scores, colorbar="yes"),
+        TypeError,
+        lit("colorbar must be True or False, got 'yes'"),
+    ),
+    (
+        "plot_heads diverging=1",
+        lambda: viz.plot_heads(q[0], diverging=1),
+        TypeError,
+        lit("diverging must be True or False, got 1"),
+    ),
+    (
+        "plot_mask legend=None",
+        lambda: viz.plot_mask(np.ones((3, 3), bool), legend=None),
+        TypeError,
+        lit("legend must be True or False, got None"),
     ),
     # --- softmax ---------------------------------------------------------------------
     (
