@@ -37,6 +37,7 @@ def attention_entropy(weights, mask=None, *, normalized=False):
     Returns:
         (..., N) entropies; 0 for a fully masked row.
     """
+    normalized = V.bool_arg("normalized", normalized)
     P, mask = _weights_and_mask(weights, mask)
     keep = P > 0 if mask is None else (P > 0) & mask  # 0 log 0 := 0
     logs = np.log(np.where(keep, P, 1.0))  # log 1 = 0 where excluded: no warning
@@ -86,6 +87,7 @@ def sink_mass_per_head(weights, n_sink=1, *, skip_first=True):
     With ``skip_first`` the first n_sink queries are left out: under a causal mask
     they can only attend to the sink tokens, which says nothing about the head.
     """
+    skip_first = V.bool_arg("skip_first", skip_first)
     mass = sink_mass(weights, n_sink)  # (..., N)
     return mass[..., n_sink if skip_first else 0 :].mean(axis=-1)
 

@@ -102,3 +102,17 @@ def test_offset_mass_reads_a_diagonal():
     np.testing.assert_array_equal(offset_mass(P, 0), [0, 5, 10, 15])
     # N != M: query i sits at key position i + M - N
     np.testing.assert_array_equal(offset_mass(P[2:], -1), [9, 14])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda P: attention_entropy(P, normalized="yes"),
+        lambda P: entropy_per_head(P, normalized=1),
+        lambda P: sink_mass_per_head(P, skip_first="no"),
+    ],
+)
+def test_boolean_options_must_be_bools(call):
+    P = np.full((1, 2, 3, 3), 1 / 3)
+    with pytest.raises(TypeError, match="must be True or False"):
+        call(P)
