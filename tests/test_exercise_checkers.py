@@ -115,7 +115,10 @@ def numgrad(f, x, dout, h=1e-6, *, bug=None):
 
 def grad_check(forward, backward, x, rng, *, bug=None):
     out, cache = forward(x)
-    dout = np.ones(np.shape(out)) if bug == "ones" else rng.standard_normal(out.shape)
+    # the planted "ones" bug: an all-ones upstream gradient, which hides softmax bugs
+    dout = rng.standard_normal(out.shape)
+    if bug == "ones":
+        dout = np.full(out.shape, 1.0)
     a, n = backward(dout, cache), numerical_grad(lambda x: forward(x)[0], x, dout)
     if bug == "relative":
         return bool(np.max(np.abs(a - n) / (np.abs(a) + np.abs(n) + 1e-300)) < 1e-5)
