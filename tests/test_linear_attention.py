@@ -12,6 +12,10 @@ from attention_np.efficient.linear_attention import (
     linear_attention_forward,
     linear_attention_weights,
 )
+from attention_np.efficient.linear_streaming import (
+    streaming_backward,
+    streaming_forward,
+)
 from attention_np.efficient.performer import favor_omega
 
 B, H, N, d, d_v = 2, 3, 9, 4, 5
@@ -191,3 +195,35 @@ def test_causal_needs_equal_lengths(rng):
     q, k, v = qkv(rng, n=4, m=6)
     with pytest.raises(ValueError, match="N == M"):
         linear_attention_forward(q, k, v, causal=True)
+
+
+@pytest.mark.parametrize("feature_map", ["elu+1", "relu", "dpfp"])
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_streaming_non_causal_form_equals_the_unchunked_product(feature_map, chunk):
+    # linear_attention_forward streams non-causal attention through row chunks;
+    # any chunk size (dividing N or not) gives the one-product result a (b^T c)
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((2, 3, n, 4)) for n in (7, 5, 5))
+    phi = FEATURE_MAPS[feature_map]
+    shapes = (q.shape, k.shape, v.shape)
+    out, cache = streaming_forward(q, k, v, phi, eps=1e-6, shapes=shapes, chunk=chunk)
+    v1 = np.concatenate([v, np.ones(v.shape[:-1] + (1,))], -1)
+    y, product_cache = kp.global_forward(phi[0](q)[0], phi[0](k)[0], v1)
+    np.testing.assert_allclose(out, y[..., :-1] / (y[..., -1:] + 1e-6), atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    fd_check(
+        lambda p: streaming_forward(
+            p["q"], p["k"], p["v"], phi, eps=1e-6, shapes=shapes, chunk=chunk
+        ),
+        lambda d, c: dict(zip("qkv", streaming_backward(d, c), strict=True)),
+        {"q": q, "k": k, "v": v},
+        rng,
+    )
+    grads = streaming_backward(dout, cache)
+    assert [g.shape for g in grads] == [a.shape for a in (q, k, v)]
+
+
+def test_streaming_with_no_keys_gives_zeros():
+    q, k, v = np.ones((1, 3, 4)), np.ones((1, 0, 4)), np.ones((1, 0, 2))
+    out, _ = linear_attention_forward(q, k, v)
+    assert out.shape == (1, 3, 2) and np.all(out == 0.0)

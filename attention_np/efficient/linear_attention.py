@@ -22,6 +22,7 @@ from .. import _validate as V
 from ..attention import _check_qkv, _unbroadcast
 from . import kernel_products as kp
 from .feature_maps import FEATURE_MAPS
+from .linear_streaming import StreamingCache, streaming_backward, streaming_forward
 from .performer import favor_backward, favor_forward
 
 FORMS = ("parallel", "recurrent", "chunkwise")
@@ -110,6 +111,9 @@ def linear_attention_forward(
     shapes = tuple(np.shape(a) for a in (q, k, v))
     q, k, v = _check(q, k, v, feature_map, causal, form, omega)
     chunk_size = V.positive_int("chunk_size", chunk_size)
+    if not causal and feature_map in FEATURE_MAPS:  # row-wise phi: stream the rows
+        phi = FEATURE_MAPS[feature_map]
+        return streaming_forward(q, k, v, phi, eps=eps, shapes=shapes)
     phi_q, q_map = _features(q, "q", feature_map, omega)  # (..., N, f)
     phi_k, k_map = _features(k, "k", feature_map, omega)  # (..., M, f)
     ones = np.ones(v.shape[:-1] + (1,), v.dtype)  # (..., M, 1)
@@ -123,8 +127,13 @@ def linear_attention_forward(
 
 def linear_attention_backward(dout, cache):
     """Gradients of linear_attention_forward: dq, dk, dv in the inputs' shapes."""
+    V.grad_shape("dout", dout, cache.out.shape)
+    if isinstance(cache, StreamingCache):
+        grads = streaming_backward(dout, cache)
+        return tuple(
+            _unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
+        )
     q_map, k_map, (product_backward, product_cache), out, den, shapes = cache
-    V.grad_shape("dout", dout, out.shape)
     # forward: out = num / den -> dnum = dout / den, dden = -sum(dout * out) / den
     dnum = dout / den  # (..., N, d_v)
     dden = -np.sum(dout * out, axis=-1, keepdims=True) / den  # (..., N, 1)

@@ -1,0 +1,90 @@
+"""Non-causal linear attention streamed through chunks of rows: O(chunk) extra memory.
+
+Without a causal mask, linear attention needs only two sums over the keys:
+
+    s = sum_j phi(k_j) [v_j, 1]^T        (f, d_v + 1)
+    y_i = phi(q_i)^T s,   out_i = y_i[:d_v] / (y_i[d_v] + eps)
+
+so the keys can be read one chunk at a time into s, and then the queries one chunk at a
+time out of it. Nothing of size N is ever stored besides the inputs and the output:
+every temporary is a (chunk, f) block that stays in the CPU cache, which keeps the time
+truly linear in N (the unchunked form slows down per element once its (N, f) arrays
+outgrow the cache). The backward recomputes phi chunk by chunk in the same way:
+
+    dy_i = [dout_i, -<dout_i, out_i>] / den_i,    ds = sum_i phi(q_i) dy_i^T,
+    dphi(q_i) = s dy_i,   dphi(k_j) = ds [v_j, 1],   dv_j = ds[:, :d_v]^T phi(k_j)
+
+Used by ``linear_attention_forward`` for causal=False with a row-wise feature map
+(elu+1, relu, dpfp); FAVOR+ keys share one stabiliser over all rows, so it keeps the
+unchunked form. Shapes: one (batch, head) slice at a time, q (N, d), k (M, d),
+v (M, d_v), s (f, d_v + 1).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+CHUNK = 1024  # rows per chunk: a (1024, 64) float32 block is 256 KiB
+
+
+class StreamingCache(NamedTuple):
+    """What the streaming backward needs: the inputs, not their features."""
+
+    inputs: tuple  # (q, k, v) broadcast to common leading dims (views)
+    feature_map: tuple  # (forward, backward) of phi
+    s: list  # per (batch, head) slice: (f, d_v + 1) key-value memory
+    out: np.ndarray  # (..., N, d_v)
+    den: np.ndarray  # (..., N, 1)
+    shapes: tuple  # the callers' q, k, v shapes
+    chunk: int
+
+
+def _rows(n, chunk):
+    return (slice(r, r + chunk) for r in range(0, n, chunk))
+
+
+def _memory(k, v, phi_forward, chunk):
+    """s = sum_j phi(k_j) [v_j, 1]^T, one chunk of keys at a time."""
+    s = None
+    for rows in _rows(k.shape[0], chunk):
+        phi_k, _ = phi_forward(k[rows])  # (chunk, f)
+        part = np.concatenate([phi_k.T @ v[rows], phi_k.sum(0)[:, None]], axis=1)
+        s = part if s is None else s + part  # (f, d_v + 1)
+    return s
+
+
+def streaming_forward(q, k, v, phi, *, eps, shapes, chunk=CHUNK):
+    """Non-causal linear attention of broadcast q, k, v; returns (out, cache)."""
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
+    den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
+    memories = []
+    for idx in np.ndindex(q.shape[:-2]):
+        s = _memory(k[idx], v[idx], phi[0], chunk)
+        if s is None:  # M = 0: nothing to attend to
+            s = np.zeros((phi[0](q[idx][:0])[0].shape[-1], v.shape[-1] + 1), q.dtype)
+        for rows in _rows(q.shape[-2], chunk):
+            y = phi[0](q[idx][rows])[0] @ s  # (chunk, d_v + 1)
+            den[idx][rows] = y[:, -1:] + eps
+            out[idx][rows] = y[:, :-1] / den[idx][rows]
+        memories.append(s)
+    return out, StreamingCache((q, k, v), phi, memories, out, den, shapes, chunk)
+
+
+def streaming_backward(dout, cache):
+    """dq, dk, dv (broadcast shapes) of streaming_forward."""
+    (q, k, v), (phi_forward, phi_backward), memories, out, den, _, chunk = cache
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    # forward: out = num / den -> dnum = dout / den, dden = -<dout, out> / den
+    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    for idx, s in zip(np.ndindex(q.shape[:-2]), memories, strict=True):
+        ds = np.zeros_like(s)  # (f, d_v + 1)
+        for rows in _rows(q.shape[-2], chunk):
+            phi_q, q_cache = phi_forward(q[idx][rows])  # recompute, (chunk, f)
+            ds += phi_q.T @ dy[idx][rows]  # forward: y = phi_q s
+            dq[idx][rows] = phi_backward(dy[idx][rows] @ s.T, q_cache)
+        for rows in _rows(k.shape[-2], chunk):
+            phi_k, k_cache = phi_forward(k[idx][rows])
+            v1 = np.concatenate([v[idx][rows], np.ones_like(v[idx][rows, :1])], 1)
+            dk[idx][rows] = phi_backward(v1 @ ds.T, k_cache)  # s = phi_k^T v1
+            dv[idx][rows] = phi_k @ ds[:, :-1]
+    return dq, dk, dv
