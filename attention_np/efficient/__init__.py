@@ -7,8 +7,9 @@
 - ``block_attention``: one query block against one key block with (out, lse) and a
   backward from the global lse (the unit of ring attention).
 - ``online_softmax``: the streaming max-and-sum recurrence on its own.
-- ``linear_attention`` (+ ``feature_maps``, ``performer``, ``kernel_products``):
-  phi(q).phi(k) instead of exp(q.k); parallel, recurrent (RNN) and chunkwise forms.
+- ``linear_attention`` (+ ``feature_maps``, ``performer``, ``kernel_products``,
+  ``linear_streaming``): phi(q).phi(k) instead of exp(q.k); parallel, recurrent (RNN)
+  and chunkwise forms; the non-causal form streams its rows in cache-sized chunks.
 - ``sparse_masks``, ``banded``: sliding-window, dilated, strided and BigBird
   patterns; the sliding window in O(N w) memory.
 - ``peak_memory``: ``peak_bytes(fn)``, the peak memory of one call (tracemalloc).
