@@ -31,9 +31,9 @@ FORMS = ("parallel", "recurrent", "chunkwise")
 class LinearAttentionCache(NamedTuple):
     """What ``linear_attention_backward`` needs."""
 
-    q_map: tuple  # (backward function, cache) of the query feature map
-    k_map: tuple  # (backward function, cache) of the key feature map
-    product: tuple  # (backward function, cache) of y = [causal](phi_q phi_k^T) [v, 1]
+    slices: list  # per (batch, head) slice: (q_map, k_map, product cache), the maps
+    # being (backward function, cache) pairs of phi; y = [causal](phi_q phi_k^T) [v, 1]
+    product_backward: object  # backward of the product's form
     out: np.ndarray  # (..., N, d_v)
     den: np.ndarray  # (..., N, 1) sum_j phi(q_i).phi(k_j) + eps
     shapes: tuple  # q, k, v shapes, to sum broadcast gradients back
@@ -106,7 +106,7 @@ def linear_attention_forward(
         omega: (d, m) random projections for "favor+" (``favor_omega``).
 
     Returns:
-        out (..., N, d_v) and a LinearAttentionCache.
+        out (..., N, d_v) and a cache (a StreamingCache for the non-causal form).
     """
     shapes = tuple(np.shape(a) for a in (q, k, v))
     q, k, v = _check(q, k, v, feature_map, causal, form, omega)
@@ -114,15 +114,22 @@ def linear_attention_forward(
     if not causal and feature_map in FEATURE_MAPS:  # row-wise phi: stream the rows
         phi = FEATURE_MAPS[feature_map]
         return streaming_forward(q, k, v, phi, eps=eps, shapes=shapes)
-    phi_q, q_map = _features(q, "q", feature_map, omega)  # (..., N, f)
-    phi_k, k_map = _features(k, "k", feature_map, omega)  # (..., M, f)
-    ones = np.ones(v.shape[:-1] + (1,), v.dtype)  # (..., M, 1)
     forward, backward = _product(causal, form, chunk_size)
-    v1 = np.concatenate([v, ones], axis=-1)  # (..., M, d_v + 1): one product, two sums
-    y, cache = forward(phi_q, phi_k, v1)  # (..., N, d_v + 1)
-    den = y[..., -1:] + eps  # (..., N, 1) the normaliser
-    out = y[..., :-1] / den  # (..., N, d_v)
-    return out, LinearAttentionCache(q_map, k_map, (backward, cache), out, den, shapes)
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
+    den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
+    slices = []
+    # one (batch, head) slice at a time: the same arithmetic with temporaries that
+    # are 1/(B H) as big, so they stay in cache and the allocator can reuse them
+    for idx in np.ndindex(q.shape[:-2]):
+        phi_q, q_map = _features(q[idx], "q", feature_map, omega)  # (N, f)
+        phi_k, k_map = _features(k[idx], "k", feature_map, omega)  # (M, f)
+        ones = np.ones(v[idx].shape[:-1] + (1,), v.dtype)  # (M, 1)
+        v1 = np.concatenate([v[idx], ones], axis=-1)  # (M, d_v + 1): both sums at once
+        y, product_cache = forward(phi_q, phi_k, v1)  # (N, d_v + 1)
+        den[idx] = y[:, -1:] + eps  # the normaliser
+        out[idx] = y[:, :-1] / den[idx]
+        slices.append((q_map, k_map, product_cache))
+    return out, LinearAttentionCache(slices, backward, out, den, shapes)
 
 
 def linear_attention_backward(dout, cache):
@@ -133,16 +140,18 @@ def linear_attention_backward(dout, cache):
         return tuple(
             _unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
         )
-    q_map, k_map, (product_backward, product_cache), out, den, shapes = cache
+    slices, product_backward, out, den, shapes = cache
+    lead = out.shape[:-2]
+    dq, dk, dv = (np.empty(lead + shape[-2:], out.dtype) for shape in shapes)
     # forward: out = num / den -> dnum = dout / den, dden = -sum(dout * out) / den
-    dnum = dout / den  # (..., N, d_v)
-    dden = -np.sum(dout * out, axis=-1, keepdims=True) / den  # (..., N, 1)
-    dphi_q, dphi_k, dv1 = product_backward(
-        np.concatenate([dnum, dden], -1), product_cache
-    )
-    dq = q_map[0](dphi_q, q_map[1])
-    dk = k_map[0](dphi_k, k_map[1])
-    dv = dv1[..., :-1]  # the ones column is a constant
+    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    for idx, (q_map, k_map, product_cache) in zip(
+        np.ndindex(lead), slices, strict=True
+    ):
+        dphi_q, dphi_k, dv1 = product_backward(dy[idx], product_cache)
+        dq[idx] = q_map[0](dphi_q, q_map[1])
+        dk[idx] = k_map[0](dphi_k, k_map[1])
+        dv[idx] = dv1[:, :-1]  # the ones column is a constant
     return tuple(_unbroadcast(g, s) for g, s in zip((dq, dk, dv), shapes, strict=True))
 
 
