@@ -13,6 +13,8 @@ from attention_np.efficient.linear_attention import (
     linear_attention_weights,
 )
 from attention_np.efficient.linear_streaming import (
+    causal_streaming_backward,
+    causal_streaming_forward,
     streaming_backward,
     streaming_forward,
 )
@@ -221,6 +223,61 @@ def test_streaming_non_causal_form_equals_the_unchunked_product(feature_map, chu
     )
     grads = streaming_backward(dout, cache)
     assert [g.shape for g in grads] == [a.shape for a in (q, k, v)]
+
+
+@pytest.mark.parametrize("feature_map", ["elu+1", "relu", "dpfp"])
+@pytest.mark.parametrize(
+    ("chunk", "chunk_size", "n_chunks"),
+    [(1, 1, 11), (4, 2, 3), (5, 2, 3), (3, 4, 3), (20, 4, 1)],
+)
+def test_causal_streaming_equals_the_masked_parallel_form(
+    feature_map, chunk, chunk_size, n_chunks
+):
+    # the causal chunkwise form streams chunks of rows carrying the state between
+    # them; chunks are rounded to a multiple of chunk_size (5 -> 4, 3 -> 4) and
+    # need not divide N = 11, and the result is the masked O(N^2) product tril(a b^T) c
+    rng = np.random.default_rng(6)
+    q, k, v = (rng.standard_normal((2, 3, 11, n)) for n in (4, 4, 5))
+    phi = FEATURE_MAPS[feature_map]
+    shapes = (q.shape, k.shape, v.shape)
+    options = dict(eps=1e-6, shapes=shapes, chunk_size=chunk_size, chunk=chunk)
+    out, cache = causal_streaming_forward(q, k, v, phi, **options)
+    assert len(cache.states[0]) == n_chunks
+    ref, ref_cache = linear_attention_forward(
+        q, k, v, feature_map=feature_map, causal=True, form="parallel"
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    for g, g_ref in zip(
+        causal_streaming_backward(dout, cache),
+        linear_attention_backward(dout, ref_cache),
+        strict=True,
+    ):
+        np.testing.assert_allclose(g, g_ref, atol=1e-12)
+    fd_check(
+        lambda p: causal_streaming_forward(p["q"], p["k"], p["v"], phi, **options),
+        lambda d, c: dict(zip("qkv", causal_streaming_backward(d, c), strict=True)),
+        {"q": q, "k": k, "v": v},
+        rng,
+    )
+
+
+def test_causal_chunkwise_streams_for_row_wise_feature_maps_only(rng):
+    q, k, v = qkv(rng)
+    _, cache = run(q, k, v, causal=True, form="chunkwise")
+    assert type(cache).__name__ == "CausalStreamingCache"
+    omega = favor_omega(d, 8, rng=rng)
+    _, cache = run(
+        q, k, v, causal=True, form="chunkwise", feature_map="favor+", omega=omega
+    )
+    assert type(cache).__name__ == "LinearAttentionCache"
+
+
+def test_causal_streaming_of_an_empty_sequence():
+    q = k = v = np.ones((2, 0, 4))
+    out, cache = linear_attention_forward(q, k, v, causal=True, form="chunkwise")
+    assert out.shape == (2, 0, 4)
+    assert [g.shape for g in linear_attention_backward(out, cache)] == [(2, 0, 4)] * 3
 
 
 def test_streaming_with_no_keys_gives_zeros():

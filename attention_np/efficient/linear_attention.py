@@ -21,8 +21,8 @@ import numpy as np
 from .. import _validate as V
 from ..attention import _check_qkv, _unbroadcast
 from . import kernel_products as kp
+from . import linear_streaming as ls
 from .feature_maps import FEATURE_MAPS
-from .linear_streaming import StreamingCache, streaming_backward, streaming_forward
 from .performer import favor_backward, favor_forward
 
 FORMS = ("parallel", "recurrent", "chunkwise")
@@ -106,14 +106,19 @@ def linear_attention_forward(
         omega: (d, m) random projections for "favor+" (``favor_omega``).
 
     Returns:
-        out (..., N, d_v) and a cache (a StreamingCache for the non-causal form).
+        out (..., N, d_v) and a cache (a ``linear_streaming`` cache when the rows
+        are streamed: row-wise feature maps, non-causal or chunkwise).
     """
     shapes = tuple(np.shape(a) for a in (q, k, v))
     q, k, v = _check(q, k, v, feature_map, causal, form, omega)
     chunk_size = V.positive_int("chunk_size", chunk_size)
-    if not causal and feature_map in FEATURE_MAPS:  # row-wise phi: stream the rows
-        phi = FEATURE_MAPS[feature_map]
-        return streaming_forward(q, k, v, phi, eps=eps, shapes=shapes)
+    if feature_map in FEATURE_MAPS and (not causal or form == "chunkwise"):
+        phi = FEATURE_MAPS[feature_map]  # row-wise phi: stream chunks of rows
+        if not causal:
+            return ls.streaming_forward(q, k, v, phi, eps=eps, shapes=shapes)
+        return ls.causal_streaming_forward(
+            q, k, v, phi, eps=eps, shapes=shapes, chunk_size=chunk_size
+        )
     forward, backward = _product(causal, form, chunk_size)
     out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
     den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
@@ -135,8 +140,12 @@ def linear_attention_forward(
 def linear_attention_backward(dout, cache):
     """Gradients of linear_attention_forward: dq, dk, dv in the inputs' shapes."""
     V.grad_shape("dout", dout, cache.out.shape)
-    if isinstance(cache, StreamingCache):
-        grads = streaming_backward(dout, cache)
+    streamed = {
+        ls.StreamingCache: ls.streaming_backward,
+        ls.CausalStreamingCache: ls.causal_streaming_backward,
+    }
+    if type(cache) in streamed:
+        grads = streamed[type(cache)](dout, cache)
         return tuple(
             _unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
         )

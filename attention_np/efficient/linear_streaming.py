@@ -1,4 +1,4 @@
-"""Non-causal linear attention streamed through chunks of rows: O(chunk) extra memory.
+"""Linear attention streamed through chunks of rows: O(chunk) extra memory.
 
 Without a causal mask, linear attention needs only two sums over the keys:
 
@@ -14,15 +14,29 @@ outgrow the cache). The backward recomputes phi chunk by chunk in the same way:
     dy_i = [dout_i, -<dout_i, out_i>] / den_i,    ds = sum_i phi(q_i) dy_i^T,
     dphi(q_i) = s dy_i,   dphi(k_j) = ds [v_j, 1],   dv_j = ds[:, :d_v]^T phi(k_j)
 
-Used by ``linear_attention_forward`` for causal=False with a row-wise feature map
-(elu+1, relu, dpfp); FAVOR+ keys share one stabiliser over all rows, so it keeps the
-unchunked form. Shapes: one (batch, head) slice at a time, q (N, d), k (M, d),
-v (M, d_v), s (f, d_v + 1).
+The causal chunkwise form streams the same way, with the state carried from one
+chunk of rows to the next (each chunk runs ``kernel_products.chunkwise_forward``):
+
+    y = chunkwise(phi_q, phi_k, [v, 1]) + phi_q s,   then   s += phi_k^T [v, 1]
+
+(phi_q, phi_k, v: the chunk's rows; s: the state the earlier chunks left)
+
+and its backward walks the chunks in reverse, carrying g = sum of phi_q^T dy over the
+later chunks (the gradient of the state each chunk wrote):
+
+    dphi_q += dy s^T,   dphi_k += [v, 1] g^T,   d[v, 1] += phi_k g
+
+Used by ``linear_attention_forward`` for causal=False, and for causal=True with
+form="chunkwise", with a row-wise feature map (elu+1, relu, dpfp); FAVOR+ keys share
+one stabiliser over all rows, so it keeps the unchunked form. Shapes: one (batch,
+head) slice at a time, q (N, d), k (M, d), v (M, d_v), s and g (f, d_v + 1).
 """
 
 from typing import NamedTuple
 
 import numpy as np
+
+from . import kernel_products as kp
 
 CHUNK = 1024  # rows per chunk: a (1024, 64) float32 block is 256 KiB
 
@@ -37,6 +51,19 @@ class StreamingCache(NamedTuple):
     den: np.ndarray  # (..., N, 1)
     shapes: tuple  # the callers' q, k, v shapes
     chunk: int
+
+
+class CausalStreamingCache(NamedTuple):
+    """What the causal streaming backward needs: inputs and the state at each chunk."""
+
+    inputs: tuple  # (q, k, v) broadcast to common leading dims (views)
+    feature_map: tuple  # (forward, backward) of phi
+    states: list  # per (batch, head) slice: [(f, d_v + 1) state before each chunk]
+    out: np.ndarray  # (..., N, d_v)
+    den: np.ndarray  # (..., N, 1)
+    shapes: tuple  # the callers' q, k, v shapes
+    chunk: int  # rows per chunk, a multiple of chunk_size
+    chunk_size: int  # L of the chunkwise form inside a chunk
 
 
 def _rows(n, chunk):
@@ -87,4 +114,73 @@ def streaming_backward(dout, cache):
             v1 = np.concatenate([v[idx][rows], np.ones_like(v[idx][rows, :1])], 1)
             dk[idx][rows] = phi_backward(v1 @ ds.T, k_cache)  # s = phi_k^T v1
             dv[idx][rows] = phi_k @ ds[:, :-1]
+    return dq, dk, dv
+
+
+def _features_and_values(q, k, v, phi_forward):
+    """phi(q), phi(k) with their caches, and [v, 1], for one chunk of rows."""
+    phi_q, q_cache = phi_forward(q)  # (rows, f)
+    phi_k, k_cache = phi_forward(k)
+    v1 = np.concatenate([v, np.ones_like(v[:, :1])], axis=1)  # (rows, d_v + 1)
+    return phi_q, q_cache, phi_k, k_cache, v1
+
+
+def causal_streaming_forward(q, k, v, phi, *, eps, shapes, chunk_size, chunk=CHUNK):
+    """Causal chunkwise linear attention of broadcast q, k, v (N == M); (out, cache).
+
+    Chunks of ``chunk`` rows (rounded to a multiple of ``chunk_size``) go through the
+    chunkwise product one after the other; only the (f, d_v + 1) state crosses.
+    """
+    chunk = max(1, chunk // chunk_size) * chunk_size
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
+    den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
+    all_states = []
+    for idx in np.ndindex(q.shape[:-2]):
+        s, states = None, []
+        for rows in _rows(q.shape[-2], chunk):
+            phi_q, _, phi_k, _, v1 = _features_and_values(
+                q[idx][rows], k[idx][rows], v[idx][rows], phi[0]
+            )
+            if s is None:
+                s = np.zeros((phi_q.shape[-1], v1.shape[-1]), q.dtype)
+            y, _ = kp.chunkwise_forward(phi_q, phi_k, v1, chunk_size=chunk_size)
+            y += phi_q @ s  # (rows, d_v + 1): what the earlier chunks contribute
+            states.append(s)
+            s = s + phi_k.T @ v1  # a new array: the stored state stays as it was
+            den[idx][rows] = y[:, -1:] + eps
+            out[idx][rows] = y[:, :-1] / den[idx][rows]
+        all_states.append(states)
+    cache = CausalStreamingCache(
+        (q, k, v), phi, all_states, out, den, shapes, chunk, chunk_size
+    )
+    return out, cache
+
+
+def causal_streaming_backward(dout, cache):
+    """dq, dk, dv (broadcast shapes) of causal_streaming_forward."""
+    (q, k, v), (phi_forward, phi_backward), all_states = cache[:3]
+    out, den, _, chunk, chunk_size = cache[3:]
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    # forward: out = num / den -> dnum = dout / den, dden = -<dout, out> / den
+    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    for idx, states in zip(np.ndindex(q.shape[:-2]), all_states, strict=True):
+        chunks = list(_rows(q.shape[-2], chunk))
+        # g (f, d_v + 1): sum of phi_q^T dy over the chunks after the current one
+        g = np.zeros_like(states[0]) if states else None
+        for rows, s in zip(reversed(chunks), reversed(states), strict=True):
+            phi_q, q_cache, phi_k, k_cache, v1 = _features_and_values(
+                q[idx][rows], k[idx][rows], v[idx][rows], phi_forward
+            )
+            _, product_cache = kp.chunkwise_forward(  # recompute the chunk's product
+                phi_q, phi_k, v1, chunk_size=chunk_size
+            )
+            dy_rows = dy[idx][rows]
+            dphi_q, dphi_k, dv1 = kp.chunkwise_backward(dy_rows, product_cache)
+            dphi_q += dy_rows @ s.T  # forward: y += phi_q s
+            dphi_k += v1 @ g.T  # forward: later chunks read s + phi_k^T v1
+            dv1 += phi_k @ g
+            g += phi_q.T @ dy_rows
+            dq[idx][rows] = phi_backward(dphi_q, q_cache)
+            dk[idx][rows] = phi_backward(dphi_k, k_cache)
+            dv[idx][rows] = dv1[:, :-1]  # the ones column is a constant
     return dq, dk, dv
