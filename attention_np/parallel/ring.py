@@ -136,6 +136,8 @@ def main(argv=None):
         return run_and_check(comm, args)
     except Exception:  # one failing rank must not leave the others waiting forever
         traceback.print_exc()
+        sys.stdout.flush()  # Abort kills the process: get the traceback out first
+        sys.stderr.flush()
         comm.Abort(1)
 
 
