@@ -182,12 +182,15 @@ def plot_heads(
 def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend=True):
     """Draw an (N, M) boolean mask: True (may attend) solid, False hatched grey.
 
+    ``legend``: True puts the key to the right of the axes, "below" under the key
+    labels (for a mask panel with more panels to its right), False leaves it out.
     Returns the Axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    check_flags(legend=legend)
+    if legend is not True and legend is not False and legend != "below":
+        raise TypeError(f"legend must be True, False or 'below', got {legend!r}")
     m = drop_leading_ones("mask", mask, 2)
     m = full_mask(m, m.shape)
     if ax is None:
@@ -206,13 +209,11 @@ def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend
                 label="False: masked",
             ),
         ]
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),  # right of the axes: never over the labels
-            frameon=False,
-            fontsize=8,
-        )
+        if legend == "below":  # under the rotated key labels and the axis label
+            place = dict(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2)
+        else:  # right of the axes: never over the labels
+            place = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        ax.legend(handles=handles, frameon=False, fontsize=8, **place)
     return ax
 
 

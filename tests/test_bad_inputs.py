@@ -609,7 +609,7 @@ CATALOGUE = [
         "plot_mask legend=None",
         lambda: viz.plot_mask(np.ones((3, 3), bool), legend=None),
         TypeError,
-        lit("legend must be True or False, got None"),
+        lit("legend must be True, False or 'below', got None"),
     ),
     # --- softmax ---------------------------------------------------------------------
     (

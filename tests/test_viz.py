@@ -160,6 +160,20 @@ def test_plot_mask_draws_allowed_cells_and_a_legend():
     assert ax.get_xlabel() == "key"
 
 
+@pytest.mark.parametrize(("legend", "right"), [(True, True), ("below", False)])
+def test_plot_mask_places_its_legend_right_or_below(legend, right):
+    ax = viz.plot_mask(causal_mask(3), legend=legend)
+    ax.figure.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    axes_box = ax.get_window_extent()
+    assert (box.x0 >= axes_box.x1) == right
+    assert (box.y1 <= axes_box.y0) == (not right)
+
+
+def test_plot_mask_without_a_legend():
+    assert viz.plot_mask(causal_mask(3), legend=False).get_legend() is None
+
+
 def test_plot_attention_rejects_a_float_mask(weights):
     with pytest.raises(TypeError, match="mask must be boolean"):
         viz.plot_attention(weights, mask=np.ones((5, 5)))
