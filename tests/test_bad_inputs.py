@@ -506,6 +506,24 @@ CATALOGUE = [
         lit("trace must be True or False, got 'yes'"),
     ),
     (
+        "favor_forward x of width 5 with omega of d 6",
+        lambda: eff.favor_forward(np.ones((2, 4, 5)), OMEGA),
+        ValueError,
+        lit("x(2, 4, 5) and omega(6, 8) must share d = x.shape[-1]"),
+    ),
+    (
+        "favor_forward integer x",
+        lambda: eff.favor_forward(np.ones((2, 4, 6), int), OMEGA),
+        TypeError,
+        lit("x must be a float16/float32/float64 array, got dtype int64"),
+    ),
+    (
+        "favor_forward one vector x with one max over all positions",
+        lambda: eff.favor_forward(np.ones(6), OMEGA, stabilize="all"),
+        ValueError,
+        lit("x must have at least 2 dimensions, got shape (6,)"),
+    ),
+    (
         "favor_omega orthogonal=1",
         lambda: eff.favor_omega(6, 8, rng=np.random.default_rng(0), orthogonal=1),
         TypeError,

@@ -51,7 +51,7 @@ def favor_forward(x, omega, *, stabilize=None):
     """phi(x) = exp(x' omega - |x'|^2/2 - c) / sqrt(m), x' = x d^(-1/4).
 
     Args:
-        x: (..., N, d) queries or keys.
+        x: (..., N, d) queries or keys (or one (d,) vector, unless "all").
         omega: (d, m) from ``favor_omega``.
         stabilize: None (c = 0), "row" (c = max over features, for queries) or
             "all" (c = max over positions and features, for keys).
@@ -61,7 +61,13 @@ def favor_forward(x, omega, *, stabilize=None):
     """
     if stabilize not in STABILIZE:
         raise ValueError(f"stabilize must be one of {STABILIZE}, got {stabilize!r}")
+    x = V.float_array("x", x, min_ndim=2 if stabilize == "all" else 1)
+    omega = V.float_array("omega", omega, ndim=2)
     d, m = omega.shape
+    if x.shape[-1] != d:
+        raise ValueError(
+            f"x{x.shape} and omega{omega.shape} must share d = x.shape[-1]"
+        )
     xs = x * d**-0.25  # (..., N, d)
     u = xs @ omega - 0.5 * np.sum(xs * xs, axis=-1, keepdims=True)  # (..., N, m)
     c = 0.0
