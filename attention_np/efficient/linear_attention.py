@@ -26,6 +26,10 @@ from .feature_maps import FEATURE_MAPS
 from .performer import favor_backward, favor_forward
 
 FORMS = ("parallel", "recurrent", "chunkwise")
+STREAMED_BACKWARD = {  # cache type -> backward, for the forms that stream their rows
+    ls.StreamingCache: ls.streaming_backward,
+    ls.CausalStreamingCache: ls.causal_streaming_backward,
+}
 
 
 class LinearAttentionCache(NamedTuple):
@@ -128,9 +132,7 @@ def linear_attention_forward(
     for idx in np.ndindex(q.shape[:-2]):
         phi_q, q_map = _features(q[idx], "q", feature_map, omega)  # (N, f)
         phi_k, k_map = _features(k[idx], "k", feature_map, omega)  # (M, f)
-        ones = np.ones(v[idx].shape[:-1] + (1,), v.dtype)  # (M, 1)
-        v1 = np.concatenate([v[idx], ones], axis=-1)  # (M, d_v + 1): both sums at once
-        y, product_cache = forward(phi_q, phi_k, v1)  # (N, d_v + 1)
+        y, product_cache = forward(phi_q, phi_k, ls.with_ones(v[idx]))  # (N, d_v + 1)
         den[idx] = y[:, -1:] + eps  # the normaliser
         out[idx] = y[:, :-1] / den[idx]
         slices.append((q_map, k_map, product_cache))
@@ -140,20 +142,15 @@ def linear_attention_forward(
 def linear_attention_backward(dout, cache):
     """Gradients of linear_attention_forward: dq, dk, dv in the inputs' shapes."""
     V.grad_shape("dout", dout, cache.out.shape)
-    streamed = {
-        ls.StreamingCache: ls.streaming_backward,
-        ls.CausalStreamingCache: ls.causal_streaming_backward,
-    }
-    if type(cache) in streamed:
-        grads = streamed[type(cache)](dout, cache)
+    if type(cache) in STREAMED_BACKWARD:
+        grads = STREAMED_BACKWARD[type(cache)](dout, cache)
         return tuple(
             _unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
         )
     slices, product_backward, out, den, shapes = cache
     lead = out.shape[:-2]
     dq, dk, dv = (np.empty(lead + shape[-2:], out.dtype) for shape in shapes)
-    # forward: out = num / den -> dnum = dout / den, dden = -sum(dout * out) / den
-    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    dy = ls.ratio_backward(dout, out, den)  # (..., N, d_v + 1)
     for idx, (q_map, k_map, product_cache) in zip(
         np.ndindex(lead), slices, strict=True
     ):

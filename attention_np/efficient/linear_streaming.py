@@ -70,6 +70,19 @@ def _rows(n, chunk):
     return (slice(r, r + chunk) for r in range(0, n, chunk))
 
 
+def with_ones(v):
+    """[v, 1]: (..., M, d_v) -> (..., M, d_v + 1), numerator and normaliser at once."""
+    return np.concatenate([v, np.ones_like(v[..., :1])], axis=-1)
+
+
+def ratio_backward(dout, out, den):
+    """dy of out = y[:d_v] / den with den = y[d_v] + eps: (..., N, d_v + 1).
+
+    dnum = dout / den, dden = -<dout, out> / den.
+    """
+    return np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+
+
 def _memory(k, v, phi_forward, chunk):
     """s = sum_j phi(k_j) [v_j, 1]^T, one chunk of keys at a time."""
     s = None
@@ -101,8 +114,7 @@ def streaming_backward(dout, cache):
     """dq, dk, dv (broadcast shapes) of streaming_forward."""
     (q, k, v), (phi_forward, phi_backward), memories, out, den, _, chunk = cache
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    # forward: out = num / den -> dnum = dout / den, dden = -<dout, out> / den
-    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    dy = ratio_backward(dout, out, den)  # (..., N, d_v + 1)
     for idx, s in zip(np.ndindex(q.shape[:-2]), memories, strict=True):
         ds = np.zeros_like(s)  # (f, d_v + 1)
         for rows in _rows(q.shape[-2], chunk):
@@ -111,7 +123,7 @@ def streaming_backward(dout, cache):
             dq[idx][rows] = phi_backward(dy[idx][rows] @ s.T, q_cache)
         for rows in _rows(k.shape[-2], chunk):
             phi_k, k_cache = phi_forward(k[idx][rows])
-            v1 = np.concatenate([v[idx][rows], np.ones_like(v[idx][rows, :1])], 1)
+            v1 = with_ones(v[idx][rows])  # (chunk, d_v + 1)
             dk[idx][rows] = phi_backward(v1 @ ds.T, k_cache)  # s = phi_k^T v1
             dv[idx][rows] = phi_k @ ds[:, :-1]
     return dq, dk, dv
@@ -121,8 +133,7 @@ def _features_and_values(q, k, v, phi_forward):
     """phi(q), phi(k) with their caches, and [v, 1], for one chunk of rows."""
     phi_q, q_cache = phi_forward(q)  # (rows, f)
     phi_k, k_cache = phi_forward(k)
-    v1 = np.concatenate([v, np.ones_like(v[:, :1])], axis=1)  # (rows, d_v + 1)
-    return phi_q, q_cache, phi_k, k_cache, v1
+    return phi_q, q_cache, phi_k, k_cache, with_ones(v)  # v1 (rows, d_v + 1)
 
 
 def causal_streaming_forward(q, k, v, phi, *, eps, shapes, chunk_size, chunk=CHUNK):
@@ -161,8 +172,7 @@ def causal_streaming_backward(dout, cache):
     (q, k, v), (phi_forward, phi_backward), all_states = cache[:3]
     out, den, _, chunk, chunk_size = cache[3:]
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    # forward: out = num / den -> dnum = dout / den, dden = -<dout, out> / den
-    dy = np.concatenate([dout, -np.sum(dout * out, -1, keepdims=True)], -1) / den
+    dy = ratio_backward(dout, out, den)  # (..., N, d_v + 1)
     for idx, states in zip(np.ndindex(q.shape[:-2]), all_states, strict=True):
         chunks = list(_rows(q.shape[-2], chunk))
         # g (f, d_v + 1): sum of phi_q^T dy over the chunks after the current one
