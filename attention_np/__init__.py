@@ -22,6 +22,14 @@ from .gradcheck import (
     numerical_grads,
     rel_error,
 )
+from .layers import (
+    embedding_backward,
+    embedding_forward,
+    gelu_backward,
+    gelu_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
 from .linear import linear_backward, linear_forward
 from .masks import causal_mask, combine_masks, padding_mask
 from .multihead import (
@@ -43,8 +51,14 @@ __all__ = [
     "causal_mask",
     "check_layer",
     "combine_masks",
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
     "grad_report",
     "init_mha_params",
+    "layernorm_backward",
+    "layernorm_forward",
     "linear_backward",
     "linear_forward",
     "merge_heads",

@@ -7,7 +7,7 @@ positions, M key positions.
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 SEQUENTIAL = "viridis"  # weights, 0..1
 DIVERGING = "RdBu_r"  # scores and gradients, symmetric around 0

@@ -15,7 +15,7 @@ Shape legend: (...) leading axes such as (B, H) or (L, B, H), N queries, M keys.
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 
 def _weights_and_mask(weights, mask):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 
 class AttentionCache(NamedTuple):
@@ -39,31 +39,6 @@ class AttentionCache(NamedTuple):
     def weights(self):
         """(..., N, M) attention weights P (before dropout); rows sum to 1 or 0."""
         return self.p / self.l
-
-
-def _check_qkv(q, k, v, mask, scale, *, need_v=True):
-    q = V.float_array("q", q, min_ndim=2)
-    k = V.float_array("k", k, min_ndim=2)
-    if v is not None or need_v:
-        v = V.float_array("v", v, min_ndim=2)
-    V.same_dtype(q=q, k=k, v=v)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q{q.shape} and k{k.shape} must share the last axis d")
-    if q.shape[-1] == 0:
-        raise ValueError(f"q{q.shape} and k{k.shape} need a head width d >= 1")
-    if v is not None and k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k{k.shape} and v{v.shape} must share the length M (axis -2)")
-    lead = [q.shape[:-2], k.shape[:-2]] + ([v.shape[:-2]] if v is not None else [])
-    try:
-        batch = np.broadcast_shapes(*lead)
-    except ValueError:
-        shapes = f"q{q.shape}, k{k.shape}" + (f", v{v.shape}" if v is not None else "")
-        raise ValueError(
-            f"leading (batch/head) dimensions of {shapes} do not broadcast"
-        ) from None
-    if mask is not None:
-        V.bool_mask("mask", mask, batch + (q.shape[-2], k.shape[-2]))
-    return q, k, v, V.scale_arg(scale, q.shape[-1])
 
 
 # Row blocks of about this many bytes stay in the CPU cache between the element-wise
@@ -129,7 +104,7 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
     Returns:
         out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
     """
-    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     dropout_p = V.dropout_args(dropout_p, rng)
     qs = q * scale  # (..., N, d) scale q, not the (N, M) scores
     p = _masked_exp(qs, k, mask)  # (..., N, M) unnormalised weights
@@ -150,7 +125,7 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
 
 def attention_weights(q, k, mask=None, *, scale=None):
     """P = softmax(scale * q k^T, masked): (..., N, M) weights for heatmaps."""
-    q, k, _, scale = _check_qkv(q, k, None, mask, scale, need_v=False)
+    q, k, _, scale = V.check_qkv(q, k, None, mask, scale, need_v=False)
     p = _masked_exp(q * scale, k, mask)  # (..., N, M)
     l = np.sum(p, axis=-1, keepdims=True)  # (..., N, 1)
     l[l == 0] = 1.0  # fully masked row stays all zeros
@@ -158,7 +133,7 @@ def attention_weights(q, k, mask=None, *, scale=None):
     return p
 
 
-def _unbroadcast(grad, shape):
+def unbroadcast(grad, shape):
     """Sum ``grad`` over the dimensions that broadcasting added or stretched."""
     if grad.shape == tuple(shape):
         return grad
@@ -200,7 +175,7 @@ def attention_backward(dout, cache):
     dq = (ds @ k) * scale  # forward: S = (q * scale) @ k^T -> dq = scale * dS @ k
     dk = np.swapaxes(ds, -1, -2) @ qs  # dk = dS^T @ (q * scale)
     return (
-        _unbroadcast(dq, qs.shape),
-        _unbroadcast(dk, k.shape),
-        _unbroadcast(dv, v.shape),
+        unbroadcast(dq, qs.shape),
+        unbroadcast(dk, k.shape),
+        unbroadcast(dv, v.shape),
     )

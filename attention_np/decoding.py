@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 from .attention import attention_backward, attention_forward
 from .masks import causal_mask
 

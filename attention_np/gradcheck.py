@@ -14,7 +14,7 @@ h = 1e-6 both are far below the 1e-7 tolerance, in float32 they are not (see not
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 DEFAULT_H = 1e-6
 DEFAULT_ATOL = 1e-7

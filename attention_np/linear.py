@@ -3,7 +3,7 @@
 Shapes: x (..., D_in), W (D_in, D_out), b (D_out,), out (..., D_out).
 """
 
-from . import _validate as V
+from . import validate as V
 
 
 def linear_forward(x, W, b=None):

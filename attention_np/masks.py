@@ -10,9 +10,9 @@ Shape legend: B batch, H heads, N query positions, M key positions.
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
-ALIGNS = ("top_left", "bottom_right")
+ALIGNS = V.ALIGNS
 
 
 def causal_mask(N, M=None, *, align="top_left"):
@@ -30,9 +30,7 @@ def causal_mask(N, M=None, *, align="top_left"):
     """
     N = V.positive_int("N", N, allow_zero=True)
     M = N if M is None else V.positive_int("M", M, allow_zero=True)
-    if align not in ALIGNS:
-        raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
-    offset = 0 if align == "top_left" else M - N
+    offset = V.causal_offset(True, align, N, M)
     i = np.arange(N)[:, None]  # (N, 1)
     j = np.arange(M)[None, :]  # (1, M)
     return j <= i + offset  # (N, M)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 from .attention import attention_backward, attention_forward
 from .linear import linear_backward, linear_forward
 

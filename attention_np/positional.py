@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 LAYOUTS = ("interleaved", "half")
 

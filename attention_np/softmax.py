@@ -8,7 +8,7 @@ allowed entry is all zeros (never NaN).
 
 import numpy as np
 
-from . import _validate as V
+from . import validate as V
 
 
 def softmax_forward(x, mask=None):

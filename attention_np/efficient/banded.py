@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv, attention_backward, attention_forward
+from .. import validate as V
+from ..attention import attention_backward, attention_forward
 
 
 class BandedCache(NamedTuple):
@@ -80,7 +80,7 @@ def sliding_window_attention_forward(
         out (..., N, d_v) equal to dense attention with ``sliding_window_mask``,
         and a BandedCache.
     """
-    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     window = V.positive_int("window", window)
     causal = V.bool_arg("causal", causal)
     N = q.shape[-2]

@@ -16,8 +16,7 @@ lse (..., N); leading dimensions broadcast like ``@``.
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv
+from .. import validate as V
 from .flash import (
     BLOCK_K,
     BLOCK_Q,
@@ -29,7 +28,7 @@ from .flash import (
 
 
 def _plan(q, k, v, mask, causal_offset, scale, block_q, block_k, workers):
-    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     bq, bk, workers = check_blocks(block_q, block_k, workers)
     if causal_offset is not None and (
         isinstance(causal_offset, (bool, np.bool_))

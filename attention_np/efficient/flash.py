@@ -23,9 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv, _unbroadcast
-from ..masks import ALIGNS
+from .. import validate as V
+from ..attention import unbroadcast
 from .heads import head_views, run_heads
 from .tile_softmax import backward_weights, finish, merge, tile_sums
 from .tiles import blocks, key_blocks, query_blocks, tile_mask, tile_view
@@ -156,9 +155,7 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
         _backward_head(*inputs, plan, dout[h], out[h], lse[h], head_grads)
 
     run_heads(lead, work, plan.workers)
-    return tuple(
-        _unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True)
-    )
+    return tuple(unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True))
 
 
 def check_blocks(block_q, block_k, workers=1):
@@ -200,13 +197,9 @@ def flash_attention_forward(
     Returns:
         out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.
     """
-    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     bq, bk, workers = check_blocks(block_q, block_k, workers)
-    if align not in ALIGNS:
-        raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
-    offset = None
-    if V.bool_arg("causal", causal):
-        offset = 0 if align == "top_left" else k.shape[-2] - q.shape[-2]
+    offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
     plan = TilePlan(offset, scale, bq, bk, workers)
     out, lse = tiled_forward(q, k, v, mask, plan)
     return out, FlashCache(q, k, v, mask, out, lse, plan)

@@ -19,8 +19,7 @@ numbers faster. Shape legend: q (N, d), k (M, d), v (M, d_v); a tile is
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv
+from .. import validate as V
 
 
 def _tile_allow(mask, causal, rows, cols):
@@ -36,7 +35,7 @@ def _checked(q, k, v, mask, causal, scale, block_q, block_k):
     V.bool_arg("causal", causal)
     for name, a in (("q", q), ("k", k), ("v", v)):
         V.float_array(name, a, ndim=2)
-    q, k, v, scale = _check_qkv(q, k, v, mask, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     if mask is not None:
         mask = np.broadcast_to(mask, (q.shape[0], k.shape[0]))
     tiles = V.positive_int("block_q", block_q), V.positive_int("block_k", block_k)

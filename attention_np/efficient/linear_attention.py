@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv, _unbroadcast
+from .. import validate as V
+from ..attention import unbroadcast
 from . import kernel_products as kp
 from . import linear_streaming as ls
 from .feature_maps import FEATURE_MAPS
@@ -55,7 +55,7 @@ def _features(x, role, feature_map, omega):
 
 
 def _check(q, k, v, feature_map, causal, form, omega):
-    q, k, v, _ = _check_qkv(q, k, v, None, None)
+    q, k, v, _ = V.check_qkv(q, k, v, None, None)
     names = tuple(FEATURE_MAPS) + ("favor+",)
     if feature_map not in names:
         raise ValueError(f"feature_map must be one of {names}, got {feature_map!r}")
@@ -145,7 +145,7 @@ def linear_attention_backward(dout, cache):
     if type(cache) in STREAMED_BACKWARD:
         grads = STREAMED_BACKWARD[type(cache)](dout, cache)
         return tuple(
-            _unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
+            unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
         )
     slices, product_backward, out, den, shapes = cache
     lead = out.shape[:-2]
@@ -158,7 +158,7 @@ def linear_attention_backward(dout, cache):
         dq[idx] = q_map[0](dphi_q, q_map[1])
         dk[idx] = k_map[0](dphi_k, k_map[1])
         dv[idx] = dv1[:, :-1]  # the ones column is a constant
-    return tuple(_unbroadcast(g, s) for g, s in zip((dq, dk, dv), shapes, strict=True))
+    return tuple(unbroadcast(g, s) for g, s in zip((dq, dk, dv), shapes, strict=True))
 
 
 def linear_attention_weights(

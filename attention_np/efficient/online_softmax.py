@@ -16,7 +16,7 @@ Shape legend: x (..., M) scores; m, l, lse (...,) one value per row.
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from .tiles import blocks
 
 

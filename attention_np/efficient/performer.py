@@ -17,7 +17,7 @@ phi (..., N, m).
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 STABILIZE = (None, "row", "all")
 

@@ -17,7 +17,7 @@ Shape legend: N sequence length (queries = keys), w window, nb = ceil(N / block)
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 
 def _offsets(N):

@@ -14,7 +14,7 @@ the wrong place, the unbiased variance) is the reference fed those statistics.
 import numpy as np
 
 from ..gradcheck import numerical_grads
-from ..transformer.layers import layernorm_backward, layernorm_forward
+from ..layers import layernorm_backward, layernorm_forward
 from .framework import Case, Checker
 from .hints import kind, matches, matches_any, when
 

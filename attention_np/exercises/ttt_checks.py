@@ -19,9 +19,9 @@ from functools import partial
 import numpy as np
 
 from ..gradcheck import numerical_grads
+from ..layers import layernorm_backward, layernorm_forward
 from ..linear import linear_backward, linear_forward
 from ..memory.ttt_inner import ln_l2_grad_forward, ln_l2_loss
-from ..transformer.layers import layernorm_backward, layernorm_forward
 from .framework import Case, Checker
 from .hints import kind, matches, matches_any, when
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from .delta_rule import check_qkv_beta
 
 

@@ -22,9 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..transformer.layers import layernorm_backward, layernorm_forward
-from . import _checks as C
+from .. import validate as V
+from ..layers import layernorm_backward, layernorm_forward
 
 # f and its derivative written in terms of the output y = f(x)
 _ACTIVATIONS = {
@@ -108,11 +107,11 @@ def _check(x, params, lam, eta, n_inner, form, activation):
     has_w = isinstance(params, dict) and "W" in params
     d_h = np.shape(params["W"])[0] if has_w else 0  # check_params names what is wrong
     shapes = {"W": (d_h, d_h), "C": (x.shape[2], d_h), "b": (d_h,)}
-    params = C.check_params(params, {**shapes, "gamma": (d_h,), "beta": (d_h,)})
-    C.choice("form", form, ("matrix", "attention"))
-    C.choice("activation", activation, tuple(_ACTIVATIONS))
+    params = V.check_params(params, {**shapes, "gamma": (d_h,), "beta": (d_h,)})
+    V.choice("form", form, ("matrix", "attention"))
+    V.choice("activation", activation, tuple(_ACTIVATIONS))
     V.positive_int("n_inner", n_inner, allow_zero=True)
-    return x, params, C.real("lam", lam, lo=0.0, hi=1.0), C.real("eta", eta)
+    return x, params, V.real("lam", lam, lo=0.0, hi=1.0), V.real("eta", eta)
 
 
 def _step(x_t, h_prev, read, p, n_inner, f, eps):

@@ -28,8 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from . import _checks as C
+from .. import validate as V
 from .chunk_conv import (
     chunk_conv_backward,
     chunk_conv_forward,
@@ -67,12 +66,12 @@ def check_inputs(x, params, target, lengths, chunk_size, lr):
     B, T, D = x.shape
     F, K = _widths(params)
     shapes = {"W_gate": (D, F), "W_up": (D, F), "W_down": (F, D), "W_target": (D, D)}
-    params = C.check_params(params, {**shapes, "conv": (K, D)})
+    params = V.check_params(params, {**shapes, "conv": (K, D)})
     if K % 2 == 0:
         raise ValueError(f"params['conv'] needs an odd kernel size, got ({K}, {D})")
     if target is not None:
         target = V.float_array("target", target, ndim=3)
-        C.same_shape(x=x, target=target)
+        V.same_shape(x=x, target=target)
     if lengths is not None:
         lengths = np.asarray(lengths)
         if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
@@ -80,7 +79,7 @@ def check_inputs(x, params, target, lengths, chunk_size, lr):
         if lengths.min(initial=0) < 0 or lengths.max(initial=0) > T:
             raise ValueError(f"lengths must lie in [0, T={T}], got {lengths}")
     V.positive_int("chunk_size", chunk_size)
-    return x, params, target, lengths, C.real("lr", lr)
+    return x, params, target, lengths, V.real("lr", lr)
 
 
 def _sigmoid(a):
@@ -163,7 +162,7 @@ def inplace_ttt_forward(
         out (B, T, D) (zero on padding rows), cache (``cache.delta`` is every dW_i).
     """
     x, p, target, lengths, lr = check_inputs(x, params, target, lengths, chunk_size, lr)
-    C.choice("form", form, ("parallel", "sequential", "linear_attention"))
+    V.choice("form", form, ("parallel", "sequential", "linear_attention"))
     B, T, D = x.shape
     keep = valid_rows(B, T, lengths, x.dtype)
     Z, V_hat, hidden = hidden_and_target(x, p, target, keep, chunk_size)

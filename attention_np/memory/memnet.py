@@ -27,9 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..softmax import softmax_backward, softmax_forward
-from . import _checks as C
 
 
 def position_encoding(J, d, dtype=np.float64):
@@ -84,7 +83,7 @@ def _check_params(params, n):
         raise ValueError(f"temporal tables T_k have {n_max} rows, the story n = {n}")
     shapes = {f"E_{k}": (Vs, d) for k in range(K + 1)}
     shapes.update({f"T_{k}": (n_max, d) for k in range(K + 1)})
-    return C.check_params(params, shapes), K
+    return V.check_params(params, shapes), K
 
 
 class MemNetCache(NamedTuple):

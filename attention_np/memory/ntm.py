@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..softmax import softmax_backward, softmax_forward
 
 EPS = 1e-8  # keeps cos(k, M_i) finite for an all-zero row or key

@@ -9,7 +9,7 @@
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 
 def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):

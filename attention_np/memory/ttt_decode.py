@@ -16,8 +16,8 @@ Shape legend: B batch, F inner width.
 
 import numpy as np
 
-from .. import _validate as V
-from ..transformer.layers import layernorm_forward
+from .. import validate as V
+from ..layers import layernorm_forward
 from .ttt_inner import ln_l2_grad_forward
 
 

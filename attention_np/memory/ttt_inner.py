@@ -20,7 +20,7 @@ Shape legend: (...) leading dimensions (batch, positions), F inner width.
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 
 def _check(Z, target, gamma, beta):

@@ -26,9 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..transformer.layers import layernorm_backward, layernorm_forward
-from . import _checks as C
+from .. import validate as V
+from ..layers import layernorm_backward, layernorm_forward
 from .ttt_inner import ln_l2_grad_backward, ln_l2_grad_forward
 
 
@@ -48,9 +47,9 @@ def _check(x_k, x_v, x_q, eta, params, mini_batch):
     x_k = V.float_array("x_k", x_k, ndim=3)
     x_v = V.float_array("x_v", x_v, ndim=3)
     x_q = V.float_array("x_q", x_q, ndim=3)
-    C.same_shape(x_k=x_k, x_v=x_v, x_q=x_q)
+    V.same_shape(x_k=x_k, x_v=x_v, x_q=x_q)
     F = x_k.shape[-1]
-    params = C.check_params(
+    params = V.check_params(
         params, {"W": (F, F), "b": (F,), "gamma": (F,), "beta": (F,)}
     )
     eta = V.float_array("eta", eta)
@@ -138,7 +137,7 @@ def ttt_linear_forward(
     """
     x_k, x_v, x_q, eta, p = _check(x_k, x_v, x_q, eta, params, mini_batch)
     position_scale = V.bool_arg("position_scale", position_scale)
-    run = {"dual": _dual, "primal": _primal}[C.choice("form", form, ("dual", "primal"))]
+    run = {"dual": _dual, "primal": _primal}[V.choice("form", form, ("dual", "primal"))]
     B, N, F = x_k.shape
     W = np.broadcast_to(p["W"], (B, F, F))  # every sequence has its own fast weight
     b = np.broadcast_to(p["b"], (B, F))

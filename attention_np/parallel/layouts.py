@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 LAYOUTS = ("contiguous", "zigzag", "striped")
 

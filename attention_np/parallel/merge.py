@@ -17,7 +17,7 @@ Shape legend: o (..., N, d_v), lse (..., N); leading dimensions as in attention.
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 FORMS = ("exp", "sigmoid")
 

@@ -20,7 +20,7 @@ import traceback
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from .layouts import LAYOUTS, check_split, layout_positions, unshard
 from .ring_check import check, ring_options
 from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
 

@@ -24,8 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv
+from .. import validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .layouts import layout_positions, shard, unshard
 from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
@@ -122,7 +121,7 @@ def init_states(q, k, v, positions):
 
 
 def _check(q, k, v, n_ranks, layout, causal, options):
-    q, k, v, _ = _check_qkv(q, k, v, None, options["scale"])
+    q, k, v, _ = V.check_qkv(q, k, v, None, options["scale"])
     if not q.shape[:-1] == k.shape[:-1] == v.shape[:-1]:
         raise ValueError(
             f"ring attention is self-attention: q{q.shape}, k{k.shape}, v{v.shape} "

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..efficient import block_attention_backward, block_attention_forward
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .layouts import check_split, step_tiles, tile_pairs

@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
-from ..attention import _check_qkv, attention_backward, attention_forward
+from .. import validate as V
+from ..attention import attention_backward, attention_forward
 from ..masks import causal_mask
 from .layouts import check_split
 
@@ -95,7 +95,7 @@ def ulysses_attention_forward(q, k, v, *, n_ranks, causal=True, scale=None):
     Returns:
         out (..., H, N, d_v) and a UlyssesCache.
     """
-    q, k, v, scale = _check_qkv(q, k, v, None, scale)
+    q, k, v, scale = V.check_qkv(q, k, v, None, scale)
     if q.ndim < 3 or not q.shape[:-1] == k.shape[:-1] == v.shape[:-1]:
         raise ValueError(
             f"Ulysses needs self-attention with a head axis: q{q.shape}, k{k.shape}, "

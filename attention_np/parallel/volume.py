@@ -13,7 +13,7 @@ N tokens over P ranks (c = N / P each), model width D = H d (all heads).
   constant when N and P grow together.
 """
 
-from .. import _validate as V
+from .. import validate as V
 from .layouts import check_split
 
 

@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..transformer import (
     TransformerConfig,
     adam_init,

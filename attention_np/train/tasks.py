@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 TASKS = ("reversal", "copy")
 

@@ -1,118 +1,37 @@
-"""The non-attention layers of a transformer: embedding, layer norm, GELU, MLP.
+"""The transformer's MLP: out = gelu(x W_1 + b_1) W_2 + b_2, at every position.
 
-    embedding:  out[b, n] = W[ids[b, n]]
-    layer norm: out = gamma * (x - mean) / sqrt(var + eps) + beta   (over the last axis)
-    GELU:       0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   (tanh approximation)
-    MLP:        out = gelu(x W_1 + b_1) W_2 + b_2
+Embedding, layer norm and GELU live in ``attention_np.layers`` (the memory models and
+the exercises use them too); they are re-exported here.
 
-Shape legend: B batch, N positions, D model width, V vocabulary size, F hidden width
-of the MLP (usually 4 D).
-
-GELU: we use the tanh approximation of Hendrycks & Gimpel (2016), as GPT-2 does; the
-exact form x * Phi(x) needs erf, which NumPy lacks. The two differ by < 1e-3.
+Shape legend: D model width, F hidden width of the MLP (usually 4 D).
 """
-
-import math
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
+from ..layers import (
+    embedding_backward,
+    embedding_forward,
+    gelu_backward,
+    gelu_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
 from ..linear import linear_backward, linear_forward
 
+__all__ = [
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "init_mlp_params",
+    "layernorm_backward",
+    "layernorm_forward",
+    "mlp_backward",
+    "mlp_forward",
+]
+
 MLP_KEYS = ("W_1", "b_1", "W_2", "b_2")
-
-
-def embedding_forward(ids, W):
-    """out = W[ids]: look up one row of W per token.
-
-    Args:
-        ids: (B, N) integer token ids in [0, V).
-        W: (V, D) embedding table.
-
-    Returns:
-        out (B, N, D), cache (ids, V).
-    """
-    W = V.float_array("W", W, ndim=2)
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-    if ids.size and (ids.min() < 0 or ids.max() >= W.shape[0]):
-        raise ValueError(
-            f"ids must lie in [0, {W.shape[0]}) for W{W.shape}, "
-            f"got min {ids.min()} max {ids.max()}"
-        )
-    return W[ids], (ids, W.shape)  # (B, N, D)
-
-
-def embedding_backward(dout, cache):
-    """dW: add each position's gradient to the row of its token (repeats accumulate)."""
-    ids, shape = cache
-    V.grad_shape("dout", dout, ids.shape + shape[1:])
-    dW = np.zeros(shape, dtype=dout.dtype)  # (V, D)
-    np.add.at(dW, ids.reshape(-1), dout.reshape(-1, shape[1]))  # unbuffered: sums
-    return dW
-
-
-def layernorm_forward(x, gamma, beta, *, eps=1e-5):
-    """out = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps), last axis.
-
-    Args:
-        x: (..., D) inputs.
-        gamma, beta: (D,) scale and shift.
-        eps: added to the variance (biased, 1/D) before the square root.
-
-    Returns:
-        out (..., D), cache (xhat, gamma, inv_std).
-    """
-    x = V.float_array("x", x, min_ndim=1)
-    gamma = V.float_array("gamma", gamma, ndim=1)
-    beta = V.float_array("beta", beta, ndim=1)
-    if gamma.shape != (x.shape[-1],) or beta.shape != gamma.shape:
-        raise ValueError(
-            f"gamma{gamma.shape} and beta{beta.shape} must be (D,) for x{x.shape}"
-        )
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mu  # (..., D) centred
-    inv_std = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-    xhat = xc * inv_std  # (..., D) zero mean, unit variance
-    return gamma * xhat + beta, (xhat, gamma, inv_std)
-
-
-def layernorm_backward(dout, cache):
-    """Gradients of layernorm_forward: dx (..., D), dgamma (D,), dbeta (D,).
-
-    With g = dout * gamma the input gradient is
-    dx = inv_std * (g - mean(g) - xhat * mean(g * xhat)): the two means remove the
-    directions that the centring and the scaling take away.
-    """
-    xhat, gamma, inv_std = cache
-    V.grad_shape("dout", dout, xhat.shape)
-    D = xhat.shape[-1]
-    dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)  # forward: out = gamma*xhat + b
-    dbeta = dout.reshape(-1, D).sum(axis=0)
-    g = dout * gamma  # (..., D) gradient w.r.t. xhat
-    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
-    mean_gx = (g * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
-    dx = inv_std * (g - mean_g - xhat * mean_gx)  # (..., D)
-    return dx, dgamma, dbeta
-
-
-_C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 inputs float32
-
-
-def gelu_forward(x):
-    """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))."""
-    x = V.float_array("x", x)
-    t = np.tanh(_C * (x + 0.044715 * x * x * x))  # x * x * x: far faster than x**3
-    return 0.5 * x * (1.0 + t), (x, t)
-
-
-def gelu_backward(dout, cache):
-    """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2))."""
-    x, t = cache
-    V.grad_shape("dout", dout, x.shape)
-    dt = 0.5 * x * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * x * x)  # tanh' = 1 - t^2
-    return dout * (0.5 * (1.0 + t) + dt)
 
 
 def init_mlp_params(d_model, d_hidden, *, rng, dtype=np.float64):

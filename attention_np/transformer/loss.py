@@ -8,7 +8,7 @@ Shape legend: (...) any leading positions (e.g. (B, N)), V vocabulary size.
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 
 
 def _log_softmax(x):

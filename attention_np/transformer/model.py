@@ -19,12 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..decoding import KVCache
 from ..linear import linear_backward, linear_forward
 from ..masks import causal_mask
 from ..positional import sinusoidal_encoding
-from ._params import check_keys, prefixed, sub
+from ..validate import check_keys
+from ._params import prefixed, sub
 from .block import block_backward, block_forward, init_block_params
 from .layers import (
     embedding_backward,

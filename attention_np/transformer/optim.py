@@ -10,7 +10,7 @@ plain dict the caller keeps (and can save).
 
 import numpy as np
 
-from ._params import check_keys
+from ..validate import check_keys
 
 
 def sgd_step(params, grads, *, lr):

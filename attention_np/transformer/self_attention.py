@@ -18,12 +18,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as V
+from .. import validate as V
 from ..decoding import gqa_attention_backward, gqa_attention_forward
 from ..linear import linear_backward, linear_forward
 from ..multihead import merge_heads, split_heads
 from ..positional import rope_backward, rope_forward
-from ._params import check_keys
+from ..validate import check_keys
 
 KEYS = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
 
