@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from .gradcheck import check_layer
+from .gradcheck import as_check, check_layer
 
 
 def case_modules():
@@ -44,7 +44,7 @@ def run_gradcheck(pattern="", seed=0, file=None):
     cases = {n: c for n, c in all_cases().items() if pattern.lower() in n.lower()}
     for name, case in cases.items():
         rng = np.random.default_rng(seed)
-        forward, backward, inputs = case(rng)
+        forward, backward, inputs = as_check(case(rng))
         if not check_layer(forward, backward, inputs, rng=rng, title=name, file=file):
             failed.append(name)
     print(

@@ -19,6 +19,7 @@ import numpy as np
 from . import validate as V
 from .attention import attention_backward, attention_forward
 from .linear import linear_backward, linear_forward
+from .masks import attention_mask
 from .softmax import softmax_backward, softmax_forward
 
 ADDITIVE_KEYS = ("W_a", "U_a", "v_a")
@@ -73,7 +74,7 @@ def _check_additive(q, k, v, params):
     return q, k, v
 
 
-def additive_attention_forward(q, k, v, params, mask=None):
+def additive_attention_forward(q, k, v, params, mask=None, *, causal, align="top_left"):
     """Bahdanau attention: out = softmax(v_a^T tanh(q W_a + k U_a)) v.
 
     Args:
@@ -82,11 +83,17 @@ def additive_attention_forward(q, k, v, params, mask=None):
         v: (..., M, d_v) values (h_j again in the paper).
         params: dict W_a (D_q, A), U_a (D_k, A), v_a (A,).
         mask: boolean, broadcastable to (..., N, M); True = may attend.
+        causal, align: as in ``attention_forward``.
 
     Returns:
         out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
     """
     q, k, v = _check_additive(q, k, v, params)
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    N, M = q.shape[-2], k.shape[-2]
+    if mask is not None:
+        V.bool_mask("mask", mask, lead + (N, M))
+    mask = attention_mask(mask, causal=causal, align=align, N=N, M=M)
     a, q_cache = linear_forward(q, params["W_a"])  # (..., N, A)
     u, k_cache = linear_forward(k, params["U_a"])  # (..., M, A)
     t = np.tanh(a[..., :, None, :] + u[..., None, :, :])  # (..., N, M, A) every pair
@@ -111,13 +118,14 @@ def additive_attention_backward(dout, cache):
     return dq, dk, dv, {"W_a": dW_a, "U_a": dU_a, "v_a": dv_a}
 
 
-def luong_attention_forward(q, k, v, W_a=None, mask=None):
+def luong_attention_forward(q, k, v, W_a=None, mask=None, *, causal, align="top_left"):
     """Luong attention, unscaled: "dot" (W_a None) or "general" (q W_a k^T).
 
     Args:
         q: (..., N, D_q) queries; k: (..., M, D_k) keys; v: (..., M, d_v) values.
         W_a: (D_q, D_k) for the "general" score, or None for "dot" (D_q == D_k).
         mask: boolean, broadcastable to (..., N, M); True = may attend.
+        causal, align: as in ``attention_forward``.
 
     Returns:
         out (..., N, d_v) and a cache; ``cache[1].weights`` is P (..., N, M).
@@ -125,7 +133,9 @@ def luong_attention_forward(q, k, v, W_a=None, mask=None):
     q_cache = None
     if W_a is not None:
         q, q_cache = linear_forward(q, W_a)  # (..., N, D_k) projected queries
-    out, attn_cache = attention_forward(q, k, v, mask, scale=1.0)
+    out, attn_cache = attention_forward(
+        q, k, v, mask, causal=causal, align=align, scale=1.0
+    )
     return out, (q_cache, attn_cache)
 
 

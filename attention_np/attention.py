@@ -2,6 +2,10 @@
 
     S = scale * q k^T  (masked entries -> -inf)     P = softmax(S)     out = P v
 
+``causal`` is required (True or False, keyword-only): key j is visible to query i
+when j <= i ("top_left") or j <= i + M - N ("bottom_right", ``align``), ANDed with
+``mask``.
+
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), S and P (..., N, M),
 out (..., N, d_v). Leading dimensions ("...", e.g. (B, H)) broadcast like ``@``;
 gradients are summed back to each input's own shape, so k of shape (B, 1, M, d)
@@ -72,11 +76,21 @@ def _exp_shifted(s):
     np.exp(s, out=s)
 
 
-def _masked_exp(qs, k, mask):
-    """p = exp(S - c), c a per-row shift, in one (N, M) buffer (the scores')."""
+def _causal_block(N, M, offset):
+    """(N, M) True where key j lies in query i's future: j > i + offset."""
+    return np.arange(M)[None, :] > np.arange(N)[:, None] + offset  # (N, M)
+
+
+def _masked_exp(qs, k, mask, offset=None):
+    """p = exp(S - c), c a per-row shift, in one (N, M) buffer (the scores').
+
+    ``offset``: the causal offset (None = no causal rule), see validate.causal_offset.
+    """
     p = qs @ np.swapaxes(k, -1, -2)  # (..., N, M) scores, turned into p in place
     if mask is not None:
         np.copyto(p, -np.inf, where=~mask)  # masked scores -> -inf -> weight 0
+    if offset is not None:  # the future -> -inf
+        np.copyto(p, -np.inf, where=_causal_block(*p.shape[-2:], offset))
     for _, block in _row_blocks(p):
         _exp_shifted(block)
     return p
@@ -89,7 +103,18 @@ def _normalise(out, l):
     return out, l
 
 
-def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None):
+def attention_forward(
+    q,
+    k,
+    v,
+    mask=None,
+    *,
+    causal,
+    align="top_left",
+    scale=None,
+    dropout_p=0.0,
+    rng=None,
+):
     """out = softmax(scale * q k^T, masked) @ v, with optional inverted dropout on P.
 
     Args:
@@ -97,6 +122,8 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
         k: (..., M, d) keys.
         v: (..., M, d_v) values.
         mask: boolean, broadcastable to (..., N, M); True = may attend.
+        causal: True or False (required): hide the keys in each query's future.
+        align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N) when N != M.
         scale: score scale, default 1/sqrt(d).
         dropout_p: probability of zeroing a weight after softmax (survivors / (1-p)).
         rng: np.random.Generator, required when dropout_p > 0.
@@ -105,9 +132,10 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
         out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
     """
     q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
+    offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
     dropout_p = V.dropout_args(dropout_p, rng)
     qs = q * scale  # (..., N, d) scale q, not the (N, M) scores
-    p = _masked_exp(qs, k, mask)  # (..., N, M) unnormalised weights
+    p = _masked_exp(qs, k, mask, offset)  # (..., N, M) unnormalised weights
     keep = None
     if dropout_p > 0:
         keep = rng.random(p.shape, dtype=np.float32) >= dropout_p  # (..., N, M)
@@ -123,10 +151,14 @@ def attention_forward(q, k, v, mask=None, *, scale=None, dropout_p=0.0, rng=None
     return out, AttentionCache(qs, k, v, p, l, out, keep, dropout_p, scale)
 
 
-def attention_weights(q, k, mask=None, *, scale=None):
-    """P = softmax(scale * q k^T, masked): (..., N, M) weights for heatmaps."""
+def attention_weights(q, k, mask=None, *, causal, align="top_left", scale=None):
+    """P = softmax(scale * q k^T, masked): (..., N, M) weights for heatmaps.
+
+    Arguments as in ``attention_forward`` (no values needed).
+    """
     q, k, _, scale = V.check_qkv(q, k, None, mask, scale, need_v=False)
-    p = _masked_exp(q * scale, k, mask)  # (..., N, M)
+    offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
+    p = _masked_exp(q * scale, k, mask, offset)  # (..., N, M)
     l = np.sum(p, axis=-1, keepdims=True)  # (..., N, 1)
     l[l == 0] = 1.0  # fully masked row stays all zeros
     p /= l

@@ -20,7 +20,6 @@ import numpy as np
 
 from . import validate as V
 from .attention import attention_backward, attention_forward
-from .masks import causal_mask
 
 
 def _check_groups(q, k, v):
@@ -44,6 +43,7 @@ def repeat_kv(x, n_heads):
     Head h gets group h // (H/G) (``torch.repeat_interleave``, SDPA ``enable_gqa``).
     """
     x = V.float_array("x", x, ndim=4)
+    n_heads = V.positive_int("n_heads", n_heads)
     G = x.shape[1]
     if G == 0 or n_heads % G:
         raise ValueError(f"n_heads={n_heads} must be a multiple of G={G} of x{x.shape}")
@@ -72,7 +72,18 @@ class GQACache(NamedTuple):
         return self.attn_cache.weights.reshape(B, H, N, self.shape_kv[2])
 
 
-def gqa_attention_forward(q, k, v, mask=None, *, scale=None):
+def gqa_attention_forward(
+    q,
+    k,
+    v,
+    mask=None,
+    *,
+    causal,
+    align="top_left",
+    scale=None,
+    dropout_p=0.0,
+    rng=None,
+):
     """Attention of H query heads over G shared key/value heads.
 
     Args:
@@ -80,7 +91,7 @@ def gqa_attention_forward(q, k, v, mask=None, *, scale=None):
         k: (B, G, M, d) keys, G divides H (G = 1: multi-query attention).
         v: (B, G, M, d_v) values.
         mask: boolean, broadcastable to (B, H, N, M); True = may attend.
-        scale: score scale, default 1/sqrt(d).
+        causal, align, scale, dropout_p, rng: as in ``attention_forward``.
 
     Returns:
         out (B, H, N, d_v) and a cache; ``cache.weights`` is (B, H, N, M).
@@ -90,7 +101,17 @@ def gqa_attention_forward(q, k, v, mask=None, *, scale=None):
     qg = q.reshape(B, G, H // G, N, d)  # (B, G, H/G, N, d): heads of a group together
     kg, vg = k[:, :, None], v[:, :, None]  # (B, G, 1, M, d): broadcast over the group
     mask = _group_mask(mask, B, H, G, N, M)  # (B, G, H/G, N, M) or None
-    out, attn_cache = attention_forward(qg, kg, vg, mask, scale=scale)
+    out, attn_cache = attention_forward(
+        qg,
+        kg,
+        vg,
+        mask,
+        causal=causal,
+        align=align,
+        scale=scale,
+        dropout_p=dropout_p,
+        rng=rng,
+    )
     out = out.reshape(B, H, N, v.shape[-1])  # (B, H, N, d_v)
     return out, GQACache(attn_cache, q.shape, k.shape)
 
@@ -130,6 +151,7 @@ class KVCache:
         T = V.positive_int("capacity", capacity)
         d = V.positive_int("d_head", d_head)
         d_v = d if d_v is None else V.positive_int("d_v", d_v)
+        dtype = V.dtype_arg(dtype)  # an int cache would truncate the keys
         self.k = np.zeros((B, G, T, d), dtype=dtype)  # (B, G, T, d)
         self.v = np.zeros((B, G, T, d_v), dtype=dtype)  # (B, G, T, d_v)
         self.length = 0
@@ -143,8 +165,8 @@ class KVCache:
         """Bytes of the whole preallocated cache (keys and values)."""
         return self.k.nbytes + self.v.nbytes
 
-    def append(self, k_new, v_new):
-        """Store (B, G, n, d) keys, (B, G, n, d_v) values; return the cache so far."""
+    def check(self, k_new, v_new):
+        """Validated (k_new, v_new) that ``append`` would store; changes nothing."""
         k_new = V.float_array("k_new", k_new, ndim=4)
         v_new = V.float_array("v_new", v_new, ndim=4)
         (B, G, _, d), n = self.k.shape, k_new.shape[2]
@@ -158,6 +180,21 @@ class KVCache:
             raise ValueError(
                 f"cache full: {self.length} + {n} tokens > capacity {self.capacity}"
             )
+        if k_new.dtype != self.k.dtype:
+            raise TypeError(
+                f"k_new and v_new have dtype {k_new.dtype} but the cache stores "
+                f"{self.k.dtype}"
+            )
+        return k_new, v_new
+
+    def append(self, k_new, v_new):
+        """Store (B, G, n, d) keys, (B, G, n, d_v) values; return the cache so far.
+
+        Everything is checked before anything is written: a failed call leaves the
+        cache as it was.
+        """
+        k_new, v_new = self.check(k_new, v_new)
+        n = k_new.shape[2]
         t = self.length + n
         self.k[:, :, self.length : t] = k_new
         self.v[:, :, self.length : t] = v_new
@@ -165,22 +202,43 @@ class KVCache:
         return self.k[:, :, :t], self.v[:, :, :t]  # (B, G, t, d), (B, G, t, d_v) views
 
 
-def cached_attention(q_new, k_new, v_new, cache, *, scale=None):
-    """Append n new tokens to ``cache`` and attend causally over everything cached.
+def cached_attention(q_new, k_new, v_new, cache, *, causal, scale=None):
+    """Append n new tokens to ``cache`` and attend over everything cached.
 
     Args:
         q_new: (B, H, n, d) queries of the new tokens.
         k_new, v_new: (B, G, n, d) their keys and values.
         cache: a KVCache; the new tokens take positions t0 .. t0 + n - 1.
+        causal: True for generation: new token t0 + i sees the keys at positions
+            <= t0 + i (its absolute position; the bottom-right alignment). False:
+            every new query sees every cached and new key.
+        scale: score scale, default 1/sqrt(d).
 
     Returns:
         (B, H, n, d) outputs. A prefill passes all prompt tokens at once (n > 1); a
-        decode step passes one. The causal mask is bottom-right aligned: the last new
-        query sees every cached key.
+        decode step passes one. Everything is checked before the cache changes.
     """
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+    causal = V.causal_arg(causal)
+    k_new, v_new = cache.check(k_new, v_new)
+    q_new = V.float_array("q_new", q_new, ndim=4)
+    B, G, n, d = k_new.shape
+    if q_new.shape[0] != B or q_new.shape[2] != n or q_new.shape[3] != d:
+        raise ValueError(
+            f"q_new{q_new.shape} must be (B, H, n, d) = ({B}, H, {n}, {d}) for "
+            f"k_new{k_new.shape}: one query per new key"
+        )
+    if q_new.shape[1] % G:
+        raise ValueError(
+            f"q_new{q_new.shape} needs a number of heads H divisible by G={G}"
+        )
+    V.scale_arg(scale, d)
     k_all, v_all = cache.append(k_new, v_new)  # (B, G, t, d)
-    mask = causal_mask(q_new.shape[2], k_all.shape[2], align="bottom_right")
-    out, _ = gqa_attention_forward(q_new, k_all, v_all, mask, scale=scale)
+    align = "bottom_right"  # the new queries are the last n positions
+    out, _ = gqa_attention_forward(
+        q_new, k_all, v_all, causal=causal, align=align, scale=scale
+    )
     return out
 
 

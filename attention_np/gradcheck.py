@@ -12,6 +12,9 @@ h = 1e-6 both are far below the 1e-7 tolerance, in float32 they are not (see not
 07), so the checker accepts float64 only.
 """
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
 from . import validate as V
@@ -198,3 +201,116 @@ def check_layer(
     analytic = backward(dout, cache)
     numeric = numerical_grads(lambda d: forward(d)[0], inputs, dout, h=h)
     return grad_report(analytic, numeric, title=title, atol=atol, rtol=rtol, file=file)
+
+
+class LayerCase(NamedTuple):
+    """A layer called exactly by the package's contract (CONTRIBUTING.md, section 1).
+
+    ``out, cache = forward(*arrays.values(), [params], **options)`` and
+    ``grads = backward(dout, cache)``, where ``grads`` holds the gradients of the
+    differentiable (float) arrays in order, then a dict keyed exactly like
+    ``params`` when there are params (one array and no params: the bare array).
+    Integer arrays (token ids) are passed but get no gradient.
+    """
+
+    forward: Callable
+    backward: Callable
+    arrays: dict  # positional arrays, in the forward's order
+    params: dict | None = None
+    options: dict = {}  # keyword arguments (mask, causal, ...), not differentiated
+
+
+class ContractError(AssertionError):
+    """A backward returned something other than the contract's gradients."""
+
+
+def _differentiable(arrays):
+    return [n for n, a in arrays.items() if a is not None and a.dtype.kind == "f"]
+
+
+def _slots(arrays):
+    """Names with a gradient slot: float arrays, and optional arrays left out (None)."""
+    return [n for n, a in arrays.items() if a is None or a.dtype.kind == "f"]
+
+
+def contract_grads(case, grads):
+    """{name: gradient} from a backward's return value, or raise ContractError.
+
+    An optional array that was left out (None in ``case.arrays``) must get None.
+    """
+    names = _slots(case.arrays)
+    parts = list(grads) if isinstance(grads, tuple) else [grads]
+    if case.params is not None:
+        if not parts or not isinstance(parts[-1], dict):
+            raise ContractError("a layer with params must return a grads dict last")
+        dparams = parts.pop()
+        if set(dparams) != set(case.params):
+            raise ContractError(
+                f"grads keys {sorted(dparams)} != params keys {sorted(case.params)}"
+            )
+    else:
+        dparams = {}
+    if len(names) == 1 and case.params is None and not isinstance(grads, tuple):
+        parts = [grads]
+    if len(parts) != len(names):
+        raise ContractError(
+            f"backward returned {len(parts)} input gradients for the "
+            f"{len(names)} differentiable arrays {names}"
+        )
+    grad_dict = {}
+    for name, g in zip(names, parts, strict=True):
+        a = case.arrays[name]
+        if a is None:
+            if g is not None:
+                raise ContractError(f"{name} was left out: d{name} must be None")
+            continue
+        if g is None or np.shape(g) != np.shape(a):
+            raise ContractError(
+                f"d{name} has shape {np.shape(g)}, expected {np.shape(a)}"
+            )
+        grad_dict[name] = g
+    return {**grad_dict, **dparams}
+
+
+def _flat(out):
+    """One float array from ``out`` (an array or a tuple of arrays)."""
+    if isinstance(out, tuple):
+        return np.concatenate([np.ravel(o) for o in out])
+    return out
+
+
+def _unflat(out, flat):
+    """Inverse of _flat for an output shaped like ``out``."""
+    if not isinstance(out, tuple):
+        return flat
+    parts, start = [], 0
+    for o in out:
+        parts.append(flat[start : start + np.size(o)].reshape(np.shape(o)))
+        start += np.size(o)
+    return type(out)(*parts) if hasattr(out, "_fields") else tuple(parts)
+
+
+def case_functions(case):
+    """(forward(dict) -> (out, cache), backward -> dict, inputs) for check_layer."""
+    names = _differentiable(case.arrays)
+    params = case.params or {}
+
+    def forward(inputs):
+        arrays = [inputs.get(n, a) for n, a in case.arrays.items()]
+        extra = [{k: inputs[k] for k in params}] if case.params is not None else []
+        out, cache = case.forward(*arrays, *extra, **case.options)
+        return _flat(out), (out, cache)
+
+    def backward(dout, state):
+        out, cache = state
+        return contract_grads(case, case.backward(_unflat(out, dout), cache))
+
+    inputs = {**{n: case.arrays[n] for n in names}, **params}
+    return forward, backward, inputs
+
+
+def as_check(case_result):
+    """(forward, backward, inputs) for check_layer from a LayerCase or such a triple."""
+    if isinstance(case_result, LayerCase):
+        return case_functions(case_result)
+    return case_result

@@ -1,9 +1,12 @@
 """The layers that ``python -m attention_np gradcheck`` checks, core package part.
 
-Each case is a function ``case(rng) -> (forward, backward, inputs)`` where ``forward``
-takes a dict of float64 arrays and returns ``(out, cache)`` and ``backward`` returns a
-dict of gradients keyed like the inputs. Sizes are small and all different
-(B, H, N, M, d = 2, 3, 4, 5, 6) so that a transposition bug cannot hide.
+Each case is a function ``case(rng)`` returning a ``gradcheck.LayerCase``: the public
+forward and backward themselves, called exactly as the package's contract says (so
+the check also checks the contract). A case that is not one layer may instead return
+``(forward, backward, inputs)``, ``forward`` taking a dict of float64 arrays and
+returning ``(out, cache)``, ``backward`` returning a dict keyed like the inputs.
+Sizes are small and all different (B, H, N, M, d = 2, 3, 4, 5, 6) so that a
+transposition bug cannot hide.
 Sub-packages keep their own ``gradcheck_cases`` module with a ``CASES`` dict; the
 command line finds every such module by itself.
 """
@@ -11,8 +14,9 @@ command line finds every such module by itself.
 import numpy as np
 
 from .attention import attention_backward, attention_forward
+from .gradcheck import LayerCase
 from .linear import linear_backward, linear_forward
-from .masks import causal_mask, combine_masks, padding_mask
+from .masks import padding_mask
 from .multihead import (
     init_mha_params,
     merge_heads,
@@ -26,15 +30,9 @@ B, H, N, M, d, d_v = 2, 3, 4, 5, 6, 7
 
 
 def _linear(rng, bias=True):
-    inputs = {"x": rng.standard_normal((B, N, 6)), "W": rng.standard_normal((6, 7))}
-    if bias:
-        inputs["b"] = rng.standard_normal(7)
-
-    def backward(dout, cache):
-        dx, dW, db = linear_backward(dout, cache)
-        return {"x": dx, "W": dW, **({"b": db} if bias else {})}
-
-    return lambda p: linear_forward(p["x"], p["W"], p.get("b")), backward, inputs
+    arrays = {"x": rng.standard_normal((B, N, 6)), "W": rng.standard_normal((6, 7))}
+    arrays["b"] = rng.standard_normal(7) if bias else None  # None: left out
+    return LayerCase(linear_forward, linear_backward, arrays)
 
 
 def _softmax(rng, masked=False):
@@ -42,28 +40,25 @@ def _softmax(rng, masked=False):
     if masked:
         mask = rng.random((B, N, M)) > 0.3
         mask[0, 1] = False  # one fully masked row
-    forward = lambda p: softmax_forward(p["x"], mask)
-    backward = lambda dout, cache: {"x": softmax_backward(dout, cache)}
-    return forward, backward, {"x": 3 * rng.standard_normal((B, N, M))}
+    arrays = {"x": 3 * rng.standard_normal((B, N, M))}
+    return LayerCase(softmax_forward, softmax_backward, arrays, options={"mask": mask})
 
 
-def _attention(rng, mask=None, dropout_p=0.0, k_heads=H):
-    inputs = {
+def _attention(rng, mask=None, dropout_p=0.0, k_heads=H, **options):
+    arrays = {
         "q": rng.standard_normal((B, H, N, d)),
         "k": rng.standard_normal((B, k_heads, M, d)),
         "v": rng.standard_normal((B, k_heads, M, d_v)),
     }
+    options = {"causal": False, "mask": mask, **options}
+    if dropout_p:
 
-    def forward(p):  # a fresh Generator per call: the same dropout mask every time
-        rng_drop = np.random.default_rng(7) if dropout_p else None
-        return attention_forward(
-            p["q"], p["k"], p["v"], mask, dropout_p=dropout_p, rng=rng_drop
-        )
+        def forward(q, k, v, **kw):  # a fresh Generator per call: the same dropout
+            rng_drop = np.random.default_rng(7)
+            return attention_forward(q, k, v, dropout_p=dropout_p, rng=rng_drop, **kw)
 
-    def backward(dout, cache):
-        return dict(zip(("q", "k", "v"), attention_backward(dout, cache), strict=False))
-
-    return forward, backward, inputs
+        return LayerCase(forward, attention_backward, arrays, options=options)
+    return LayerCase(attention_forward, attention_backward, arrays, options=options)
 
 
 def _fully_masked_mask(rng):
@@ -78,30 +73,20 @@ def _split_merge(rng):
     return forward, backward, {"x": rng.standard_normal((B, N, H * d))}
 
 
-def _mha(rng, cross=False):
+def _mha(rng, cross=False, bias=True, n_kv_heads=None, positions=False):
     D, d_kv = H * 2, (5 if cross else H * 2)
-    params = init_mha_params(D, H, rng=rng, d_kv=d_kv)
+    params = init_mha_params(D, H, rng=rng, d_kv=d_kv, n_kv_heads=n_kv_heads, bias=bias)
     # perturb every parameter: non-zero biases
     params = {k: w + 0.1 * rng.standard_normal(w.shape) for k, w in params.items()}
     x_q = rng.standard_normal((B, N, D))
+    x_kv = rng.standard_normal((B, M, d_kv)) if cross else x_q.copy()
+    options = {"n_heads": H, "n_kv_heads": n_kv_heads, "causal": not cross}
     if cross:
-        inputs = {"x_q": x_q, "x_kv": rng.standard_normal((B, M, d_kv)), **params}
-        mask = padding_mask([M, 2], M)
-    else:
-        inputs = {"x": x_q, **params}
-        mask = causal_mask(N)
-
-    def forward(p):
-        x_q, x_kv = (p["x_q"], p["x_kv"]) if cross else (p["x"], p["x"])
-        weights = {k: p[k] for k in params}
-        return mha_forward(x_q, x_kv, weights, H, mask)
-
-    def backward(dout, cache):
-        dx_q, dx_kv, grads = mha_backward(dout, cache)
-        dx = {"x_q": dx_q, "x_kv": dx_kv} if cross else {"x": dx_q + dx_kv}
-        return {**dx, **grads}
-
-    return forward, backward, inputs
+        options["mask"] = padding_mask([M, 2], M)
+    if positions:
+        options["positions"] = np.array([3, 1, 4, 1])  # any positions, repeats too
+    arrays = {"x_q": x_q, "x_kv": x_kv}
+    return LayerCase(mha_forward, mha_backward, arrays, params, options)
 
 
 CASES = {
@@ -110,13 +95,12 @@ CASES = {
     "softmax": _softmax,
     "softmax (masked, fully masked row)": lambda rng: _softmax(rng, masked=True),
     "attention": _attention,
-    "attention (causal, N != M)": lambda rng: _attention(rng, causal_mask(N, M)),
+    "attention (causal, N != M)": lambda rng: _attention(rng, causal=True),
     "attention (causal, bottom-right)": lambda rng: _attention(
-        rng, causal_mask(N, M, align="bottom_right")
+        rng, causal=True, align="bottom_right"
     ),
     "attention (padding + causal)": lambda rng: _attention(
-        rng,
-        combine_masks(padding_mask([3, 0], M), causal_mask(N, M, align="bottom_right")),
+        rng, padding_mask([3, 0], M), causal=True, align="bottom_right"
     ),
     "attention (fully masked row)": lambda rng: _attention(
         rng, _fully_masked_mask(rng)
@@ -124,6 +108,10 @@ CASES = {
     "attention (dropout 0.3)": lambda rng: _attention(rng, dropout_p=0.3),
     "attention (shared k/v across heads)": lambda rng: _attention(rng, k_heads=1),
     "split/merge heads": _split_merge,
-    "multi-head self-attention (causal)": _mha,
+    "multi-head attention (x_q = x_kv, causal)": _mha,
+    "multi-head attention (no biases)": lambda rng: _mha(rng, bias=False),
+    "multi-head attention (GQA, G = 1, RoPE)": lambda rng: _mha(
+        rng, n_kv_heads=1, positions=True
+    ),
     "multi-head cross-attention (padding)": lambda rng: _mha(rng, cross=True),
 }

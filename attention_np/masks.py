@@ -92,3 +92,17 @@ def combine_masks(*masks):
     for m in present:
         out &= m
     return out
+
+
+def attention_mask(mask, *, causal, align="top_left", N, M):
+    """The one boolean mask that ``(mask, causal, align)`` mean for N queries, M keys.
+
+    The causal rule (``causal_mask(N, M, align=align)``) ANDed with ``mask``; None
+    when there is neither (nothing masked). Every module that takes ``mask``,
+    ``causal`` and ``align`` gives them this meaning.
+    """
+    offset = V.causal_offset(causal, align, N, M)
+    if offset is None:
+        return mask
+    rule = causal_mask(N, M, align=align)  # (N, M)
+    return rule if mask is None else combine_masks(mask, rule)

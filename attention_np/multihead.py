@@ -7,7 +7,10 @@
 Shape legend: B batch, H heads, N query positions, M key positions, D = d_model,
 d = D / H head width, D_kv width of the key/value source (cross-attention).
 Self-attention passes the same array as x_q and x_kv; its input gradient is then
-dx = dx_q + dx_kv (the input feeds three paths: Q, K and V).
+dx = dx_q + dx_kv (the input feeds three paths: Q, K and V). With G < H key/value
+heads (``n_kv_heads``) the layer is grouped-query attention (G = 1: multi-query);
+``positions`` turns RoPE on, ``kv_cache`` serves token-by-token generation. The
+transformer's ``self_attention_forward(x, ...)`` is ``mha_forward(x, x, ...)``.
 """
 
 from typing import NamedTuple
@@ -15,8 +18,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import validate as V
-from .attention import attention_backward, attention_forward
+from .decoding import gqa_attention_backward, gqa_attention_forward
 from .linear import linear_backward, linear_forward
+from .positional import rope_backward, rope_forward
 
 WEIGHT_KEYS = ("W_q", "W_k", "W_v", "W_o")
 BIAS_KEYS = ("b_q", "b_k", "b_v", "b_o")
@@ -42,82 +46,92 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, N, H * d)  # (B, N, D)
 
 
-def init_mha_params(d_model, n_heads, *, rng, d_kv=None, bias=True, dtype=np.float64):
-    """Random multi-head attention parameters.
+def init_mha_params(
+    d_model,
+    n_heads,
+    *,
+    rng,
+    n_kv_heads=None,
+    d_kv=None,
+    bias=True,
+    dtype=np.float64,
+):
+    """Random multi-head (or grouped-query) attention parameters.
 
     W entries ~ N(0, 1 / D_in) so activations keep their scale; biases start at 0.
 
     Args:
         d_model: D, width of x_q and of the output; must be divisible by n_heads.
-        n_heads: H.
+        n_heads: H query heads.
         rng: np.random.Generator.
+        n_kv_heads: G key/value heads (default H; G must divide H; 1 = multi-query).
         d_kv: width of x_kv for cross-attention (default d_model).
         bias: include b_q, b_k, b_v, b_o.
+        dtype: float16, float32 or float64.
 
     Returns:
-        dict with W_q (D, D), W_k (D_kv, D), W_v (D_kv, D), W_o (D, D) [+ biases (D,)].
+        dict W_q (D, D), W_k (D_kv, G d), W_v (D_kv, G d), W_o (D, D) [+ biases].
     """
     D = V.positive_int("d_model", d_model)
     H = V.positive_int("n_heads", n_heads)
+    G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
     D_kv = D if d_kv is None else V.positive_int("d_kv", d_kv)
     if D % H:
         raise ValueError(f"n_heads={H} must divide d_model={D}")
+    if H % G:
+        raise ValueError(f"n_kv_heads={G} must divide n_heads={H}")
     V.rng_arg(rng)
-    if np.dtype(dtype).type not in V.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float16/float32/float64, got {np.dtype(dtype)}")
-    fan_in = {"W_q": D, "W_k": D_kv, "W_v": D_kv, "W_o": D}
+    dtype = V.dtype_arg(dtype)
+    width = G * (D // H)  # keys and values: G heads of width d
+    shapes = {"W_q": (D, D), "W_k": (D_kv, width), "W_v": (D_kv, width), "W_o": (D, D)}
     params = {
-        name: (rng.standard_normal((n_in, D)) / np.sqrt(n_in)).astype(dtype)
-        for name, n_in in fan_in.items()
+        name: (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(dtype)
+        for name, shape in shapes.items()
     }
     if V.bool_arg("bias", bias):
-        params.update({name: np.zeros(D, dtype=dtype) for name in BIAS_KEYS})
+        params.update({f"b_{n[2:]}": np.zeros(s[1], dtype) for n, s in shapes.items()})
     return params
 
 
-def check_mha_params(params, d_model, d_kv, n_heads, *, dtype=None):
-    """Raise a clear error unless ``params`` fits inputs of width d_model / d_kv.
+def mha_param_shapes(d_model, d_kv, n_heads, n_kv_heads, *, bias):
+    """{key: shape} of multi-head attention params (biases only when ``bias``)."""
+    D, G, H = d_model, n_kv_heads, n_heads
+    width = G * (D // H)
+    shapes = {"W_q": (D, D), "W_k": (d_kv, width), "W_v": (d_kv, width), "W_o": (D, D)}
+    if bias:
+        shapes.update({f"b_{n[2:]}": (s[1],) for n, s in shapes.items()})
+    return shapes
 
-    With ``dtype``, every array in ``params`` must also have that dtype.
+
+def check_mha_params(params, d_model, d_kv, n_heads, n_kv_heads=None, *, dtype=None):
+    """Raise a clear error unless ``params`` fits; return whether it has biases.
+
+    A params dict carries all four biases or none. With ``dtype``, every array must
+    also have that dtype.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    G = n_heads if n_kv_heads is None else n_kv_heads
+    if d_model % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+    if n_heads % G:
+        raise ValueError(f"n_kv_heads={G} must divide n_heads={n_heads}")
     has_bias = any(k in params for k in BIAS_KEYS)
-    need = WEIGHT_KEYS + (BIAS_KEYS if has_bias else ())
-    missing = [k for k in need if k not in params]
-    extra = sorted(set(params) - set(need))
-    if missing or extra:
-        raise ValueError(f"params: missing keys {missing}, unexpected keys {extra}")
-    D = d_model
-    expected = {"W_q": (D, D), "W_k": (d_kv, D), "W_v": (d_kv, D), "W_o": (D, D)}
-    expected.update({k: (D,) for k in BIAS_KEYS if has_bias})
-    for name, shape in expected.items():
-        arr = V.float_array(f"params['{name}']", params[name])
-        if arr.shape != shape:
-            raise ValueError(
-                f"params['{name}'] has shape {arr.shape}, expected {shape} "
-                f"for d_model={D}, d_kv={d_kv}"
-            )
-        if dtype is not None and arr.dtype != dtype:
-            raise TypeError(
-                f"params['{name}'] has dtype {arr.dtype} but the inputs are {dtype}: "
-                "use one float dtype for inputs and params"
-            )
-    if D % n_heads:
-        raise ValueError(f"n_heads={n_heads} must divide d_model={D}")
+    shapes = mha_param_shapes(d_model, d_kv, n_heads, G, bias=has_bias)
+    V.check_params(params, shapes, dtype=dtype)
     return has_bias
 
 
 class MHACache(NamedTuple):
     """What ``mha_backward`` needs; ``.weights`` gives the per-head P (B, H, N, M)."""
 
-    q_cache: tuple
-    k_cache: tuple
-    v_cache: tuple
-    attn_cache: tuple
-    o_cache: tuple
+    lin_caches: tuple  # caches of the q, k, v and output projections
+    rope_caches: tuple | None  # (q, k) RoPE caches, or None without positions
+    attn_cache: tuple  # decoding.GQACache
     n_heads: int
+    n_kv_heads: int
     has_bias: bool
+    cached: bool  # True when a KVCache was used: inference only, no backward
 
     @property
     def weights(self):
@@ -125,20 +139,14 @@ class MHACache(NamedTuple):
         return self.attn_cache.weights
 
 
-def mha_forward(x_q, x_kv, params, n_heads, mask=None, *, dropout_p=0.0, rng=None):
-    """Multi-head attention of x_q (queries) over x_kv (keys and values).
+def _project(x, params, name, n_heads, has_bias):
+    """x W_name (+ b_name), split into heads: (B, heads, length, d)."""
+    b = params[f"b_{name}"] if has_bias else None
+    t, cache = linear_forward(x, params[f"W_{name}"], b)  # (B, length, heads * d)
+    return split_heads(t, n_heads), cache
 
-    Args:
-        x_q: (B, N, D) query-side inputs.
-        x_kv: (B, M, D_kv) key/value-side inputs (pass x_q again for self-attention).
-        params: dict from ``init_mha_params``.
-        n_heads: H.
-        mask: boolean, broadcastable to (B, H, N, M); True = may attend.
-        dropout_p, rng: attention dropout, as in ``attention_forward``.
 
-    Returns:
-        out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
-    """
+def _check_inputs(x_q, x_kv, n_heads, positions, kv_cache):
     x_q = V.float_array("x_q", x_q, ndim=3)
     x_kv = V.float_array("x_kv", x_kv, ndim=3)
     n_heads = V.positive_int("n_heads", n_heads)
@@ -147,18 +155,71 @@ def mha_forward(x_q, x_kv, params, n_heads, mask=None, *, dropout_p=0.0, rng=Non
             f"x_q{x_q.shape} and x_kv{x_kv.shape} must share the batch size B"
         )
     V.same_dtype(x_q=x_q, x_kv=x_kv)
+    if (positions is not None or kv_cache is not None) and x_kv.shape[1] != x_q.shape[
+        1
+    ]:
+        raise ValueError(
+            "positions and kv_cache are for self-attention: x_q"
+            f"{x_q.shape} and x_kv{x_kv.shape} must have the same length"
+        )
+    return x_q, x_kv, n_heads
+
+
+def mha_forward(
+    x_q,
+    x_kv,
+    params,
+    mask=None,
+    *,
+    n_heads,
+    causal,
+    align="top_left",
+    n_kv_heads=None,
+    positions=None,
+    kv_cache=None,
+    dropout_p=0.0,
+    rng=None,
+):
+    """Multi-head attention of x_q (queries) over x_kv (keys and values).
+
+    Args:
+        x_q: (B, N, D) query-side inputs.
+        x_kv: (B, M, D_kv) key/value-side inputs (pass x_q again for self-attention).
+        params: dict from ``init_mha_params`` (with or without biases).
+        mask: boolean, broadcastable to (B, H, N, M); True = may attend.
+        n_heads: H; n_kv_heads: G key/value heads (default H; G = 1 is MQA).
+        causal, align: as in ``attention_forward``.
+        positions: (N,) or (B, N) token positions: RoPE on q and k (self-attention).
+        kv_cache: a ``decoding.KVCache``: append this call's keys and values and
+            attend over the whole cache (M = cached length). Inference only.
+        dropout_p, rng: attention dropout, as in ``attention_forward``.
+
+    Returns:
+        out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
+    """
+    x_q, x_kv, H = _check_inputs(x_q, x_kv, n_heads, positions, kv_cache)
+    G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
     has_bias = check_mha_params(
-        params, x_q.shape[-1], x_kv.shape[-1], n_heads, dtype=x_q.dtype
+        params, x_q.shape[-1], x_kv.shape[-1], H, G, dtype=x_q.dtype
     )
-    b = {k: params.get(k) for k in BIAS_KEYS}
-    q, q_cache = linear_forward(x_q, params["W_q"], b["b_q"])  # (B, N, D)
-    k, k_cache = linear_forward(x_kv, params["W_k"], b["b_k"])  # (B, M, D)
-    v, v_cache = linear_forward(x_kv, params["W_v"], b["b_v"])  # (B, M, D)
-    qh, kh, vh = (split_heads(t, n_heads) for t in (q, k, v))  # (B, H, N|M, d)
-    o, attn_cache = attention_forward(qh, kh, vh, mask, dropout_p=dropout_p, rng=rng)
-    out, o_cache = linear_forward(merge_heads(o), params["W_o"], b["b_o"])  # (B, N, D)
-    cache = MHACache(q_cache, k_cache, v_cache, attn_cache, o_cache, n_heads, has_bias)
-    return out, cache
+    q, cq = _project(x_q, params, "q", H, has_bias)  # (B, H, N, d)
+    k, ck = _project(x_kv, params, "k", G, has_bias)  # (B, G, M, d)
+    v, cv = _project(x_kv, params, "v", G, has_bias)  # (B, G, M, d)
+    rope_caches = None
+    if positions is not None:  # rotate before caching: the cache keeps rotated keys
+        q, rq = rope_forward(q, positions)
+        k, rk = rope_forward(k, positions)
+        rope_caches = (rq, rk)
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # (B, G, M, d): every key so far
+    o, attn_cache = gqa_attention_forward(
+        q, k, v, mask, causal=causal, align=align, dropout_p=dropout_p, rng=rng
+    )  # (B, H, N, d)
+    b_o = params["b_o"] if has_bias else None
+    out, co = linear_forward(merge_heads(o), params["W_o"], b_o)  # (B, N, D)
+    lin = (cq, ck, cv, co)
+    cached = kv_cache is not None
+    return out, MHACache(lin, rope_caches, attn_cache, H, G, has_bias, cached)
 
 
 def mha_backward(dout, cache):
@@ -166,17 +227,24 @@ def mha_backward(dout, cache):
 
     Args:
         dout: (B, N, D) upstream gradient.
-        cache: from ``mha_forward``.
+        cache: from ``mha_forward`` (without a KV cache).
 
     Returns:
         dx_q (B, N, D), dx_kv (B, M, D_kv), grads keyed exactly like params.
     """
-    q_cache, k_cache, v_cache, attn_cache, o_cache, n_heads, has_bias = cache
-    do, dW_o, db_o = linear_backward(dout, o_cache)  # forward: out = merge(o) W_o + b_o
-    dqh, dkh, dvh = attention_backward(split_heads(do, n_heads), attn_cache)
-    dx_q, dW_q, db_q = linear_backward(merge_heads(dqh), q_cache)
-    dx_k, dW_k, db_k = linear_backward(merge_heads(dkh), k_cache)
-    dx_v, dW_v, db_v = linear_backward(merge_heads(dvh), v_cache)
+    (cq, ck, cv, co), rope_caches, attn_cache, H, G, has_bias, cached = cache
+    if cached:
+        raise ValueError(
+            "mha_backward: this forward appended to a KVCache (inference only); "
+            "run the forward without kv_cache to train"
+        )
+    do, dW_o, db_o = linear_backward(dout, co)  # forward: out = merge(o) W_o + b_o
+    dq, dk, dv = gqa_attention_backward(split_heads(do, H), attn_cache)
+    if rope_caches is not None:  # forward: q = R q_raw -> dq_raw = R^T dq
+        dq, dk = rope_backward(dq, rope_caches[0]), rope_backward(dk, rope_caches[1])
+    dx_q, dW_q, db_q = linear_backward(merge_heads(dq), cq)
+    dx_k, dW_k, db_k = linear_backward(merge_heads(dk), ck)
+    dx_v, dW_v, db_v = linear_backward(merge_heads(dv), cv)
     dx_kv = dx_k + dx_v  # x_kv feeds both the key and the value projection
     grads = {"W_q": dW_q, "W_k": dW_k, "W_v": dW_v, "W_o": dW_o}
     if has_bias:

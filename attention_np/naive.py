@@ -25,11 +25,13 @@ def softmax_naive(x, mask=None):
     return out
 
 
-def attention_naive(q, k, v, mask=None, scale=None):
+def attention_naive(q, k, v, mask=None, *, causal, align="top_left", scale=None):
     """softmax(scale q k^T) v for one query row and one key at a time.
 
     q (..., N, d), k (..., M, d), v (..., M, d_v) with equal leading dimensions
     (or broadcastable ones); returns (out (..., N, d_v), weights (..., N, M)).
+    ``causal``: key j is visible to query i when j <= i (+ M - N for
+    align="bottom_right"), checked one pair at a time.
     """
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
     N, d, M, d_v = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
@@ -46,13 +48,17 @@ def attention_naive(q, k, v, mask=None, scale=None):
     for idx in np.ndindex(lead):
         for i in range(N):
             scores = [float(np.dot(q[idx][i], k[idx][j])) * scale for j in range(M)]
-            weights[idx][i] = softmax_naive(np.array(scores), allow[idx][i])
+            row = np.array(allow[idx][i])
+            if causal:
+                shift = 0 if align == "top_left" else M - N
+                row &= np.arange(M) <= i + shift  # key j in the past of query i
+            weights[idx][i] = softmax_naive(np.array(scores), row)
             for j in range(M):
                 out[idx][i] += weights[idx][i][j] * v[idx][j]
     return out, weights
 
 
-def mha_naive(x_q, x_kv, params, n_heads, mask=None):
+def mha_naive(x_q, x_kv, params, mask=None, *, n_heads, causal, align="top_left"):
     """Multi-head attention with an explicit loop over heads.
 
     Head h uses columns h*d:(h+1)*d of W_q, W_k, W_v; the head outputs are
@@ -72,7 +78,12 @@ def mha_naive(x_q, x_kv, params, n_heads, mask=None):
             None if mask is None else np.broadcast_to(mask, (B, n_heads, N, M))[:, h]
         )
         o_h, weights[:, h] = attention_naive(
-            q[..., cols], k[..., cols], v[..., cols], head_mask
+            q[..., cols],
+            k[..., cols],
+            v[..., cols],
+            head_mask,
+            causal=causal,
+            align=align,
         )
         heads.append(o_h)
     concat = np.concatenate(heads, axis=-1)  # (B, N, D)

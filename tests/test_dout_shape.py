@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from attention_np.__main__ import all_cases
+from attention_np.gradcheck import as_check
 
 # split/merge heads checks merge_heads, which is split_heads' adjoint, not a backward
 CASES = {n: c for n, c in all_cases().items() if n != "split/merge heads"}
@@ -39,7 +40,7 @@ def wrong_shapes(shape):
 def raise_with_wrong_dout(case, shape):
     """Run the case forward, then backward with a dout of ``shape``: the error."""
     rng = np.random.default_rng(0)
-    forward, backward, inputs = case(rng)
+    forward, backward, inputs = as_check(case(rng))
     _, cache = forward(inputs)
     with pytest.raises(ValueError, match=GRAD_NAME) as info:
         backward(rng.standard_normal(shape), cache)
@@ -47,7 +48,7 @@ def raise_with_wrong_dout(case, shape):
 
 
 def case_shape(case):
-    forward, _, inputs = case(np.random.default_rng(0))
+    forward, _, inputs = as_check(case(np.random.default_rng(0)))
     return np.shape(forward(inputs)[0])
 
 

@@ -29,7 +29,6 @@ from .model import (
 )
 from .optim import adam_init, adam_step, clip_grad_norm, global_norm, sgd_step
 from .self_attention import (
-    init_attention_params,
     self_attention_backward,
     self_attention_forward,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "gelu_backward",
     "gelu_forward",
     "global_norm",
-    "init_attention_params",
     "init_block_params",
     "init_mlp_params",
     "init_params",

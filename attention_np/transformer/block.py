@@ -22,7 +22,7 @@ from .layers import (
     mlp_forward,
 )
 from .self_attention import (
-    init_attention_params,
+    init_mha_params,
     self_attention_backward,
     self_attention_forward,
 )
@@ -31,7 +31,9 @@ from .self_attention import (
 def init_block_params(d_model, n_heads, d_mlp, n_kv_heads=None, *, rng, dtype):
     """Flat dict of one block's parameters (layer norms start as the identity)."""
     ln = {"gamma": np.ones(d_model, dtype=dtype), "beta": np.zeros(d_model, dtype)}
-    attn = init_attention_params(d_model, n_heads, n_kv_heads, rng=rng, dtype=dtype)
+    attn = init_mha_params(
+        d_model, n_heads, n_kv_heads=n_kv_heads, rng=rng, dtype=dtype
+    )
     mlp = init_mlp_params(d_model, d_mlp, rng=rng, dtype=dtype)
     return {
         **prefixed(ln, "ln1"),
@@ -42,14 +44,23 @@ def init_block_params(d_model, n_heads, d_mlp, n_kv_heads=None, *, rng, dtype):
 
 
 def block_forward(
-    x, params, n_heads, n_kv_heads=None, mask=None, *, positions=None, kv_cache=None
+    x,
+    params,
+    mask=None,
+    *,
+    n_heads,
+    causal,
+    align="top_left",
+    n_kv_heads=None,
+    positions=None,
+    kv_cache=None,
 ):
     """One pre-norm block.
 
     Args:
         x: (B, N, D) inputs.
         params: dict from ``init_block_params``.
-        n_heads, n_kv_heads, mask, positions, kv_cache: as in
+        mask, n_heads, causal, align, n_kv_heads, positions, kv_cache: as in
             ``self_attention_forward`` (positions turn RoPE on).
 
     Returns:
@@ -60,9 +71,11 @@ def block_forward(
     a, c_attn = self_attention_forward(
         h,
         sub(params, "attn"),
-        n_heads,
-        n_kv_heads,
         mask,
+        n_heads=n_heads,
+        causal=causal,
+        align=align,
+        n_kv_heads=n_kv_heads,
         positions=positions,
         kv_cache=kv_cache,
     )

@@ -22,7 +22,6 @@ import numpy as np
 from .. import validate as V
 from ..decoding import KVCache
 from ..linear import linear_backward, linear_forward
-from ..masks import causal_mask
 from ..positional import sinusoidal_encoding
 from ..validate import check_keys
 from ._params import prefixed, sub
@@ -165,15 +164,22 @@ def model_forward(ids, params, config, *, kv_caches=None, start=0):
     caches = _check_caches(kv_caches, config, start)
     x, emb_cache = _embed(ids, params, config, start)  # (B, N, D)
     N = x.shape[1]
-    # with a cache the N new queries are the last of start + N keys: bottom-right
-    M = N if kv_caches is None else start + N
-    mask = causal_mask(N, M, align="bottom_right")  # (N, M)
     positions = np.arange(start, start + N) if config.pos == "rope" else None
     H, G = config.n_heads, config.n_kv_heads
     block_caches = []
     for layer, kv in enumerate(caches):
         block = sub(params, f"block{layer}")
-        x, c = block_forward(x, block, H, G, mask, positions=positions, kv_cache=kv)
+        # with a cache the N new queries are the last of start + N keys: bottom-right
+        x, c = block_forward(
+            x,
+            block,
+            n_heads=H,
+            n_kv_heads=G,
+            causal=True,
+            align="bottom_right",
+            positions=positions,
+            kv_cache=kv,
+        )
         block_caches.append(c)
     h, ln_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     logits, head_cache = linear_forward(h, params["head.W"], params["head.b"])
