@@ -17,6 +17,7 @@ from ..additive import (
     luong_attention_forward,
 )
 from ..decoding import gqa_attention_backward, gqa_attention_forward
+from ..gradcheck import LayerCase
 from ..masks import causal_mask
 from ..positional import rope_backward, rope_forward
 from . import layers as L
@@ -24,7 +25,7 @@ from .block import block_backward, block_forward, init_block_params
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import TransformerConfig, init_params, model_backward, model_forward
 from .self_attention import (
-    init_attention_params,
+    init_mha_params,
     self_attention_backward,
     self_attention_forward,
 )
@@ -81,20 +82,21 @@ def _mlp(rng):
 
 
 def _self_attention(rng, n_kv_heads=4, rope=False):
-    params = _noisy(init_attention_params(D, 4, n_kv_heads, rng=rng), rng)
+    params = _noisy(init_mha_params(D, 4, n_kv_heads=n_kv_heads, rng=rng), rng)
     positions = np.arange(3, 3 + N) if rope else None
-    forward = lambda x, p: self_attention_forward(
-        x, p, 4, n_kv_heads, causal_mask(N), positions=positions
-    )
     x = rng.standard_normal((B, N, D))
-    return _with_params(forward, self_attention_backward, "x", x, params)
+    options = {"n_heads": 4, "n_kv_heads": n_kv_heads, "causal": True}
+    options["positions"] = positions
+    return LayerCase(
+        self_attention_forward, self_attention_backward, {"x": x}, params, options
+    )
 
 
 def _block(rng):
     params = _noisy(init_block_params(D, 2, F, rng=rng, dtype=np.float64), rng)
-    forward = lambda x, p: block_forward(x, p, 2, None, causal_mask(N))
     x = rng.standard_normal((B, N, D))
-    return _with_params(forward, block_backward, "x", x, params)
+    options = {"n_heads": 2, "causal": True}
+    return LayerCase(block_forward, block_backward, {"x": x}, params, options)
 
 
 def _cross_entropy(rng):
