@@ -307,3 +307,40 @@ def workers_arg(workers):
     if workers is None:
         return default_workers()
     return positive_int("workers", workers)
+
+
+def token_ids(name, ids, vocab, *, ndim=None):
+    """Return ``ids`` as an int ndarray with entries in [0, vocab), or raise.
+
+    Negative ids are refused: NumPy would silently index from the end of the table.
+    """
+    arr = np.asarray(ids) if isinstance(ids, (list, tuple)) else ids
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be an integer array, got {type(ids).__name__}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab):
+        raise ValueError(
+            f"{name} must lie in [0, {vocab}), got min {arr.min()} max {arr.max()}"
+        )
+    return arr
+
+
+def finite(name, x):
+    """Raise ValueError if the array ``x`` holds NaN or inf."""
+    if not np.all(np.isfinite(x)):
+        bad = "NaN" if np.isnan(x).any() else "inf"
+        raise ValueError(f"{name} contains {bad} (every value must be finite)")
+
+
+def instance(name, value, cls):
+    """Return ``value`` if it is a ``cls``, else raise TypeError naming both."""
+    if not isinstance(value, cls):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TypeError(
+            f"{name} must be a {cls.__name__}, got {type(value).__name__} {shown}"
+        )
+    return value

@@ -76,7 +76,7 @@ def test_first_adam_step_has_size_lr_in_every_coordinate(rng):
     params = {"w": rng.standard_normal(5), "b": rng.standard_normal(2)}
     before = {k: v.copy() for k, v in params.items()}
     grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-    adam_step(params, grads, adam_init(params), lr=0.01, eps=0.0)
+    adam_step(params, grads, adam_init(params), lr=0.01, eps=1e-300)
     for k in params:  # bias correction: m_hat = g, v_hat = g^2 -> step = lr sign(g)
         np.testing.assert_allclose(
             params[k] - before[k], -0.01 * np.sign(grads[k]), atol=1e-15
@@ -120,3 +120,68 @@ def test_clipping_leaves_small_gradients_alone(rng):
     grads = {"a": rng.standard_normal(4)}
     clipped, _ = clip_grad_norm(grads, 1e6)
     np.testing.assert_array_equal(clipped["a"], grads["a"])
+
+
+def test_adam_with_beta1_zero_is_rmsprop_with_bias_correction(rng):
+    params = {"w": rng.standard_normal(4)}
+    before = params["w"].copy()
+    state = adam_init(params)
+    g1, g2 = rng.standard_normal(4), rng.standard_normal(4)
+    adam_step(params, {"w": g1}, state, lr=0.1, beta1=0.0, beta2=0.5, eps=1e-300)
+    adam_step(params, {"w": g2}, state, lr=0.1, beta1=0.0, beta2=0.5, eps=1e-300)
+    v = (0.5 * 0.5 * g1**2 + 0.5 * g2**2) / (1 - 0.5**2)
+    expected = before - 0.1 * np.sign(g1) - 0.1 * g2 / np.sqrt(v)
+    np.testing.assert_allclose(params["w"], expected, atol=1e-12)
+
+
+def test_adam_keeps_float32_parameters_float32(rng):
+    params = {"w": rng.standard_normal(3).astype(np.float32)}
+    state = adam_init(params)
+    adam_step(params, {"w": np.ones(3, np.float32)}, state, lr=0.1)
+    assert params["w"].dtype == np.float32 and state["m"]["w"].dtype == np.float32
+
+
+def test_clipping_returns_new_arrays_and_leaves_the_input_alone(rng):
+    grads = {"a": 10 * rng.standard_normal(4)}
+    before = grads["a"].copy()
+    clipped, _ = clip_grad_norm(grads, 1.0)
+    np.testing.assert_array_equal(grads["a"], before)
+    assert clipped["a"] is not grads["a"]
+
+
+def test_global_norm_of_huge_finite_gradients_is_finite():
+    grads = {"a": np.full(4, 1e200), "b": np.array([-1e200])}
+    assert global_norm(grads) == pytest.approx(np.sqrt(5) * 1e200)
+
+
+def test_global_norm_is_computed_in_float64_for_float32_gradients():
+    grads = {"a": np.full(3, 3e20, np.float32)}  # squares overflow float32
+    assert global_norm(grads) == pytest.approx(np.sqrt(3) * 3e20, rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_clipping_refuses_a_non_finite_gradient_and_names_it(bad):
+    grads = {"a": np.ones(3), "b": np.array([1.0, bad])}
+    with pytest.raises(ValueError, match=r"grads\['b'\] contains"):
+        clip_grad_norm(grads, 1.0)
+
+
+def test_global_norm_of_a_nan_gradient_is_nan():
+    assert np.isnan(global_norm({"a": np.array([1.0, np.nan])}))
+
+
+def test_cross_entropy_nan_logit_at_a_masked_position_gives_zero_gradient_there():
+    logits = np.zeros((3, 4))
+    logits[1, 2] = np.nan
+    mask = np.array([True, False, True])
+    loss, cache = cross_entropy_forward(logits, np.zeros(3, int), mask)
+    dlogits = cross_entropy_backward(np.float64(1.0), cache)
+    assert np.isfinite(float(loss)) and np.all(dlogits[1] == 0)
+    assert np.all(np.isfinite(dlogits))
+
+
+def test_cross_entropy_keeps_float32(rng):
+    logits = rng.standard_normal((2, 5)).astype(np.float32)
+    loss, cache = cross_entropy_forward(logits, np.array([0, 4]))
+    assert loss.dtype == np.float32
+    assert cross_entropy_backward(np.float32(1.0), cache).dtype == np.float32

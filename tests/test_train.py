@@ -13,9 +13,10 @@ from attention_np.train import (
     make_batch,
     save_checkpoint,
     train,
+    train_step,
 )
 from attention_np.train.__main__ import main as train_main
-from attention_np.transformer import init_params
+from attention_np.transformer import adam_init, init_params
 
 # a small reversal setting that reaches 100% token accuracy in ~150 steps (a few s)
 FAST = TrainConfig(
@@ -115,14 +116,14 @@ def rewrite(path, drop=None, change=None):
 def test_missing_parameter_is_named(checkpoint):
     path, _, _ = checkpoint
     rewrite(path, drop="param/block1.mlp.W_1")
-    with pytest.raises(CheckpointError, match=r"missing \['block1.mlp.W_1'\]"):
+    with pytest.raises(CheckpointError, match=r"missing keys \['block1.mlp.W_1'\]"):
         load_checkpoint(path)
 
 
 def test_wrong_shape_is_named(checkpoint):
     path, _, _ = checkpoint
     rewrite(path, change=("param/head.W", np.zeros((3, 3), np.float32)))
-    with pytest.raises(CheckpointError, match=r"'head.W' has shape \(3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"'head.W'\] must have shape \(8, 7\)"):
         load_checkpoint(path)
 
 
@@ -211,3 +212,100 @@ def test_committed_reversal_checkpoint_loads_and_scores_99_percent():
         rng=np.random.default_rng(2),
     )
     assert scores["token_accuracy"] >= 0.99
+
+
+# --- configs, divergence, atomic checkpoints ----------------------------------------
+
+
+def test_train_config_round_trips_through_json_and_normalises_numbers():
+    cfg = TrainConfig(lr=1, steps=np.int64(5), beta1=0)
+    assert type(cfg.lr) is float and type(cfg.steps) is int
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_train_config_json_without_the_adam_betas_takes_the_defaults():
+    text = '{"task": "copy", "length": 4, "n_symbols": 6}'
+    cfg = TrainConfig.from_json(text)
+    assert (cfg.beta1, cfg.beta2) == (0.9, 0.999)
+
+
+def nan_params(model_config, seed=0):
+    params = init_params(
+        model_config, rng=np.random.default_rng(seed), dtype=np.float32
+    )
+    params["embed.W"][0, 0] = np.nan  # every sequence holding token 0 gets NaN logits
+    return params
+
+
+def test_a_non_finite_loss_stops_training_and_leaves_the_given_params_alone():
+    cfg = dataclasses.replace(FAST, steps=5)
+    model_config = default_model_config(cfg, d_model=8, n_heads=2)
+    params = nan_params(model_config)
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
+        train(model_config, cfg, rng=np.random.default_rng(0), params=params)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_a_diverged_train_step_updates_nothing(rng):
+    model_config = default_model_config(FAST, d_model=8, n_heads=2)
+    params = nan_params(model_config)
+    state = adam_init(params)
+    before = {k: v.copy() for k, v in params.items()}
+    batch = FAST.batch(rng)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_step(params, state, batch, model_config, FAST, 0)
+    assert state["t"] == 0 and not any(m.any() for m in state["m"].values())
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_train_updates_given_params_in_place_when_it_succeeds():
+    cfg = dataclasses.replace(FAST, steps=2)
+    model_config = default_model_config(cfg, d_model=8, n_heads=2)
+    params = init_params(model_config, rng=np.random.default_rng(0), dtype=np.float32)
+    before = params["head.W"].copy()
+    out, _ = train(
+        model_config, cfg, rng=np.random.default_rng(0), params=params, progress=False
+    )
+    assert out is params and not np.array_equal(params["head.W"], before)
+
+
+def test_command_line_stops_with_exit_status_1_when_the_loss_diverges(
+    tmp_path, capsys, monkeypatch
+):
+    import attention_np.train.loop as loop
+
+    monkeypatch.setattr(loop, "init_params", lambda config, **kw: nan_params(config))
+    out = tmp_path / "nan.npz"
+    argv = ["reversal", "--out", str(out), "--steps", "3", "--d-model", "8"]
+    with pytest.raises(SystemExit) as info:
+        train_main([*argv, "--n-heads", "2", "--no-progress"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: training diverged" in err and "no checkpoint written" in err
+    assert not out.exists()
+
+
+def test_save_checkpoint_refuses_nan_params_and_writes_nothing(tmp_path):
+    model_config = default_model_config(FAST, d_model=8, n_heads=2)
+    path = tmp_path / "nan.npz"
+    with pytest.raises(ValueError, match=r"params\['embed.W'\] contains NaN"):
+        save_checkpoint(path, nan_params(model_config), model_config, FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_checkpoint_replaces_an_existing_file_whole(checkpoint):
+    path, params, model_config = checkpoint
+    save_checkpoint(path, params, model_config, FAST, meta={"b": 2})
+    assert load_checkpoint(path)["meta"] == {"b": 2}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file
+
+
+def test_a_checkpoint_without_biases_round_trips(tmp_path, rng):
+    model_config = default_model_config(FAST, d_model=8, n_heads=2, bias=False)
+    params = init_params(model_config, rng=rng, dtype=np.float32)
+    save_checkpoint(tmp_path / "nb.npz", params, model_config, FAST)
+    ckpt = load_checkpoint(tmp_path / "nb.npz")
+    assert ckpt["model_config"].bias is False and "head.b" not in ckpt["params"]

@@ -6,8 +6,8 @@ comes from the package's hand-written backward functions.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .loop import (
-    TrainConfig,
     default_model_config,
     evaluate,
     learning_rate,

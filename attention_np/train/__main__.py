@@ -5,58 +5,110 @@
 
 Prints the wall-clock training time, the number of steps and the accuracy on 1000
 fresh examples; all three are also stored in the checkpoint's ``meta``.
+
+A bad flag or value (``--steps -3``, ``--lr nan``, an unwritable ``--out``, sizes that
+do not fit together) ends with ``error: ...`` and exit status 2 before any training;
+a run whose loss stops being finite ends with ``error: ...`` and exit status 1, and
+writes no checkpoint.
 """
 
 import argparse
+import math
 import sys
 import time
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
-from .loop import TrainConfig, default_model_config, evaluate, train
+from .checkpoint import check_out_path, save_checkpoint
+from .config import TrainConfig
+from .loop import default_model_config, evaluate, train
 from .tasks import TASKS
 
 
-def parse_args(argv):
+def _int(lo):
+    """argparse type: an int >= lo."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {text!r}"
+            ) from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text):
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
+def parser():
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m attention_np.train")
     p.add_argument("task", choices=TASKS)
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    p.add_argument("--steps", type=int, default=defaults.steps)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--length", type=int, default=defaults.length)
-    p.add_argument("--n-symbols", type=int, default=defaults.n_symbols)
-    p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--n-layers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--steps", type=_int(1), default=defaults.steps)
+    p.add_argument("--batch-size", type=_int(1), default=defaults.batch_size)
+    p.add_argument("--lr", type=_positive_float, default=defaults.lr)
+    p.add_argument("--length", type=_int(1), default=defaults.length)
+    p.add_argument("--n-symbols", type=_int(1), default=defaults.n_symbols)
+    p.add_argument("--d-model", type=_int(1), default=64)
+    p.add_argument("--n-heads", type=_int(1), default=4)
+    p.add_argument("--n-layers", type=_int(1), default=2)
+    p.add_argument("--seed", type=_int(0), default=defaults.seed)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p.parse_args(argv)
+    return p
+
+
+def configs(p, args):
+    """(TrainConfig, TransformerConfig) from the flags, or p.error (exit status 2)."""
+    try:
+        check_out_path(args.out)
+        cfg = TrainConfig(
+            task=args.task,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            length=args.length,
+            n_symbols=args.n_symbols,
+            seed=args.seed,
+        )
+        sizes = dict(d_model=args.d_model, n_heads=args.n_heads)
+        return cfg, default_model_config(cfg, n_layers=args.n_layers, **sizes)
+    except (TypeError, ValueError) as err:
+        p.error(str(err))
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = TrainConfig(
-        task=args.task,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        length=args.length,
-        n_symbols=args.n_symbols,
-        seed=args.seed,
-    )
-    model_config = default_model_config(
-        cfg, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers
-    )
+    p = parser()
+    args = p.parse_args(argv)
+    cfg, model_config = configs(p, args)
     rng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
-    params, history = train(model_config, cfg, rng=rng, progress=not args.no_progress)
+    try:
+        params, history = train(
+            model_config, cfg, rng=rng, progress=not args.no_progress
+        )
+    except FloatingPointError as err:
+        p.exit(1, f"{p.prog}: error: {err}; no checkpoint written\n")
     seconds = time.perf_counter() - start
     scores = evaluate(params, model_config, cfg, rng=np.random.default_rng(10**6))
     meta = {"steps": cfg.steps, "train_seconds": round(seconds, 1), **scores}
-    save_checkpoint(args.out, params, model_config, cfg, history=history, meta=meta)
+    try:
+        save_checkpoint(args.out, params, model_config, cfg, history=history, meta=meta)
+    except (OSError, ValueError) as err:
+        p.exit(1, f"{p.prog}: error: cannot write {args.out}: {err}\n")
     print(
         f"{cfg.task}: {cfg.steps} steps in {seconds:.1f} s, token accuracy "
         f"{scores['token_accuracy']:.4f}, sequence accuracy "

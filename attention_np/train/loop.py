@@ -12,8 +12,6 @@ threadpoolctl, when it is installed) and restores the setting afterwards.
 """
 
 import contextlib
-import dataclasses
-import json
 
 import numpy as np
 
@@ -22,6 +20,7 @@ from ..transformer import (
     TransformerConfig,
     adam_init,
     adam_step,
+    check_model_params,
     clip_grad_norm,
     cross_entropy_backward,
     cross_entropy_forward,
@@ -29,53 +28,16 @@ from ..transformer import (
     model_backward,
     model_forward,
 )
-from .tasks import TASKS, make_batch, vocab_size
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Task and optimiser settings (the model's sizes live in TransformerConfig).
-
-    The learning rate warms up linearly for ``warmup`` steps, then decays along a
-    cosine to ``lr * final_lr_frac``.
-    """
-
-    task: str = "reversal"
-    length: int = 8
-    n_symbols: int = 10
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup: int = 50
-    final_lr_frac: float = 0.1
-    clip: float = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    dtype: str = "float32"
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype}")
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls(**json.loads(text))
-
-    def batch(self, rng, batch_size=None):
-        """A batch of this task (B = batch_size or the training batch size)."""
-        B = self.batch_size if batch_size is None else batch_size
-        return make_batch(
-            self.task, rng, B, length=self.length, n_symbols=self.n_symbols
-        )
+from .config import TrainConfig
+from .tasks import Batch, vocab_size
 
 
 def default_model_config(train_config, **overrides):
-    """A 2-layer, 4-head, width-64 model sized for the task's vocabulary and length."""
+    """A 2-layer, 4-head, width-64 model sized for the task's vocabulary and length.
+
+    ``overrides`` are TransformerConfig fields (d_model=32, pos="rope", ...).
+    """
+    V.instance("train_config", train_config, TrainConfig)
     sizes = dict(d_model=64, n_heads=4, n_layers=2, pos="learned")
     sizes.update(overrides)
     return TransformerConfig(
@@ -87,6 +49,8 @@ def default_model_config(train_config, **overrides):
 
 def learning_rate(step, cfg):
     """Linear warmup, then cosine decay to lr * final_lr_frac at the last step."""
+    step = V.positive_int("step", step, allow_zero=True)
+    V.instance("cfg", cfg, TrainConfig)
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -96,27 +60,51 @@ def learning_rate(step, cfg):
 
 def token_accuracy(logits, batch):
     """Fraction of scored positions whose argmax is the target."""
+    V.instance("batch", batch, Batch)
+    logits = V.float_array("logits", logits, ndim=3)
+    if (
+        logits.shape[:2] != np.shape(batch.targets)
+        or np.shape(batch.mask) != (logits.shape[:2])
+    ):
+        raise ValueError(
+            f"logits{logits.shape} must be (B, N, V) for batch.targets"
+            f"{np.shape(batch.targets)} and batch.mask{np.shape(batch.mask)}"
+        )
     hits = (logits.argmax(axis=-1) == batch.targets) & batch.mask  # (B, N)
     return float(hits.sum() / max(1, batch.mask.sum()))
 
 
 def train_step(params, opt_state, batch, model_config, cfg, step):
-    """One update in place; returns (loss, token accuracy) of the batch before it."""
+    """One update in place; returns (loss, token accuracy) of the batch before it.
+
+    Raises FloatingPointError (and updates nothing) when the loss or a gradient is
+    not finite: the run diverged, e.g. because the learning rate is too high.
+    """
+    V.instance("batch", batch, Batch)
+    V.instance("cfg", cfg, TrainConfig)
+    lr = learning_rate(step, cfg)
     logits, cache = model_forward(batch.inputs, params, model_config)  # (B, N, V)
     loss, loss_cache = cross_entropy_forward(logits, batch.targets, batch.mask)
+    if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"training diverged: the loss is {float(loss)} at step {step} "
+            f"(lr={cfg.lr}); try a smaller learning rate"
+        )
     dlogits = cross_entropy_backward(np.ones((), logits.dtype), loss_cache)
-    grads, _ = clip_grad_norm(model_backward(dlogits, cache), cfg.clip)
+    try:
+        grads, _ = clip_grad_norm(model_backward(dlogits, cache), cfg.clip)
+    except ValueError as err:  # cfg.clip is valid: the gradient is not finite
+        raise FloatingPointError(f"training diverged at step {step}: {err}") from None
     adam_step(
-        params,
-        grads,
-        opt_state,
-        lr=learning_rate(step, cfg),
+        params, grads, opt_state, lr=lr, beta1=cfg.beta1, beta2=cfg.beta2,
         weight_decay=cfg.weight_decay,
-    )
+    )  # fmt: skip
     return float(loss), token_accuracy(logits, batch)
 
 
 def _check_fits(model_config, cfg):
+    V.instance("model_config", model_config, TransformerConfig)
+    V.instance("cfg", cfg, TrainConfig)
     if model_config.vocab_size != vocab_size(cfg.n_symbols) or (
         model_config.max_len < 2 * cfg.length
     ):
@@ -136,6 +124,15 @@ def blas_threads(n):
     return contextlib.nullcontext() if n is None else threadpool_limits(n, "blas")
 
 
+def _steps(cfg, progress):
+    """range(cfg.steps), wrapped in a tqdm progress bar when ``progress``."""
+    if not progress:
+        return range(cfg.steps)
+    from tqdm import tqdm  # lazy: the package itself needs only NumPy
+
+    return tqdm(range(cfg.steps), desc=f"{cfg.task}", mininterval=1.0)
+
+
 def train(model_config, cfg, *, rng, params=None, progress=True, threads=1):
     """Train on ``cfg.task`` for ``cfg.steps`` steps with Adam.
 
@@ -143,38 +140,60 @@ def train(model_config, cfg, *, rng, params=None, progress=True, threads=1):
         model_config: a TransformerConfig; vocab_size/max_len must fit the task.
         cfg: a TrainConfig.
         rng: np.random.Generator for the initial parameters and the batches.
-        params: start from these (updated in place) instead of a fresh init.
+        params: start from these (updated in place, once training succeeded)
+            instead of a fresh init.
         progress: show a tqdm progress bar.
         threads: BLAS threads while training (None: leave the setting alone).
 
     Returns:
         params and a history dict of lists: step, loss, accuracy (per batch; every
         batch is fresh, so these are also held-out numbers).
-    """
-    _check_fits(model_config, cfg)
-    progress = V.bool_arg("progress", progress)
-    if params is None:
-        params = init_params(model_config, rng=rng, dtype=np.dtype(cfg.dtype))
-    opt_state = adam_init(params)
-    history = {"step": [], "loss": [], "accuracy": []}
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm import tqdm  # lazy: the package itself needs only NumPy
 
-        steps = tqdm(steps, desc=f"{cfg.task}", mininterval=1.0)
+    Raises:
+        FloatingPointError: the loss or the gradient stopped being finite (the
+            given params are then left as they were).
+    """
+    work = _start(model_config, cfg, rng, params, progress, threads)
+    opt_state = adam_init(work)
+    history = {"step": [], "loss": [], "accuracy": []}
+    steps = _steps(cfg, progress)
     with blas_threads(threads):
         for step in steps:
-            batch = cfg.batch(rng)
-            loss, acc = train_step(params, opt_state, batch, model_config, cfg, step)
+            loss, acc = train_step(
+                work, opt_state, cfg.batch(rng), model_config, cfg, step
+            )
             for key, value in zip(history, (step, loss, acc), strict=True):
                 history[key].append(value)
             if progress and step % 25 == 0:
                 steps.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", refresh=False)
+    if params is None:
+        return work, history
+    for k, p in params.items():
+        p[...] = work[k]
     return params, history
+
+
+def _start(model_config, cfg, rng, params, progress, threads):
+    """Check train's arguments; the params to train (a copy of given ones)."""
+    _check_fits(model_config, cfg)
+    V.rng_arg(rng)
+    V.bool_arg("progress", progress)
+    if threads is not None:
+        V.positive_int("threads", threads)
+    if params is None:
+        return init_params(model_config, rng=rng, dtype=np.dtype(cfg.dtype))
+    check_model_params(params, model_config)
+    for k, p in params.items():
+        if not p.flags.writeable:
+            raise ValueError(f"params['{k}'] is read-only; train updates it in place")
+    return {k: p.copy() for k, p in params.items()}
 
 
 def evaluate(params, model_config, cfg, *, rng, n_examples=1000):
     """Token and whole-sequence accuracy on fresh examples (teacher forcing)."""
+    _check_fits(model_config, cfg)
+    V.rng_arg(rng)
+    n_examples = V.positive_int("n_examples", n_examples)
     batch = cfg.batch(rng, n_examples)
     logits, _ = model_forward(batch.inputs, params, model_config)
     hits = (logits.argmax(axis=-1) == batch.targets) | ~batch.mask  # (B, N)

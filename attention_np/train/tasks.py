@@ -35,9 +35,9 @@ class Batch(NamedTuple):
     mask: np.ndarray
 
 
-def _check(task, batch_size, length, n_symbols):
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+def _check(task, rng, batch_size, length, n_symbols):
+    V.choice("task", task, TASKS)
+    V.rng_arg(rng)
     B = V.positive_int("batch_size", batch_size)
     L = V.positive_int("length", length)
     S = V.positive_int("n_symbols", n_symbols)
@@ -48,7 +48,7 @@ def _check(task, batch_size, length, n_symbols):
 
 def make_sequences(task, rng, batch_size, *, length, n_symbols):
     """Full sequences x SEP y padded with SEP: (B, 2L + 1) tokens and (B,) lengths l."""
-    B, L, S = _check(task, batch_size, length, n_symbols)
+    B, L, S = _check(task, rng, batch_size, length, n_symbols)
     if task == "reversal":
         x = rng.integers(0, S, size=(B, L))  # (B, L) random symbols
         lengths = np.full(B, L)
@@ -75,9 +75,11 @@ def make_batch(task, rng, batch_size, *, length, n_symbols):
 
 def vocab_size(n_symbols):
     """S symbols plus the separator."""
-    return n_symbols + 1
+    return V.positive_int("n_symbols", n_symbols) + 1
 
 
 def token_labels(tokens, n_symbols):
     """Strings for plot axes: symbols as numbers, the separator as '|'."""
-    return ["|" if t == n_symbols else str(int(t)) for t in np.asarray(tokens)]
+    S = V.positive_int("n_symbols", n_symbols)
+    tokens = V.token_ids("tokens", tokens, vocab_size(S), ndim=1)
+    return ["|" if t == S else str(int(t)) for t in tokens]

@@ -2,11 +2,13 @@
 
 Modules: ``layers`` (embedding, layer norm, GELU, MLP), ``self_attention`` (multi-head,
 grouped-query or multi-query causal self-attention, optional RoPE and KV cache),
-``block`` (pre-norm residual block), ``model`` (the whole network and its config),
-``loss`` (softmax cross-entropy), ``optim`` (SGD, Adam, gradient clipping).
+``block`` (pre-norm residual block), ``config`` (the model's sizes and parameter
+shapes), ``model`` (the whole network), ``loss`` (softmax cross-entropy), ``optim``
+(SGD, Adam, gradient clipping). Biases are optional everywhere (``bias=False``).
 """
 
 from .block import block_backward, block_forward, init_block_params
+from .config import TransformerConfig, param_shapes
 from .layers import (
     embedding_backward,
     embedding_forward,
@@ -20,12 +22,11 @@ from .layers import (
 )
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import (
-    TransformerConfig,
+    check_model_params,
     init_params,
     model_backward,
     model_forward,
     new_kv_caches,
-    param_shapes,
 )
 from .optim import adam_init, adam_step, clip_grad_norm, global_norm, sgd_step
 from .self_attention import (
@@ -39,6 +40,7 @@ __all__ = [
     "adam_step",
     "block_backward",
     "block_forward",
+    "check_model_params",
     "clip_grad_norm",
     "cross_entropy_backward",
     "cross_entropy_forward",

@@ -7,12 +7,15 @@ Backward: a residual connection ``y = x + f(x)`` passes the gradient through twi
 ``dx = dy + f'(x)^T dy``, so the gradient reaches the input undiminished however deep
 the stack is.
 
-Parameter keys: ``ln1.gamma, ln1.beta, attn.W_q ... attn.b_o, ln2.gamma, ln2.beta,
-mlp.W_1, mlp.b_1, mlp.W_2, mlp.b_2``. Shape legend: B batch, N positions, D width.
+Parameter keys: ``ln1.gamma, ln1.beta, attn.W_q ... attn.W_o, ln2.gamma, ln2.beta,
+mlp.W_1, mlp.W_2`` and, unless the block was made with ``bias=False``, ``attn.b_q ...
+attn.b_o, mlp.b_1, mlp.b_2``. Shape legend: B batch, N positions, D width.
 """
 
 import numpy as np
 
+from .. import validate as V
+from ..multihead import mha_param_shapes
 from ._params import prefixed, sub
 from .layers import (
     init_mlp_params,
@@ -20,6 +23,7 @@ from .layers import (
     layernorm_forward,
     mlp_backward,
     mlp_forward,
+    mlp_param_shapes,
 )
 from .self_attention import (
     init_mha_params,
@@ -27,20 +31,70 @@ from .self_attention import (
     self_attention_forward,
 )
 
+BIAS_KEYS = ("attn.b_q", "attn.b_k", "attn.b_v", "attn.b_o", "mlp.b_1", "mlp.b_2")
 
-def init_block_params(d_model, n_heads, d_mlp, n_kv_heads=None, *, rng, dtype):
-    """Flat dict of one block's parameters (layer norms start as the identity)."""
-    ln = {"gamma": np.ones(d_model, dtype=dtype), "beta": np.zeros(d_model, dtype)}
+
+def init_block_params(
+    d_model, n_heads, d_mlp, *, n_kv_heads=None, rng, dtype=np.float64, bias=True
+):
+    """Flat dict of one block's parameters (layer norms start as the identity).
+
+    Args:
+        d_model: D; n_heads: H (must divide D); d_mlp: F, the MLP's hidden width.
+        n_kv_heads: G key/value heads (default H; must divide H).
+        rng: np.random.Generator; dtype: float16/32/64.
+        bias: include the attention and MLP biases (layer norms always keep beta).
+    """
+    D = V.positive_int("d_model", d_model)
+    dtype, bias = V.dtype_arg(dtype), V.bool_arg("bias", bias)
+    F = V.positive_int("d_mlp", d_mlp)
     attn = init_mha_params(
-        d_model, n_heads, n_kv_heads=n_kv_heads, rng=rng, dtype=dtype
+        D, n_heads, n_kv_heads=n_kv_heads, rng=rng, dtype=dtype, bias=bias
     )
-    mlp = init_mlp_params(d_model, d_mlp, rng=rng, dtype=dtype)
+    mlp = init_mlp_params(D, F, rng=rng, dtype=dtype, bias=bias)
+    ln = {"gamma": np.ones(D, dtype=dtype), "beta": np.zeros(D, dtype)}
     return {
         **prefixed(ln, "ln1"),
         **prefixed(attn, "attn"),
         **prefixed({k: v.copy() for k, v in ln.items()}, "ln2"),
         **prefixed(mlp, "mlp"),
     }
+
+
+def block_param_shapes(d_model, n_heads, n_kv_heads, d_mlp, *, bias):
+    """{key: shape} of one block's params (attention and MLP biases when ``bias``)."""
+    ln = {"gamma": (d_model,), "beta": (d_model,)}
+    attn = mha_param_shapes(d_model, d_model, n_heads, n_kv_heads, bias=bias)
+    return {
+        **prefixed(ln, "ln1"),
+        **prefixed(attn, "attn"),
+        **prefixed(ln, "ln2"),
+        **prefixed(mlp_param_shapes(d_model, d_mlp, bias=bias), "mlp"),
+    }
+
+
+def check_block_params(params, d_model, n_heads, n_kv_heads=None, *, dtype=None):
+    """Raise a clear error unless ``params`` is one block of width d_model.
+
+    The attention and the MLP carry all of their biases or none. Returns whether
+    they do.
+    """
+    V.instance("params", params, dict)
+    H = V.positive_int("n_heads", n_heads)
+    G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
+    if d_model % H or H % G:
+        raise ValueError(
+            f"need n_heads={H} to divide d_model={d_model} and n_kv_heads={G} "
+            f"to divide n_heads={H}"
+        )
+    has_bias = any(k in params for k in BIAS_KEYS)
+    W_1 = params.get("mlp.W_1")
+    F = W_1.shape[-1] if isinstance(W_1, np.ndarray) and W_1.ndim == 2 else 1
+    if F == 0:
+        raise ValueError(f"params['mlp.W_1']{W_1.shape} needs a hidden width >= 1")
+    shapes = block_param_shapes(d_model, H, G, F, bias=has_bias)
+    V.check_params(params, shapes, dtype=dtype)
+    return has_bias
 
 
 def block_forward(
@@ -64,8 +118,10 @@ def block_forward(
             ``self_attention_forward`` (positions turn RoPE on).
 
     Returns:
-        out (B, N, D), cache; ``cache[2].weights`` is the (B, H, N, M) attention.
+        out (B, N, D), cache; ``cache[1].weights`` is the (B, H, N, M) attention.
     """
+    x = V.float_array("x", x, ndim=3)
+    check_block_params(params, x.shape[-1], n_heads, n_kv_heads, dtype=x.dtype)
     ln1, ln2 = sub(params, "ln1"), sub(params, "ln2")
     h, c_ln1 = layernorm_forward(x, ln1["gamma"], ln1["beta"])  # (B, N, D)
     a, c_attn = self_attention_forward(

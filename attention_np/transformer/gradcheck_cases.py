@@ -1,36 +1,30 @@
-"""Gradient-check cases for the transformer and the modules around it.
+"""Gradient-check cases for the transformer: every layer as a ``gradcheck.LayerCase``.
 
-Covers transformer/ (embedding, layer norm, GELU, MLP, self-attention with GQA, MQA
-and RoPE, block, cross-entropy, the whole model) and the top-level positional.py
-(RoPE), decoding.py (grouped-query attention) and additive.py (Bahdanau, Luong).
-Same contract as attention_np/gradcheck_cases.py: ``case(rng) -> (forward,
-backward, inputs)``; small, all-different sizes.
+Embedding, layer norm and GELU live in ``attention_np.layers`` but are checked here,
+next to the MLP, self-attention (with and without biases, GQA, MQA + RoPE), the block,
+the cross-entropy loss and the whole model. Each case passes the public forward and
+backward themselves, so the check is also a check of the contract (integer arrays,
+token ids and targets, get no gradient). Sizes are small and all different:
+B, H, N, d, F = 2, 3, 5, 4, 7 (D = H d = 12).
 """
 
 import numpy as np
 
-from ..additive import (
-    additive_attention_backward,
-    additive_attention_forward,
-    init_additive_params,
-    luong_attention_backward,
-    luong_attention_forward,
-)
-from ..decoding import gqa_attention_backward, gqa_attention_forward
 from ..gradcheck import LayerCase
-from ..masks import causal_mask
-from ..positional import rope_backward, rope_forward
+from ..masks import padding_mask
 from . import layers as L
 from .block import block_backward, block_forward, init_block_params
+from .config import TransformerConfig
 from .loss import cross_entropy_backward, cross_entropy_forward
-from .model import TransformerConfig, init_params, model_backward, model_forward
+from .model import init_params, model_backward, model_forward
 from .self_attention import (
     init_mha_params,
     self_attention_backward,
     self_attention_forward,
 )
 
-B, N, M, D, F = 2, 5, 4, 8, 12
+B, H, N, d, F = 2, 3, 5, 4, 7
+D = H * d
 
 
 def _noisy(params, rng):
@@ -38,158 +32,79 @@ def _noisy(params, rng):
     return {k: p + 0.1 * rng.standard_normal(p.shape) for k, p in params.items()}
 
 
-def _with_params(forward, backward, x_name, x, params):
-    """Case for a layer ``forward(x, params) -> (out, cache)`` with dict grads."""
-    fwd = lambda p: forward(p[x_name], {k: p[k] for k in params})
-
-    def bwd(dout, cache):
-        dx, grads = backward(dout, cache)
-        return {x_name: dx, **grads}
-
-    return fwd, bwd, {x_name: x, **params}
-
-
 def _embedding(rng):
     ids = rng.integers(0, 6, size=(B, N))
     ids[0, :2] = 3  # a repeated token: its gradient rows must accumulate
-    forward = lambda p: L.embedding_forward(ids, p["W"])
-    backward = lambda dout, cache: {"W": L.embedding_backward(dout, cache)}
-    return forward, backward, {"W": rng.standard_normal((6, D))}
+    arrays = {"ids": ids, "W": rng.standard_normal((6, D))}
+    return LayerCase(L.embedding_forward, L.embedding_backward, arrays)
 
 
 def _layernorm(rng):
-    inputs = {
+    arrays = {
         "x": 2 * rng.standard_normal((B, N, D)) + 1,
         "gamma": 1 + 0.5 * rng.standard_normal(D),
         "beta": rng.standard_normal(D),
     }
-    forward = lambda p: L.layernorm_forward(p["x"], p["gamma"], p["beta"])
-    backward = lambda dout, cache: dict(
-        zip(("x", "gamma", "beta"), L.layernorm_backward(dout, cache), strict=True)
-    )
-    return forward, backward, inputs
+    return LayerCase(L.layernorm_forward, L.layernorm_backward, arrays)
 
 
 def _gelu(rng):
-    backward = lambda dout, cache: {"x": L.gelu_backward(dout, cache)}
-    return lambda p: L.gelu_forward(p["x"]), backward, {"x": 2 * rng.standard_normal(7)}
+    arrays = {"x": 2 * rng.standard_normal((B, N, F))}
+    return LayerCase(L.gelu_forward, L.gelu_backward, arrays)
 
 
-def _mlp(rng):
-    params = _noisy(L.init_mlp_params(D, F, rng=rng), rng)
-    x = rng.standard_normal((B, N, D))
-    return _with_params(L.mlp_forward, L.mlp_backward, "x", x, params)
+def _mlp(rng, bias=True):
+    params = _noisy(L.init_mlp_params(D, F, rng=rng, bias=bias), rng)
+    arrays = {"x": rng.standard_normal((B, N, D))}
+    return LayerCase(L.mlp_forward, L.mlp_backward, arrays, params)
 
 
-def _self_attention(rng, n_kv_heads=4, rope=False):
-    params = _noisy(init_mha_params(D, 4, n_kv_heads=n_kv_heads, rng=rng), rng)
-    positions = np.arange(3, 3 + N) if rope else None
-    x = rng.standard_normal((B, N, D))
-    options = {"n_heads": 4, "n_kv_heads": n_kv_heads, "causal": True}
-    options["positions"] = positions
+def _self_attention(rng, n_heads=H, n_kv_heads=None, rope=False, **kw):
+    bias = kw.pop("bias", True)
+    params = init_mha_params(D, n_heads, n_kv_heads=n_kv_heads, rng=rng, bias=bias)
+    options = {"n_heads": n_heads, "n_kv_heads": n_kv_heads, "causal": True, **kw}
+    if rope:
+        options["positions"] = np.arange(3, 3 + N)  # any start: only offsets matter
+    arrays = {"x": rng.standard_normal((B, N, D))}
     return LayerCase(
-        self_attention_forward, self_attention_backward, {"x": x}, params, options
+        self_attention_forward,
+        self_attention_backward,
+        arrays,
+        _noisy(params, rng),
+        options,
     )
 
 
-def _block(rng):
-    params = _noisy(init_block_params(D, 2, F, rng=rng, dtype=np.float64), rng)
-    x = rng.standard_normal((B, N, D))
-    options = {"n_heads": 2, "causal": True}
-    return LayerCase(block_forward, block_backward, {"x": x}, params, options)
+def _block(rng, bias=True, n_kv_heads=None, rope=False):
+    params = init_block_params(D, H, F, n_kv_heads=n_kv_heads, rng=rng, bias=bias)
+    options = {"n_heads": H, "n_kv_heads": n_kv_heads, "causal": True}
+    if rope:
+        options["positions"] = np.arange(N)
+    arrays = {"x": rng.standard_normal((B, N, D))}
+    return LayerCase(
+        block_forward, block_backward, arrays, _noisy(params, rng), options
+    )
 
 
 def _cross_entropy(rng):
-    targets = rng.integers(0, 6, size=(B, N))
+    arrays = {
+        "logits": 2 * rng.standard_normal((B, N, 6)),
+        "targets": rng.integers(0, 6, size=(B, N)),  # ints: no gradient
+    }
     mask = rng.random((B, N)) > 0.3
-    forward = lambda p: cross_entropy_forward(p["logits"], targets, mask)
-    backward = lambda dout, cache: {"logits": cross_entropy_backward(dout, cache)}
-    return forward, backward, {"logits": 2 * rng.standard_normal((B, N, 6))}
-
-
-def _model(rng, pos="learned", n_kv_heads=None):
-    """Whole model + loss on a tiny config: every parameter is checked."""
-    config = TransformerConfig(
-        vocab_size=5,
-        max_len=6,
-        d_model=4,
-        n_heads=2,
-        n_layers=2,
-        d_mlp=6,
-        n_kv_heads=n_kv_heads,
-        pos=pos,
+    return LayerCase(
+        cross_entropy_forward, cross_entropy_backward, arrays, options={"mask": mask}
     )
+
+
+def _model(rng, start=0, **kw):
+    """The whole model on a tiny config (every parameter is checked)."""
+    sizes = dict(vocab_size=6, max_len=7, d_model=4, n_heads=2, n_layers=2, d_mlp=5)
+    config = TransformerConfig(**{**sizes, **kw})
     params = _noisy(init_params(config, rng=rng), rng)
-    ids, targets = rng.integers(0, 5, size=(2, 2, 5))
-    mask = np.array([[True] * 5, [False, True, True, False, True]])
-
-    def forward(p):
-        logits, cache = model_forward(ids, p, config)
-        loss, loss_cache = cross_entropy_forward(logits, targets, mask)
-        return loss, (cache, loss_cache)
-
-    def backward(dout, caches):
-        cache, loss_cache = caches
-        return model_backward(cross_entropy_backward(dout, loss_cache), cache)
-
-    return forward, backward, params
-
-
-def _rope(rng, layout="interleaved"):
-    positions = np.array([0, 5, 2, 9, 1])
-    forward = lambda p: rope_forward(p["x"], positions, layout=layout)
-    backward = lambda dout, cache: {"x": rope_backward(dout, cache)}
-    return forward, backward, {"x": rng.standard_normal((B, 3, N, 6))}
-
-
-def _gqa(rng, G=2):
-    inputs = {
-        "q": rng.standard_normal((B, 4, N, 3)),
-        "k": rng.standard_normal((B, G, M + 2, 3)),
-        "v": rng.standard_normal((B, G, M + 2, 5)),
-    }
-    mask = causal_mask(N, M + 2, align="bottom_right")
-    forward = lambda p: gqa_attention_forward(p["q"], p["k"], p["v"], mask)
-    backward = lambda dout, cache: dict(
-        zip("qkv", gqa_attention_backward(dout, cache), strict=True)
-    )
-    return forward, backward, inputs
-
-
-def _additive(rng):
-    params = init_additive_params(3, 5, 6, rng=rng)
-    inputs = {
-        "q": rng.standard_normal((B, N, 3)),
-        "k": rng.standard_normal((B, M, 5)),
-        "v": rng.standard_normal((B, M, 7)),
-        **params,
-    }
-    mask = rng.random((B, N, M)) > 0.3
-
-    def forward(p):
-        return additive_attention_forward(
-            p["q"], p["k"], p["v"], {k: p[k] for k in params}, mask
-        )
-
-    def backward(dout, cache):
-        dq, dk, dv, grads = additive_attention_backward(dout, cache)
-        return {"q": dq, "k": dk, "v": dv, **grads}
-
-    return forward, backward, inputs
-
-
-def _luong_general(rng):
-    inputs = {
-        "q": rng.standard_normal((B, N, 3)),
-        "k": rng.standard_normal((B, M, 5)),
-        "v": rng.standard_normal((B, M, 7)),
-        "W_a": 0.5 * rng.standard_normal((3, 5)),
-    }
-    forward = lambda p: luong_attention_forward(p["q"], p["k"], p["v"], p["W_a"])
-    backward = lambda dout, cache: dict(
-        zip(("q", "k", "v", "W_a"), luong_attention_backward(dout, cache), strict=True)
-    )
-    return forward, backward, inputs
+    arrays = {"ids": rng.integers(0, 6, size=(B, N - 2))}  # N - 2 = 3 tokens
+    options = {"config": config, "start": start}
+    return LayerCase(model_forward, model_backward, arrays, params, options)
 
 
 CASES = {
@@ -197,17 +112,27 @@ CASES = {
     "layer norm": _layernorm,
     "GELU (tanh approximation)": _gelu,
     "MLP (GELU)": _mlp,
+    "MLP (no biases)": lambda rng: _mlp(rng, bias=False),
     "self-attention (MHA, causal)": _self_attention,
-    "self-attention (GQA, 2 kv heads)": lambda rng: _self_attention(rng, 2),
-    "self-attention (MQA + RoPE)": lambda rng: _self_attention(rng, 1, rope=True),
+    "self-attention (no biases)": lambda rng: _self_attention(rng, bias=False),
+    "self-attention (padding mask)": lambda rng: _self_attention(
+        rng, mask=padding_mask([N, 3], N)
+    ),
+    "self-attention (GQA, 4 heads, 2 kv heads)": lambda rng: _self_attention(
+        rng, n_heads=4, n_kv_heads=2
+    ),
+    "self-attention (MQA + RoPE)": lambda rng: _self_attention(
+        rng, n_kv_heads=1, rope=True
+    ),
     "pre-norm decoder block": _block,
+    "pre-norm decoder block (no biases, MQA, RoPE)": lambda rng: _block(
+        rng, bias=False, n_kv_heads=1, rope=True
+    ),
     "cross-entropy (masked)": _cross_entropy,
-    "transformer model + loss (learned positions)": _model,
-    "transformer model + loss (RoPE, GQA)": lambda rng: _model(rng, "rope", 1),
-    "RoPE (interleaved)": _rope,
-    "RoPE (rotate-half)": lambda rng: _rope(rng, "half"),
-    "grouped-query attention (G=2, bottom-right causal)": _gqa,
-    "multi-query attention (G=1)": lambda rng: _gqa(rng, 1),
-    "additive (Bahdanau) attention": _additive,
-    "Luong general attention": _luong_general,
+    "transformer model (learned positions)": _model,
+    "transformer model (learned positions, start=2)": lambda rng: _model(rng, 2),
+    "transformer model (sinusoidal, no biases)": lambda rng: _model(
+        rng, pos="sinusoidal", bias=False
+    ),
+    "transformer model (RoPE, MQA)": lambda rng: _model(rng, pos="rope", n_kv_heads=1),
 }

@@ -22,7 +22,7 @@ def cross_entropy_forward(logits, targets, mask=None):
 
     Args:
         logits: (..., V) unnormalised scores.
-        targets: (...) integer classes in [0, V).
+        targets: (...) integer classes in [0, V) (an int array: no gradient).
         mask: (...) boolean, True = this position counts (default: all). Positions
             with False (padding, prompt tokens) get no loss and no gradient.
 
@@ -30,14 +30,14 @@ def cross_entropy_forward(logits, targets, mask=None):
         loss (0-d array; 0 when no position counts), cache.
     """
     logits = V.float_array("logits", logits, min_ndim=1)
-    targets = np.asarray(targets)
-    if targets.dtype.kind not in "iu" or targets.shape != logits.shape[:-1]:
+    if logits.shape[-1] == 0:
+        raise ValueError(f"logits{logits.shape} need a vocabulary of size >= 1")
+    targets = V.token_ids("targets", targets, logits.shape[-1])
+    if targets.shape != logits.shape[:-1]:
         raise ValueError(
-            f"targets must be integers of shape logits.shape[:-1] = "
-            f"{logits.shape[:-1]}, got {targets.dtype} {targets.shape}"
+            f"targets{targets.shape} must have the shape logits.shape[:-1] = "
+            f"{logits.shape[:-1]}"
         )
-    if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[-1]):
-        raise ValueError(f"targets must lie in [0, {logits.shape[-1]})")
     if mask is None:
         mask = np.ones(targets.shape, dtype=bool)
     V.bool_mask("mask", mask, targets.shape)
@@ -57,5 +57,7 @@ def cross_entropy_backward(dout, cache):
     idx = targets[..., None]  # (..., 1)
     p_target = np.take_along_axis(dlogits, idx, axis=-1)  # (..., 1)
     np.put_along_axis(dlogits, idx, p_target - 1.0, axis=-1)  # softmax - onehot
-    dlogits *= (mask[..., None] * (dout / n)).astype(dlogits.dtype)
-    return dlogits
+    dlogits *= np.asarray(dout / n, dtype=dlogits.dtype)
+    # where, not a product with the mask: a NaN logit at a position that does not
+    # count must not leak into its (zero) gradient
+    return np.where(mask[..., None], dlogits, dlogits.dtype.type(0))

@@ -6,22 +6,58 @@ Adam:  m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,   t <- t + 1
 (Kingma & Ba 2015; the weight-decay term is AdamW's decoupled one, Loshchilov &
 Hutter 2019.) The parameter arrays are updated in place; the optimiser state is a
 plain dict the caller keeps (and can save).
+
+A step checks everything first (keys, shapes, finite gradients, hyperparameters,
+state) and only then writes: a refused step leaves params and state as they were.
+A NaN or inf gradient is refused rather than written into the parameters.
 """
 
 import numpy as np
 
-from ..validate import check_keys
+from .. import validate as V
+
+
+def _check_params(params, *, writable=True):
+    """params: a dict of float ndarrays, writable when they are updated in place."""
+    V.instance("params", params, dict)
+    for k, p in params.items():
+        if not isinstance(p, np.ndarray):
+            raise TypeError(
+                f"params['{k}'] must be a NumPy array (updated in place), "
+                f"got {type(p).__name__}"
+            )
+        V.float_array(f"params['{k}']", p)
+        if writable and not p.flags.writeable:
+            raise ValueError(f"params['{k}'] is read-only; the step writes into it")
+
+
+def _check_grads(grads, params):
+    """{key: float array} shaped exactly like params (no broadcasting), finite."""
+    V.check_keys(grads, params, "grads")
+    checked = {}
+    for k, p in params.items():
+        g = V.float_array(f"grads['{k}']", grads[k])
+        if g.shape != p.shape:
+            raise ValueError(
+                f"grads['{k}']{g.shape} must have the shape of params['{k}']{p.shape}"
+            )
+        V.finite(f"grads['{k}']", g)
+        checked[k] = g
+    return checked
 
 
 def sgd_step(params, grads, *, lr):
-    """In place: p <- p - lr * g for every key."""
-    check_keys(grads, params, "grads")
-    for k in params:
-        params[k] -= lr * grads[k]
+    """In place: p <- p - lr * g for every key (lr finite and > 0)."""
+    _check_params(params)
+    grads = _check_grads(grads, params)
+    lr = V.real("lr", lr, lo=0.0, lo_open=True)
+    for k, p in params.items():
+        p -= lr * grads[k]
 
 
 def adam_init(params):
     """Adam state: zero first and second moments shaped like params, step t = 0."""
+    _check_params(params, writable=False)
     return {
         "m": {k: np.zeros_like(p) for k, p in params.items()},
         "v": {k: np.zeros_like(p) for k, p in params.items()},
@@ -29,13 +65,47 @@ def adam_init(params):
     }
 
 
+def _check_state(state, params):
+    """The dict of ``adam_init(params)``, possibly after some steps."""
+    V.check_keys(state, ("m", "v", "t"), "state")
+    V.positive_int("state['t']", state["t"], allow_zero=True)
+    for name in ("m", "v"):
+        V.check_keys(state[name], params, f"state['{name}']")
+        for k, p in params.items():
+            a = state[name][k]
+            if not (isinstance(a, np.ndarray) and a.dtype.kind == "f"):
+                raise TypeError(f"state['{name}']['{k}'] must be a float array")
+            if a.shape != p.shape or not a.flags.writeable:
+                raise ValueError(
+                    f"state['{name}']['{k}']{a.shape} must be a writable array "
+                    f"of the shape of params['{k}']{p.shape}"
+                )
+
+
+def _check_hyper(lr, beta1, beta2, eps, weight_decay):
+    return (
+        V.real("lr", lr, lo=0.0, lo_open=True),
+        V.real("beta1", beta1, lo=0.0, hi=1.0, hi_open=True),
+        V.real("beta2", beta2, lo=0.0, hi=1.0, hi_open=True),
+        V.real("eps", eps, lo=0.0, lo_open=True),
+        V.real("weight_decay", weight_decay, lo=0.0),
+    )
+
+
 def adam_step(
     params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0
 ):
-    """In place: one Adam(W) update of params and state (see the module docstring)."""
-    check_keys(grads, params, "grads")
-    state["t"] += 1
-    t = state["t"]
+    """In place: one Adam(W) update of params and state (see the module docstring).
+
+    lr > 0, beta1 and beta2 in [0, 1), eps > 0, weight_decay >= 0, all finite.
+    """
+    _check_params(params)
+    grads = _check_grads(grads, params)
+    _check_state(state, params)
+    lr, beta1, beta2, eps, weight_decay = _check_hyper(
+        lr, beta1, beta2, eps, weight_decay
+    )
+    state["t"] = t = int(state["t"]) + 1
     c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t  # bias corrections: moments start at 0
     for k, p in params.items():
         g, m, v = grads[k], state["m"][k], state["v"][k]
@@ -48,9 +118,24 @@ def adam_step(
         p -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
 
 
+def _sum_squares(arrays, scale=1.0):
+    return sum(float(np.sum(np.square(g / scale, dtype=np.float64))) for g in arrays)
+
+
 def global_norm(grads):
-    """sqrt(sum of g^2 over every array): the norm of all gradients as one vector."""
-    return float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
+    """sqrt(sum of g^2 over every array): the norm of all gradients as one vector.
+
+    Computed in float64 (rescaled if the squares overflow), so finite gradients give
+    a finite norm; NaN or inf in a gradient gives NaN or inf.
+    """
+    V.instance("grads", grads, dict)
+    arrays = [V.float_array(f"grads['{k}']", g) for k, g in grads.items()]
+    with np.errstate(over="ignore"):  # an overflow is handled just below
+        total = _sum_squares(arrays)
+    if np.isinf(total) and all(np.isfinite(g).all() for g in arrays):
+        big = max(float(np.max(np.abs(g), initial=0.0)) for g in arrays)
+        return big * float(np.sqrt(_sum_squares(arrays, big)))
+    return float(np.sqrt(total))
 
 
 def clip_grad_norm(grads, max_norm):
@@ -59,9 +144,15 @@ def clip_grad_norm(grads, max_norm):
     Returns:
         (clipped grads as a new dict, the global norm before clipping). The direction
         of the whole gradient is kept; only its length is capped.
+
+    Raises:
+        ValueError: max_norm is not finite and > 0, or a gradient holds NaN or inf
+            (no scaling makes it finite: the caller must skip the step or stop).
     """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    max_norm = V.real("max_norm", max_norm, lo=0.0, lo_open=True)
     norm = global_norm(grads)
+    if not np.isfinite(norm):
+        for k, g in grads.items():
+            V.finite(f"grads['{k}']", np.asarray(g))
     factor = min(1.0, max_norm / (norm + 1e-12))
-    return {k: g * factor for k, g in grads.items()}, norm
+    return {k: V.float_array(k, g) * factor for k, g in grads.items()}, norm

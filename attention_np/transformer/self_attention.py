@@ -10,6 +10,7 @@ dx = dx_q + dx_kv (queries on one side, keys and values on the other).
 Shape legend: B batch, N positions, D model width, H heads, M attended positions.
 """
 
+from .. import validate as V
 from ..multihead import init_mha_params, mha_backward, mha_forward
 
 __all__ = ["init_mha_params", "self_attention_backward", "self_attention_forward"]
@@ -40,6 +41,7 @@ def self_attention_forward(
     Returns:
         out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
     """
+    x = V.float_array("x", x, ndim=3)  # named x here, not x_q / x_kv
     return mha_forward(
         x,
         x,
