@@ -12,7 +12,6 @@ import attention_np as an
 from attention_np import efficient as eff
 from attention_np import memory as mem
 from attention_np import parallel as par
-from attention_np import transformer as tf
 from attention_np import viz
 from attention_np.additive import (
     additive_attention_backward,
@@ -31,7 +30,6 @@ from attention_np.gradcheck import (
     rel_error,
 )
 from attention_np.positional import rope_backward, rope_forward
-from attention_np.train import TrainConfig, default_model_config, train
 
 R = np.random.default_rng(0)
 q = R.standard_normal((2, 3, 4, 6))
@@ -58,13 +56,6 @@ TTT_P = mem.init_ttt_linear_params(3, rng=np.random.default_rng(2))
 TTT_X = R.standard_normal((2, 5, 3))
 STORY, QUESTION = R.integers(0, 6, (2, 4, 3)), R.integers(1, 6, (2, 2))
 MEMNET_P = mem.init_memnet_params(6, 4, n_hops=2, n_memories=4, rng=R)
-LOGITS, TARGETS = R.standard_normal((2, 4, 6)), R.integers(0, 6, (2, 4))
-_, LN_CACHE = tf.layernorm_forward(x, np.ones(12), np.zeros(12))
-_, CE_CACHE = tf.cross_entropy_forward(LOGITS, TARGETS)
-TRAIN_CFG = TrainConfig(length=3, n_symbols=4, steps=1, batch_size=2)
-MODEL_CFG = default_model_config(TRAIN_CFG, d_model=4, n_heads=2, n_layers=1)
-MODEL_P = tf.init_params(MODEL_CFG, rng=np.random.default_rng(3))
-_, MODEL_CACHE = tf.model_forward(R.integers(0, 5, (2, 3)), MODEL_P, MODEL_CFG)
 _, GQA_CACHE = gqa_attention_forward(q, k[:, :1], v[:, :1])  # G = 1 of H = 3
 ADD_P = init_additive_params(6, 6, 5, rng=np.random.default_rng(4))
 _, ADD_CACHE = additive_attention_forward(q, k, v, ADD_P)
@@ -94,7 +85,7 @@ _, ULYSSES_CACHE, _ = par.ulysses_mpi_forward(q, q, q, OneRankComm())
 
 ARRAYS = [q, k, v, x, x_kv, scores, *P.values(), *P_CROSS.values()]
 ARRAYS += [MQ, MK, MV, MBETA, NTM_W, NTM_M, *TTT_P.values(), TTT_X, STORY, QUESTION]
-ARRAYS += [*MEMNET_P.values(), LOGITS, TARGETS, *MODEL_P.values(), *ADD_P.values()]
+ARRAYS += [*MEMNET_P.values(), *ADD_P.values()]
 ARRAYS += [OMEGA, RQ, RING_OUT, O_A, LSE_A]
 
 
@@ -364,24 +355,6 @@ CATALOGUE = [
         lit("dr(1, 2, 3) must have the shape of the forward's output (2, 3)"),
     ),
     (
-        "layernorm_backward dout of one position",
-        lambda: tf.layernorm_backward(np.ones(12), LN_CACHE),
-        ValueError,
-        lit("dout(12,) must have the shape of the forward's output (2, 4, 12)"),
-    ),
-    (
-        "cross_entropy_backward dout that is not a scalar",
-        lambda: tf.cross_entropy_backward(np.ones(1), CE_CACHE),
-        ValueError,
-        lit("dout(1,) must have the shape of the forward's output ()"),
-    ),
-    (
-        "model_backward dlogits with a last axis of 1",
-        lambda: tf.model_backward(np.ones((2, 3, 1)), MODEL_CACHE),
-        ValueError,
-        lit("dlogits(2, 3, 1) must have the shape of the forward's output (2, 3, 5)"),
-    ),
-    (
         "gqa_attention_backward dout with a last axis of 1",
         lambda: gqa_attention_backward(np.ones((2, 3, 4, 1)), GQA_CACHE),
         ValueError,
@@ -602,14 +575,6 @@ CATALOGUE = [
         lambda: mem.memnet_forward(STORY, QUESTION, MEMNET_P, position_enc="no"),
         TypeError,
         lit("position_enc must be True or False, got 'no'"),
-    ),
-    (
-        "train progress='no'",
-        lambda: train(
-            MODEL_CFG, TRAIN_CFG, rng=np.random.default_rng(0), progress="no"
-        ),
-        TypeError,
-        lit("progress must be True or False, got 'no'"),
     ),
     (
         "plot_attention colorbar='yes'",
