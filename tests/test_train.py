@@ -309,3 +309,23 @@ def test_a_checkpoint_without_biases_round_trips(tmp_path, rng):
     save_checkpoint(tmp_path / "nb.npz", params, model_config, FAST)
     ckpt = load_checkpoint(tmp_path / "nb.npz")
     assert ckpt["model_config"].bias is False and "head.b" not in ckpt["params"]
+
+
+def test_training_never_touches_the_global_random_state():
+    cfg = dataclasses.replace(FAST, steps=2)
+    model_config = default_model_config(cfg, d_model=8, n_heads=2)
+    state = np.random.get_state()[1].copy()
+    params, _ = train(model_config, cfg, rng=np.random.default_rng(0), progress=False)
+    evaluate(params, model_config, cfg, rng=np.random.default_rng(1), n_examples=8)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+def test_the_same_seed_trains_the_same_parameters():
+    cfg = dataclasses.replace(FAST, steps=3)
+    model_config = default_model_config(cfg, d_model=8, n_heads=2)
+    runs = [
+        train(model_config, cfg, rng=np.random.default_rng(5), progress=False)[0]
+        for _ in range(2)
+    ]
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])

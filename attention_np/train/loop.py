@@ -62,10 +62,8 @@ def token_accuracy(logits, batch):
     """Fraction of scored positions whose argmax is the target."""
     V.instance("batch", batch, Batch)
     logits = V.float_array("logits", logits, ndim=3)
-    if (
-        logits.shape[:2] != np.shape(batch.targets)
-        or np.shape(batch.mask) != (logits.shape[:2])
-    ):
+    B_N = logits.shape[:2]
+    if np.shape(batch.targets) != B_N or np.shape(batch.mask) != B_N:
         raise ValueError(
             f"logits{logits.shape} must be (B, N, V) for batch.targets"
             f"{np.shape(batch.targets)} and batch.mask{np.shape(batch.mask)}"
@@ -95,10 +93,8 @@ def train_step(params, opt_state, batch, model_config, cfg, step):
         grads, _ = clip_grad_norm(model_backward(dlogits, cache), cfg.clip)
     except ValueError as err:  # cfg.clip is valid: the gradient is not finite
         raise FloatingPointError(f"training diverged at step {step}: {err}") from None
-    adam_step(
-        params, grads, opt_state, lr=lr, beta1=cfg.beta1, beta2=cfg.beta2,
-        weight_decay=cfg.weight_decay,
-    )  # fmt: skip
+    hyper = dict(beta1=cfg.beta1, beta2=cfg.beta2, weight_decay=cfg.weight_decay)
+    adam_step(params, grads, opt_state, lr=lr, **hyper)
     return float(loss), token_accuracy(logits, batch)
 
 

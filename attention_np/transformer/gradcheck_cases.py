@@ -5,7 +5,7 @@ next to the MLP, self-attention (with and without biases, GQA, MQA + RoPE), the 
 the cross-entropy loss and the whole model. Each case passes the public forward and
 backward themselves, so the check is also a check of the contract (integer arrays,
 token ids and targets, get no gradient). Sizes are small and all different:
-B, H, N, d, F = 2, 3, 5, 4, 7 (D = H d = 12).
+B, H, N, d, F = 2, 3, 5, 4, 7 (D = H d = 12; the model: V = 6, T = 8).
 """
 
 import numpy as np
@@ -98,11 +98,12 @@ def _cross_entropy(rng):
 
 
 def _model(rng, start=0, **kw):
-    """The whole model on a tiny config (every parameter is checked)."""
-    sizes = dict(vocab_size=6, max_len=7, d_model=4, n_heads=2, n_layers=2, d_mlp=5)
+    """The whole model on a small config (every parameter is checked); the variants
+    use one layer, to keep the check quick."""
+    sizes = dict(vocab_size=6, max_len=8, d_model=D, n_heads=H, n_layers=1, d_mlp=F)
     config = TransformerConfig(**{**sizes, **kw})
     params = _noisy(init_params(config, rng=rng), rng)
-    arrays = {"ids": rng.integers(0, 6, size=(B, N - 2))}  # N - 2 = 3 tokens
+    arrays = {"ids": rng.integers(0, 6, size=(B, N))}
     options = {"config": config, "start": start}
     return LayerCase(model_forward, model_backward, arrays, params, options)
 
@@ -129,7 +130,9 @@ CASES = {
         rng, bias=False, n_kv_heads=1, rope=True
     ),
     "cross-entropy (masked)": _cross_entropy,
-    "transformer model (learned positions)": _model,
+    "transformer model (learned positions, 2 layers)": lambda rng: _model(
+        rng, n_layers=2
+    ),
     "transformer model (learned positions, start=2)": lambda rng: _model(rng, 2),
     "transformer model (sinusoidal, no biases)": lambda rng: _model(
         rng, pos="sinusoidal", bias=False

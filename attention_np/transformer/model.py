@@ -41,16 +41,9 @@ def init_params(config, *, rng, dtype=np.float64):
     params = {"embed.W": rng.standard_normal((V_, D)).astype(dtype)}
     if c.pos == "learned":
         params["pos.W"] = (0.1 * rng.standard_normal((c.max_len, D))).astype(dtype)
+    kw = dict(n_kv_heads=c.n_kv_heads, rng=rng, dtype=dtype, bias=c.bias)
     for layer in range(c.n_layers):
-        block = init_block_params(
-            D,
-            c.n_heads,
-            c.d_mlp,
-            n_kv_heads=c.n_kv_heads,
-            rng=rng,
-            dtype=dtype,
-            bias=c.bias,
-        )
+        block = init_block_params(D, c.n_heads, c.d_mlp, **kw)
         params.update(prefixed(block, f"block{layer}"))
     params["ln_f.gamma"], params["ln_f.beta"] = np.ones(D, dtype), np.zeros(D, dtype)
     params["head.W"] = (rng.standard_normal((D, V_)) / np.sqrt(D)).astype(dtype)
@@ -105,7 +98,7 @@ def _check_caches(kv_caches, config, ids, start, dtype):
 
     Checked before any cache is written, so a refused call leaves them all intact.
     """
-    L, (B, N) = config.n_layers, ids.shape
+    L = config.n_layers
     if kv_caches is None:
         return [None] * L
     if not isinstance(kv_caches, (list, tuple)) or len(kv_caches) != L:
@@ -120,18 +113,23 @@ def _check_caches(kv_caches, config, ids, start, dtype):
             f"kv_caches must be {L} caches holding start={start} "
             f"tokens each, got lengths {lengths}"
         )
-    d = config.d_model // config.n_heads
     for i, c in enumerate(kv_caches):
-        want = (B, config.n_kv_heads, d, d)
-        got = (*c.k.shape[:2], c.k.shape[3], c.v.shape[3])
-        if got != want or c.capacity < start + N:
-            raise ValueError(
-                f"kv_caches[{i}] holds (B, G, d, d_v) = {got} and {c.capacity} "
-                f"tokens; this call needs {want} and {start + N}"
-            )
-        if c.k.dtype != dtype:
-            raise TypeError(f"kv_caches[{i}] stores {c.k.dtype}, params are {dtype}")
+        _check_cache_fits(i, c, config, ids.shape, start, dtype)
     return list(kv_caches)
+
+
+def _check_cache_fits(i, cache, config, shape, start, dtype):
+    """Cache i stores (B, G, T, d) keys in ``dtype`` with room for the N new ones."""
+    (B, N), d = shape, config.d_model // config.n_heads
+    want = (B, config.n_kv_heads, d, d)
+    got = (*cache.k.shape[:2], cache.k.shape[3], cache.v.shape[3])
+    if got != want or cache.capacity < start + N:
+        raise ValueError(
+            f"kv_caches[{i}] holds (B, G, d, d_v) = {got} and {cache.capacity} "
+            f"tokens; this call needs {want} and {start + N}"
+        )
+    if cache.k.dtype != dtype:
+        raise TypeError(f"kv_caches[{i}] stores {cache.k.dtype}, params are {dtype}")
 
 
 def _embed(ids, params, config, start):
