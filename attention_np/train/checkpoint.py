@@ -86,8 +86,8 @@ def _entries(params, model_config, train_config, history, meta):
     V.instance("train_config", train_config, TrainConfig)
     _check_fits(model_config, train_config)
     _check_params(params, model_config)
+    meta = V.instance("meta", {} if meta is None else meta, dict)
     try:
-        meta = V.instance("meta", {} if meta is None else meta, dict)
         meta_text = json.dumps(meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise type(err)(f"meta must be JSON-serialisable: {err}") from None
