@@ -27,11 +27,13 @@ from .delta_rule_chunkwise import (
     delta_rule_chunkwise_forward,
     ut_transform,
 )
-from .fast_weights import (
+from .fast_weight_memory import (
     fast_weight_attention_matrix,
     fast_weight_read,
     fast_weight_read_attention,
     fast_weight_update,
+)
+from .fast_weights import (
     fast_weights_backward,
     fast_weights_forward,
     init_fast_weights_params,
