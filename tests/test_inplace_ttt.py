@@ -239,3 +239,20 @@ def test_the_package_does_not_import_its_runnable_mpi_check():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_lengths_may_be_a_list_and_target_positional(rng):
+    x, p = _setup(rng)
+    target = rng.standard_normal((B, T, D))
+    ref, _ = inplace_ttt_forward(
+        x, p, target=target, lengths=np.array([T, 6]), chunk_size=C, lr=LR
+    )
+    out, _ = inplace_ttt_forward(x, p, target, [T, 6], chunk_size=C, lr=LR)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_backward_gives_no_target_gradient_when_the_target_is_x(rng):
+    x, p = _setup(rng)
+    out, cache = inplace_ttt_forward(x, p, chunk_size=C, lr=LR)
+    dx, dtarget, grads = inplace_ttt_backward(rng.standard_normal(out.shape), cache)
+    assert dtarget is None and dx.shape == x.shape and set(grads) == set(p)

@@ -107,3 +107,21 @@ def test_bad_inputs_are_named(rng):
         memnet_forward(story + V, question, p)
     with pytest.raises(ValueError, match="T_k"):
         memnet_forward(np.zeros((B, 9, J), dtype=int), question, p)
+
+
+def test_float32_params_give_float32_logits_and_grads(rng):
+    params = init_memnet_params(V, D, n_hops=2, n_memories=6, rng=rng, dtype=np.float32)
+    story = rng.integers(0, V, (B, N_MEM, J))
+    logits, cache = memnet_forward(story, rng.integers(1, V, (B, J_Q)), params)
+    assert logits.dtype == np.float32
+    grads = memnet_backward(np.ones_like(logits), cache)
+    assert set(grads) == set(params)
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_an_explicit_mask_hides_a_sentence_from_every_hop(rng):
+    story, question, p = _setup(rng)
+    mask = (story > 0).any(axis=-1)
+    mask[1, 2] = False
+    _, cache = memnet_forward(story, question, p, mask)
+    np.testing.assert_array_equal(cache.hop_weights[1, :, 2], 0.0)

@@ -59,9 +59,9 @@ def check_params(params, F, dtype):
 
 def check_eta(eta, shape, dtype):
     """eta: a number or a float array >= 0 that broadcasts to ``shape``."""
-    if isinstance(eta, (int, float, np.integer, np.floating)) and not isinstance(
-        eta, (bool, np.bool_)
-    ):
+    if isinstance(eta, (bool, np.bool_)):
+        raise TypeError(f"eta must be a number or a float array, got {eta!r}")
+    if isinstance(eta, (int, float, np.integer, np.floating)):
         eta = np.asarray(eta, dtype=dtype)  # a Python number takes the inputs' dtype
     eta = V.float_array("eta", eta)
     V.same_dtype(x_q=np.empty(0, dtype), eta=eta)
