@@ -15,6 +15,7 @@ import pytest
 
 from attention_np import memory as mem
 from attention_np.gradcheck import LayerCase, case_functions
+from attention_np.memory import tasks
 from attention_np.memory.gradcheck_cases import CASES
 
 R = np.random.default_rng(0)
@@ -910,6 +911,45 @@ CATALOGUE = [
         lambda: mem.ntm_write_backward(np.ones((2, 3)), WRITE_CACHE),
         ValueError,
         lit(f"dout(2, 3) {BAD_DOUT} (2, 5, 3)"),
+    ),
+]
+# the notebooks' synthetic tasks (memory.tasks, not re-exported)
+CATALOGUE += [
+    (
+        "tasks.associative_recall: batch 0",
+        lambda: tasks.associative_recall(3, n_keys=5, n_values=4, batch=0, rng=R),
+        ValueError,
+        "batch must be >= 1",
+    ),
+    (
+        "tasks.associative_recall: more pairs than keys",
+        lambda: tasks.associative_recall(6, n_keys=5, n_values=4, batch=2, rng=R),
+        ValueError,
+        "n_keys >= n_pairs",
+    ),
+    (
+        "tasks.shifting_regression: shift_at past the end",
+        lambda: tasks.shifting_regression(8, 3, rng=R, shift_at=9),
+        ValueError,
+        "shift_at must lie in",
+    ),
+    (
+        "tasks.permutation_tokens: p_jump 2",
+        lambda: tasks.permutation_tokens(8, 5, batch=2, rng=R, p_jump=2.0),
+        ValueError,
+        "p_jump",
+    ),
+    (
+        "tasks.toy_stories: min_sentences above max_sentences",
+        lambda: tasks.toy_stories(3, rng=R, min_sentences=5, max_sentences=4),
+        ValueError,
+        "min_sentences=5 must be <= max_sentences=4",
+    ),
+    (
+        "tasks.toy_stories: global seed instead of a Generator",
+        lambda: tasks.toy_stories(3, rng=None),
+        TypeError,
+        "rng",
     ),
 ]
 

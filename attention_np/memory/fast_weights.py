@@ -147,6 +147,15 @@ def _step_backward(dh, step, A, p, df):
     return dpre, dA, dgamma, dbeta
 
 
+def _memories(H, lam, eta):
+    """A_0 .. A_{T-1} recomputed from the hidden states: (B, D_h, D_h) each."""
+    B, T, d_h = H.shape
+    memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]
+    for t in range(T - 1):
+        memories.append(_update(memories[-1], H[:, t], lam, eta))
+    return memories
+
+
 def fast_weights_backward(dout, cache):
     """Backpropagation through time of fast_weights_forward (either form).
 
@@ -160,20 +169,13 @@ def fast_weights_backward(dout, cache):
     x, p, H, steps, lam, eta, activation = cache
     V.grad_shape("dout", dout, H.shape)
     df = _ACTIVATIONS[activation][1]
-    B, T, d_h = H.shape
-    memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]  # recompute A_0..A_{T-1}
-    for t in range(T - 1):
-        memories.append(_update(memories[-1], H[:, t], lam, eta))
+    memories = _memories(H, lam, eta)
     grads = {k: np.zeros_like(v) for k, v in p.items()}
     dx, dA, dh_next = np.zeros_like(x), np.zeros_like(memories[0]), 0.0
-    for t in reversed(range(T)):
+    for t in reversed(range(H.shape[1])):
         h = H[:, t]
         # forward: A_t = lam A_{t-1} + eta h^T h  ->  dh += eta h (dA + dA^T)
-        dh = (
-            dout[:, t]
-            + dh_next
-            + eta * (h[:, None, :] @ (dA + np.swapaxes(dA, 1, 2)))[:, 0]
-        )
+        dh = dout[:, t] + dh_next + eta * (h[:, None, :] @ (dA + _T(dA)))[:, 0]
         dpre, dA_inner, dgamma, dbeta = _step_backward(dh, steps[t], memories[t], p, df)
         dA = lam * dA + dA_inner  # gradient of A_{t-1}
         h_prev = H[:, t - 1] if t else np.zeros_like(h)
@@ -185,3 +187,7 @@ def fast_weights_backward(dout, cache):
         dx[:, t] = dpre @ p["C"].T
         dh_next = dpre @ p["W"].T
     return dx, grads
+
+
+def _T(A):
+    return np.swapaxes(A, 1, 2)
