@@ -15,6 +15,7 @@ from attention_np.memory import (
     ttt_linear_decode_step,
     ttt_linear_forward,
 )
+from attention_np.memory.tasks import shifting_regression
 from attention_np.transformer.layers import layernorm_forward
 
 B, N, F = 2, 7, 4
@@ -188,3 +189,10 @@ def test_bad_inputs_are_named(rng):
         ttt_linear_forward(x_q, x_k, x_v, eta, p, form="both")
     with pytest.raises(ValueError, match="mini_batch"):
         ttt_linear_forward(x_q, x_k, x_v, eta, p, mini_batch=0)
+
+
+def test_shifting_regression_returns_the_views_in_the_forwards_order(rng):
+    x_q, x_k, x_v, maps = shifting_regression(8, F, rng=rng, shift_at=3)
+    np.testing.assert_array_equal(x_q, x_k)  # the task reads with its own keys
+    target = _ln(x_k @ maps[0], {"gamma": np.ones(F), "beta": np.zeros(F)})
+    np.testing.assert_allclose((x_v - x_k)[:, :3], target[:, :3], atol=1e-12)

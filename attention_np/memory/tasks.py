@@ -36,7 +36,9 @@ def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):
 
 
 def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
-    """TTT views x_k, x_v, x_q (batch, n, F) whose target map changes at ``shift_at``.
+    """TTT views x_q, x_k, x_v (batch, n, F) whose target map changes at ``shift_at``.
+
+    Returned in ``ttt_linear_forward``'s order (queries first), then the two maps.
 
     The reconstruction target is x_v - x_k = LN(x_k M), with M = M_1 before the shift
     and M_2 from it on (LN without gain or shift): a TTT-Linear layer can fit either
@@ -45,11 +47,8 @@ def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
     n, width = V.positive_int("n", n), V.positive_int("width", width)
     batch = V.positive_int("batch", batch)
     V.rng_arg(rng)
-    shift_at = (
-        n // 2
-        if shift_at is None
-        else V.positive_int("shift_at", shift_at, allow_zero=True)
-    )
+    shift_at = n // 2 if shift_at is None else shift_at
+    shift_at = V.positive_int("shift_at", shift_at, allow_zero=True)
     if shift_at > n:
         raise ValueError(f"shift_at must lie in [0, n={n}], got {shift_at}")
     x_k = rng.standard_normal((batch, n, width))
@@ -58,7 +57,7 @@ def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
     z = np.where(before, x_k @ maps[0], x_k @ maps[1])  # (batch, n, F)
     z = z - z.mean(axis=-1, keepdims=True)
     target = z / np.sqrt((z * z).mean(axis=-1, keepdims=True) + 1e-6)
-    return x_k, x_k + target, x_k.copy(), maps
+    return x_k.copy(), x_k, x_k + target, maps
 
 
 def permutation_tokens(length, vocab, *, batch, rng, p_jump=0.1):
