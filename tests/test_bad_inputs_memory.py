@@ -1080,3 +1080,23 @@ def test_decode_step_leaves_its_state_alone():
 
 def test_a_layer_case_is_used_for_every_memory_layer():
     assert all(isinstance(_layer(name), LayerCase) for name in CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_inputs_and_params_give_float32_outputs_and_gradients(name):
+    case = _layer(name)
+    down = lambda a: a if a is None or a.dtype.kind != "f" else a.astype(np.float32)
+    params = (
+        None if case.params is None else {k: down(v) for k, v in case.params.items()}
+    )
+    case = case._replace(
+        arrays={n: down(a) for n, a in case.arrays.items()}, params=params
+    )
+    extra = [] if params is None else [params]
+    out, cache = case.forward(*case.arrays.values(), *extra, **case.options)
+    grads = case.backward(np.ones_like(out), cache)
+    parts = list(grads) if isinstance(grads, tuple) else [grads]
+    if isinstance(parts[-1], dict):
+        parts += list(parts.pop().values())
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in parts if g is not None)

@@ -175,8 +175,8 @@ def test_float32_inputs_params_and_a_number_eta_stay_float32(rng):
     views = [a.astype(np.float32) for a in (x_q, x_k, x_v)]
     z, cache = ttt_linear_forward(*views, 0.1, p, mini_batch=3)
     assert z.dtype == np.float32
-    grads = ttt_linear_backward(z, cache)
-    assert all(g.dtype == np.float32 for g in grads[:3])
+    *dviews, deta, grads = ttt_linear_backward(z, cache)
+    assert all(g.dtype == np.float32 for g in (*dviews, deta, *grads.values()))
 
 
 def test_bad_inputs_are_named(rng):

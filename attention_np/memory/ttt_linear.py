@@ -228,7 +228,7 @@ def ttt_linear_backward(dout, cache):
     dx_k, dx_v, dx_q = np.zeros_like(x_k), np.zeros_like(x_v), dz.copy()
     deta = np.zeros_like(eta, dtype=x_k.dtype)
     dgamma, dbeta = np.zeros_like(p["gamma"]), np.zeros_like(p["beta"])
-    dW, db = np.zeros(starts[0][0].shape), np.zeros(starts[0][1].shape)
+    dW, db = np.zeros_like(starts[0][0]), np.zeros_like(starts[0][1])
     for i in reversed(range(len(starts))):
         sl = slice(i * m, (i + 1) * m)
         xk, xv, xq = x_k[:, sl], x_v[:, sl], x_q[:, sl]
