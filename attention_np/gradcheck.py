@@ -236,7 +236,8 @@ def _slots(arrays):
 def contract_grads(case, grads):
     """{name: gradient} from a backward's return value, or raise ContractError.
 
-    An optional array that was left out (None in ``case.arrays``) must get None.
+    An optional array that was left out (None in ``case.arrays``) gets None, or the
+    gradient with respect to the default it stood for (a recurrence's zero state).
     """
     names = _slots(case.arrays)
     parts = list(grads) if isinstance(grads, tuple) else [grads]
@@ -260,10 +261,8 @@ def contract_grads(case, grads):
     grad_dict = {}
     for name, g in zip(names, parts, strict=True):
         a = case.arrays[name]
-        if a is None:
-            if g is not None:
-                raise ContractError(f"{name} was left out: d{name} must be None")
-            continue
+        if a is None:  # left out: None, or (a recurrence's initial state) the
+            continue  # gradient with respect to the default it stood for
         if g is None or np.shape(g) != np.shape(a):
             raise ContractError(
                 f"d{name} has shape {np.shape(g)}, expected {np.shape(a)}"

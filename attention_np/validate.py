@@ -344,3 +344,44 @@ def instance(name, value, cls):
             f"{name} must be a {cls.__name__}, got {type(value).__name__} {shown}"
         )
     return value
+
+
+def values_in_range(name, a, *, lo=-np.inf, hi=np.inf):
+    """Raise ValueError unless every element of ``a`` is finite and in [lo, hi].
+
+    For arrays of rates, strengths and probabilities (TTT's eta, an NTM head's gate),
+    where an out-of-range value would silently give NaN or a diverging memory.
+    """
+    arr = np.asarray(a)
+    ok = np.isfinite(arr) & (arr >= lo) & (arr <= hi)
+    if not np.all(ok):
+        bad = arr[~ok].ravel()[0]
+        raise ValueError(
+            f"{name} must be finite and lie in [{lo}, {hi}], got {bad} "
+            f"(array of shape {arr.shape})"
+        )
+    return a
+
+
+def int_array(name, x, *, ndim=None, lo=None, hi=None):
+    """Return ``x`` as an integer ndarray with values in [lo, hi), or raise.
+
+    Token ids and lengths: bools and floats are refused, and so are negative ids,
+    which NumPy would silently index from the end.
+    """
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        kind = type(x).__name__
+        raise TypeError(f"{name} must be an integer NumPy array, got {kind}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        dims = "dimension" if ndim == 1 else "dimensions"
+        raise ValueError(f"{name} must have {ndim} {dims}, got shape {x.shape}")
+    low = -np.inf if lo is None else lo
+    high = np.inf if hi is None else hi
+    if x.size and (x.min() < low or x.max() >= high):
+        bad = x.min() if x.min() < low else x.max()
+        raise ValueError(f"{name} must lie in [{low}, {high}), got {bad}")
+    return x

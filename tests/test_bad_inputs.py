@@ -10,7 +10,6 @@ import pytest
 
 import attention_np as an
 from attention_np import efficient as eff
-from attention_np import memory as mem
 from attention_np import parallel as par
 from attention_np import viz
 from attention_np.additive import (
@@ -46,16 +45,6 @@ _, MHA_CACHE = an.mha_forward(x, x, P, 3)
 _, LINEAR_CACHE = an.linear_forward(x, P["W_q"])
 
 # sub-packages: caches for the dout checks, inputs for the boolean options
-MQ, MK = R.standard_normal((2, 2, 4, 3))  # (B, N, d_k) delta-rule queries, keys
-MV = R.standard_normal((2, 4, 5))
-MBETA = R.uniform(0.1, 0.9, (2, 4))
-NTM_W, NTM_M = R.uniform(0.0, 1.0, (2, 5)), R.standard_normal((2, 5, 3))
-_, DELTA_CACHE = mem.delta_rule_forward(MQ, MK, MV, MBETA)
-_, NTM_READ_CACHE = mem.ntm_read_forward(NTM_W, NTM_M)
-TTT_P = mem.init_ttt_linear_params(3, rng=np.random.default_rng(2))
-TTT_X = R.standard_normal((2, 5, 3))
-STORY, QUESTION = R.integers(0, 6, (2, 4, 3)), R.integers(1, 6, (2, 2))
-MEMNET_P = mem.init_memnet_params(6, 4, n_hops=2, n_memories=4, rng=R)
 _, GQA_CACHE = gqa_attention_forward(q, k[:, :1], v[:, :1])  # G = 1 of H = 3
 ADD_P = init_additive_params(6, 6, 5, rng=np.random.default_rng(4))
 _, ADD_CACHE = additive_attention_forward(q, k, v, ADD_P)
@@ -84,8 +73,6 @@ class OneRankComm:
 _, ULYSSES_CACHE, _ = par.ulysses_mpi_forward(q, q, q, OneRankComm())
 
 ARRAYS = [q, k, v, x, x_kv, scores, *P.values(), *P_CROSS.values()]
-ARRAYS += [MQ, MK, MV, MBETA, NTM_W, NTM_M, *TTT_P.values(), TTT_X, STORY, QUESTION]
-ARRAYS += [*MEMNET_P.values(), *ADD_P.values()]
 ARRAYS += [OMEGA, RQ, RING_OUT, O_A, LSE_A]
 
 
@@ -343,16 +330,6 @@ CATALOGUE = [
     ),
     # --- backward functions of the sub-packages: dout of a broadcastable wrong shape --
     (
-        "delta_rule_backward dout with a last axis of 1",
-        lambda: mem.delta_rule_backward(np.ones((2, 4, 1)), DELTA_CACHE),
-        ValueError,
-        lit("dout(2, 4, 1) must have the shape of the forward's output (2, 4, 5)"),
-    ),
-    (
-        "ntm_read_backward dr with an extra axis",
-        lambda: mem.ntm_read_backward(np.ones((1, 2, 3)), NTM_READ_CACHE),
-        ValueError,
-        lit("dr(1, 2, 3) must have the shape of the forward's output (2, 3)"),
     ),
     (
         "gqa_attention_backward dout with a last axis of 1",
@@ -551,30 +528,6 @@ CATALOGUE = [
         lit("bias must be True or False, got 'no'"),
     ),
     (
-        "ttt_linear_forward position_scale=1",
-        lambda: mem.ttt_linear_forward(
-            TTT_X, TTT_X, TTT_X, 0.1, TTT_P, mini_batch=2, position_scale=1
-        ),
-        TypeError,
-        lit("position_scale must be True or False, got 1"),
-    ),
-    (
-        "ttt_linear_decode_step position_scale='yes'",
-        lambda: mem.ttt_linear_decode_step(
-            mem.ttt_linear_decode_init(TTT_P, 2),
-            *TTT_X[:, :3].transpose(1, 0, 2),
-            0.1,
-            TTT_P,
-            position_scale="yes",
-        ),
-        TypeError,
-        lit("position_scale must be True or False, got 'yes'"),
-    ),
-    (
-        "memnet_forward position_enc='no'",
-        lambda: mem.memnet_forward(STORY, QUESTION, MEMNET_P, position_enc="no"),
-        TypeError,
-        lit("position_enc must be True or False, got 'no'"),
     ),
     (
         "plot_attention colorbar='yes'",

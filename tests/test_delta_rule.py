@@ -47,7 +47,7 @@ def test_sum_rule_is_unnormalised_causal_linear_attention(rng):
 def test_delta_rule_equals_householder_form(rng):
     q, k, v, beta = _inputs(rng)
     S0 = rng.standard_normal((B, H, D_K, D_V))
-    out, cache = delta_rule_forward(q, k, v, beta, initial_state=S0)
+    out, cache = delta_rule_forward(q, k, v, beta, S0)
     ref, S_ref = _householder_loop(q, k, v, beta, S0)
     np.testing.assert_allclose(out, ref, atol=1e-12)
     np.testing.assert_allclose(cache.final_state, S_ref, atol=1e-12)
@@ -57,23 +57,24 @@ def test_delta_rule_equals_householder_form(rng):
 def test_chunkwise_equals_sequential_for_every_chunk_size(rng, chunk_size):
     q, k, v, beta = _inputs(rng)
     S0 = rng.standard_normal((B, H, D_K, D_V))
-    seq, c_seq = delta_rule_forward(q, k, v, beta, initial_state=S0)
-    chk, c_chk = delta_rule_chunkwise_forward(
-        q, k, v, beta, chunk_size=chunk_size, initial_state=S0
-    )
+    seq, c_seq = delta_rule_forward(q, k, v, beta, S0)
+    chk, c_chk = delta_rule_chunkwise_forward(q, k, v, beta, S0, chunk_size=chunk_size)
     np.testing.assert_allclose(chk, seq, atol=1e-12)
     np.testing.assert_allclose(c_chk.final_state, c_seq.final_state, atol=1e-12)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 4, N])
-def test_chunkwise_backward_equals_sequential_backward(rng, chunk_size):
+@pytest.mark.parametrize("with_state", [False, True])
+def test_chunkwise_backward_equals_sequential_backward(rng, chunk_size, with_state):
     q, k, v, beta = _inputs(rng)
-    out, c_seq = delta_rule_forward(q, k, v, beta)
-    _, c_chk = delta_rule_chunkwise_forward(q, k, v, beta, chunk_size=chunk_size)
+    S0 = rng.standard_normal((B, H, D_K, D_V)) if with_state else None
+    out, c_seq = delta_rule_forward(q, k, v, beta, S0)
+    _, c_chk = delta_rule_chunkwise_forward(q, k, v, beta, S0, chunk_size=chunk_size)
     dout = rng.standard_normal(out.shape)
+    dF = rng.standard_normal((B, H, D_K, D_V))  # and a gradient of the final state
     for a, b in zip(
-        delta_rule_chunkwise_backward(dout, c_chk),
-        delta_rule_backward(dout, c_seq),
+        delta_rule_chunkwise_backward(dout, c_chk._replace(dfinal_state=dF)),
+        delta_rule_backward(dout, c_seq._replace(dfinal_state=dF)),
         strict=True,
     ):
         np.testing.assert_allclose(a, b, atol=1e-12)
@@ -109,13 +110,13 @@ def test_rewriting_a_key_overwrites_it_and_keeps_the_others(rng):
     np.testing.assert_allclose(k[0] @ delta.final_state, v[2], atol=1e-12)
     np.testing.assert_allclose(k[1] @ delta.final_state, v[1], atol=1e-12)
     _, total = sum_rule_forward(keys, keys, v)  # the sum rule can only add
-    np.testing.assert_allclose(k[0] @ total[-1], v[0] + v[2], atol=1e-12)
+    np.testing.assert_allclose(k[0] @ total.final_state, v[0] + v[2], atol=1e-12)
 
 
 def test_beta_zero_writes_nothing(rng):
     q, k, v, _ = _inputs(rng)
     S0 = rng.standard_normal((B, H, D_K, D_V))
-    out, cache = delta_rule_forward(q, k, v, np.zeros((B, H, N)), initial_state=S0)
+    out, cache = delta_rule_forward(q, k, v, np.zeros((B, H, N)), S0)
     np.testing.assert_allclose(cache.final_state, S0, atol=0)
     np.testing.assert_allclose(out, q @ S0, atol=1e-12)
 
@@ -127,35 +128,120 @@ def test_sum_rule_retrieval_error_grows_past_the_key_width(rng):
     k /= np.linalg.norm(k, axis=-1, keepdims=True)
     v = rng.standard_normal((n, D_V))
     _, cache = sum_rule_forward(k, k, v)
-    err = np.linalg.norm(k @ cache[-1] - v) / np.linalg.norm(v)
+    err = np.linalg.norm(k @ cache.final_state - v) / np.linalg.norm(v)
     assert err > 0.5
 
 
-def test_sum_rule_backward_matches_finite_differences(rng):
+QKV = ("q", "k", "v")
+FORMS = {
+    "sum": (sum_rule_forward, sum_rule_backward, QKV),
+    "delta": (delta_rule_forward, delta_rule_backward, (*QKV, "beta")),
+    "chunkwise": (
+        lambda *a: delta_rule_chunkwise_forward(*a, chunk_size=3),
+        delta_rule_chunkwise_backward,
+        (*QKV, "beta"),
+    ),
+}
+
+
+def _arrays(rng):
+    return dict(zip(("q", "k", "v", "beta"), _inputs(rng), strict=True))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_backward_matches_finite_differences_including_the_initial_state(rng, form):
+    fwd, bwd, names = FORMS[form]
+    arrays = _arrays(rng)
+    inputs = {n: arrays[n] for n in names}
+    inputs["initial_state"] = rng.standard_normal((B, H, D_K, D_V))
+    fd_check(
+        lambda p: fwd(*p.values()),
+        lambda dout, c: dict(zip(inputs, bwd(dout, c), strict=True)),
+        inputs,
+        rng,
+    )
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_final_state_gradient_flows_back_through_the_segment(rng, form):
+    fwd, bwd, names = FORMS[form]
+    arrays = _arrays(rng)
+    inputs = {n: arrays[n] for n in names}
+    inputs["initial_state"] = rng.standard_normal((B, H, D_K, D_V))
+    dF = rng.standard_normal((B, H, D_K, D_V))
+
+    def forward(p):  # out and final state side by side: one flat output
+        out, cache = fwd(*p.values())
+        flat = np.concatenate([out.ravel(), cache.final_state.ravel()])
+        return flat, cache
+
+    def backward(dflat, cache):
+        dout = dflat[: -dF.size].reshape(arrays["v"].shape)
+        grads = bwd(
+            dout, cache._replace(dfinal_state=dflat[-dF.size :].reshape(dF.shape))
+        )
+        return dict(zip(inputs, grads, strict=True))
+
+    fd_check(forward, backward, inputs, rng)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_zero_state_gradient_is_returned_when_no_state_is_given(rng, form):
+    fwd, bwd, names = FORMS[form]
+    arrays = _arrays(rng)
+    args = [arrays[n] for n in names]
+    out, cache = fwd(*args)
+    dout = rng.standard_normal(out.shape)
+    *_, dS0 = bwd(dout, cache)
+    _, cache_zero = fwd(*args, np.zeros((B, H, D_K, D_V)))
+    *_, dS0_explicit = bwd(dout, cache_zero)
+    assert dS0.shape == (B, H, D_K, D_V)
+    np.testing.assert_allclose(dS0, dS0_explicit, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("split", [0, 3, N])
+def test_two_segments_with_the_carried_state_equal_one_run(rng, form, split):
+    fwd, bwd, names = FORMS[form]
+    arrays = _arrays(rng)
+    S0 = rng.standard_normal((B, H, D_K, D_V))
+    whole = [arrays[n] for n in names]
+    first = [a[:, :, :split] for a in whole]  # axis 2 is N in (B, H, N[, d])
+    second = [a[:, :, split:] for a in whole]
+    out, cache = fwd(*whole, S0)
+    out1, cache1 = fwd(*first, S0)
+    out2, cache2 = fwd(*second, cache1.final_state)
+    np.testing.assert_allclose(np.concatenate([out1, out2], axis=-2), out, atol=1e-12)
+    np.testing.assert_allclose(cache2.final_state, cache.final_state, atol=1e-12)
+    # backward through both segments: segment 2's dinitial_state is segment 1's dfinal
+    dout = rng.standard_normal(out.shape)
+    *g2, dS1 = bwd(dout[..., split:, :], cache2)
+    *g1, dS0 = bwd(dout[..., :split, :], cache1._replace(dfinal_state=dS1))
+    *g, dS0_whole = bwd(dout, cache)
+    for a, b, c in zip(g1, g2, g, strict=True):
+        np.testing.assert_allclose(np.concatenate([a, b], axis=2), c, atol=1e-12)
+    np.testing.assert_allclose(dS0, dS0_whole, atol=1e-12)
+
+
+def test_sum_rule_with_an_initial_state_adds_its_read(rng):
     q, k, v, _ = _inputs(rng)
-    fd_check(
-        lambda p: sum_rule_forward(p["q"], p["k"], p["v"]),
-        lambda dout, c: dict(zip("qkv", sum_rule_backward(dout, c), strict=True)),
-        {"q": q, "k": k, "v": v},
-        rng,
-    )
+    S0 = rng.standard_normal((B, H, D_K, D_V))
+    out, cache = sum_rule_forward(q, k, v, S0)
+    dense = q @ S0 + np.tril(q @ np.swapaxes(k, -1, -2)) @ v
+    np.testing.assert_allclose(out, dense, atol=1e-12)
+    final = S0 + np.swapaxes(k, -1, -2) @ v
+    np.testing.assert_allclose(cache.final_state, final, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk_size", [None, 3])
-def test_delta_rule_backward_matches_finite_differences(rng, chunk_size):
+def test_the_initial_state_is_not_modified(rng):
     q, k, v, beta = _inputs(rng)
-    if chunk_size is None:
-        fwd, bwd = delta_rule_forward, delta_rule_backward
-    else:
-        fwd = lambda *a: delta_rule_chunkwise_forward(*a, chunk_size=chunk_size)
-        bwd = delta_rule_chunkwise_backward
-    names = ("q", "k", "v", "beta")
-    fd_check(
-        lambda p: fwd(p["q"], p["k"], p["v"], p["beta"]),
-        lambda dout, c: dict(zip(names, bwd(dout, c), strict=True)),
-        dict(zip(names, (q, k, v, beta), strict=True)),
-        rng,
-    )
+    S0 = rng.standard_normal((B, H, D_K, D_V))
+    before = S0.copy()
+    for fwd, bwd, names in FORMS.values():
+        args = (q, k, v, beta)[: len(names)]
+        out, cache = fwd(*args, S0)
+        bwd(rng.standard_normal(out.shape), cache._replace(dfinal_state=S0))
+    np.testing.assert_array_equal(S0, before)
 
 
 def test_mismatched_shapes_are_named(rng):
@@ -163,6 +249,6 @@ def test_mismatched_shapes_are_named(rng):
     with pytest.raises(ValueError, match="beta"):
         delta_rule_forward(q, k, v, beta[..., :-1])
     with pytest.raises(ValueError, match="initial_state"):
-        delta_rule_forward(q, k, v, beta, initial_state=np.zeros((D_K, D_V)))
+        delta_rule_forward(q, k, v, beta, np.zeros((D_K, D_V)))
     with pytest.raises(ValueError, match="chunk_size"):
         delta_rule_chunkwise_forward(q, k, v, beta, chunk_size=0)

@@ -138,3 +138,19 @@ def test_wrong_param_shape_is_named(rng):
     p["C"] = np.zeros((D_IN + 1, D_H))
     with pytest.raises(ValueError, match=r"params\['C'\]"):
         fast_weights_forward(x, p)
+
+
+def test_float32_inputs_and_params_stay_float32(rng):
+    params = init_fast_weights_params(D_IN, D_H, rng=rng, dtype=np.float32)
+    x = rng.standard_normal((B, T, D_IN)).astype(np.float32)
+    H, cache = fast_weights_forward(x, params, form="attention")
+    assert H.dtype == np.float32
+    dx, grads = fast_weights_backward(np.ones_like(H), cache)
+    assert dx.dtype == np.float32 and set(grads) == set(params)
+
+
+def test_params_in_another_dtype_than_the_inputs_are_named(rng):
+    x, p = _setup(rng)
+    p["b"] = p["b"].astype(np.float32)
+    with pytest.raises(TypeError, match=r"params\['b'\]"):
+        fast_weights_forward(x, p)

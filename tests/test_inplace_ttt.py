@@ -59,10 +59,10 @@ def test_context_parallel_simulation_equals_one_process(rng, n_ranks):
 
 
 def test_shards_are_whole_chunks_spread_evenly():
-    assert shard_positions(10, 2, 2) == [(0, 6), (6, 10)]
-    assert shard_positions(9, 4, 3) == [(0, 4), (4, 8), (8, 9)]
+    assert shard_positions(10, chunk_size=2, n_ranks=2) == [(0, 6), (6, 10)]
+    assert shard_positions(9, chunk_size=4, n_ranks=3) == [(0, 4), (4, 8), (8, 9)]
     with pytest.raises(ValueError, match="n_ranks"):
-        shard_positions(8, 4, 3)  # 2 chunks cannot feed 3 ranks
+        shard_positions(8, chunk_size=4, n_ranks=3)  # 2 chunks cannot feed 3 ranks
 
 
 def test_zero_conv_is_exactly_the_plain_mlp(rng):
@@ -144,13 +144,9 @@ def test_backward_matches_finite_differences(rng, separate_target):
 
     def forward(p):
         weights = {k: p[k] for k in PARAM_KEYS}
+        target = p.get("target")
         return inplace_ttt_forward(
-            p["x"],
-            weights,
-            chunk_size=C,
-            lr=LR,
-            target=p.get("target"),
-            lengths=lengths,
+            p["x"], weights, target, lengths, chunk_size=C, lr=LR
         )
 
     def backward(dout, cache):
@@ -180,6 +176,34 @@ MPIEXEC = shutil.which("mpiexec", path=_SEARCH)
 HAS_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 
 
+def _cli(*flags):
+    module = "attention_np.memory.inplace_ttt_cp"
+    return subprocess.run(
+        [sys.executable, "-m", module, *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--bogus"], "--bogus"),
+        (["--chunk-size", "0"], "--chunk-size"),
+        (["--chunk-size", "two"], "--chunk-size"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "-1"], "--lr"),
+        (["--seed", "-3"], "--seed"),
+    ],
+)
+def test_the_mpi_check_rejects_bad_flags_with_exit_status_2(flags, named):
+    result = _cli(*flags)
+    assert result.returncode == 2, result.stderr
+    assert "error:" in result.stderr and named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.skipif(
     not HAS_MPI4PY, reason="mpi4py is not installed (pip install mpi4py mpich)"
 )
@@ -197,6 +221,13 @@ def test_mpi_exscan_equals_one_process():
     assert "RuntimeWarning" not in result.stderr
 
 
+@pytest.mark.skipif(HAS_MPI4PY, reason="mpi4py is installed")
+def test_the_mpi_check_without_mpi4py_ends_with_an_error_not_a_traceback():
+    result = _cli()
+    assert result.returncode == 2
+    assert "error: mpi4py is not installed" in result.stderr
+
+
 def test_the_package_does_not_import_its_runnable_mpi_check():
     # runpy warns when ``python -m`` runs a module its package has already imported
     code = (
@@ -208,3 +239,20 @@ def test_the_package_does_not_import_its_runnable_mpi_check():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_lengths_may_be_a_list_and_target_positional(rng):
+    x, p = _setup(rng)
+    target = rng.standard_normal((B, T, D))
+    ref, _ = inplace_ttt_forward(
+        x, p, target=target, lengths=np.array([T, 6]), chunk_size=C, lr=LR
+    )
+    out, _ = inplace_ttt_forward(x, p, target, [T, 6], chunk_size=C, lr=LR)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_backward_gives_no_target_gradient_when_the_target_is_x(rng):
+    x, p = _setup(rng)
+    out, cache = inplace_ttt_forward(x, p, chunk_size=C, lr=LR)
+    dx, dtarget, grads = inplace_ttt_backward(rng.standard_normal(out.shape), cache)
+    assert dtarget is None and dx.shape == x.shape and set(grads) == set(p)

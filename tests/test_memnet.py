@@ -29,7 +29,7 @@ def test_one_hop_is_scaled_dot_product_attention_with_scale_one(rng, position_en
     _, cache = memnet_forward(story, question, p, position_enc=position_enc)
     mask = (story > 0).any(axis=-1)[:, None, :]  # (B, 1, n) over the memory slots
     o, _ = attention_forward(
-        cache.u[0][:, None, :], cache.m[0], cache.c[0], mask, scale=1.0
+        cache.u[0][:, None, :], cache.m[0], cache.c[0], mask, causal=False, scale=1.0
     )
     np.testing.assert_allclose(cache.u[1] - cache.u[0], o[:, 0], atol=1e-12)
 
@@ -103,7 +103,25 @@ def test_bad_inputs_are_named(rng):
     story, question, p = _setup(rng)
     with pytest.raises(ValueError, match="story"):
         memnet_forward(story[0], question, p)
-    with pytest.raises(ValueError, match="word ids"):
+    with pytest.raises(ValueError, match="story"):
         memnet_forward(story + V, question, p)
     with pytest.raises(ValueError, match="T_k"):
         memnet_forward(np.zeros((B, 9, J), dtype=int), question, p)
+
+
+def test_float32_params_give_float32_logits_and_grads(rng):
+    params = init_memnet_params(V, D, n_hops=2, n_memories=6, rng=rng, dtype=np.float32)
+    story = rng.integers(0, V, (B, N_MEM, J))
+    logits, cache = memnet_forward(story, rng.integers(1, V, (B, J_Q)), params)
+    assert logits.dtype == np.float32
+    grads = memnet_backward(np.ones_like(logits), cache)
+    assert set(grads) == set(params)
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_an_explicit_mask_hides_a_sentence_from_every_hop(rng):
+    story, question, p = _setup(rng)
+    mask = (story > 0).any(axis=-1)
+    mask[1, 2] = False
+    _, cache = memnet_forward(story, question, p, mask)
+    np.testing.assert_array_equal(cache.hop_weights[1, :, 2], 0.0)

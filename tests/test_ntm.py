@@ -132,3 +132,19 @@ def test_bad_inputs_are_named(rng):
         ntm_address_forward(**{**h, "w_prev": np.ones((B, n + 1))})
     with pytest.raises(ValueError, match="e"):
         ntm_write_forward(h["w_prev"], np.ones(W), np.ones((B, W)), h["M"])
+
+
+def test_sharpening_equals_the_power_formula_where_it_does_not_underflow(rng):
+    w = _normalised(rng.uniform(0.1, 1.0, (B, n)))
+    gamma = rng.uniform(1.0, 3.0, B)
+    powered = w ** gamma[:, None]
+    expected = powered / powered.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(sharpen_forward(w, gamma)[0], expected, atol=1e-15)
+
+
+def test_sharpening_keeps_zero_weights_at_zero(rng):
+    w = _normalised(rng.uniform(0.1, 1.0, (B, n)))
+    w[:, 1] = 0.0
+    out, _ = sharpen_forward(w, np.full(B, 2.0))
+    np.testing.assert_array_equal(out[:, 1], 0.0)
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, atol=1e-15)

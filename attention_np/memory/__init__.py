@@ -1,6 +1,7 @@
 """Memory and adaptation: attention read as fast, input-dependent memory.
 
 Modules (one idea each):
+- ``fast_weight_memory``: the decaying outer-product memory and its attention view.
 - ``fast_weights``: Ba et al. (2016) fast-weights RNN; its memory is decayed attention.
 - ``delta_rule``: linear transformers as fast-weight programmers (sum and delta rules).
 - ``delta_rule_chunkwise``: DeltaNet's chunkwise (UT / WY) form of the delta rule.
@@ -14,6 +15,39 @@ Modules (one idea each):
 - ``memnet``: end-to-end memory networks, K hops, adjacent weight tying.
 - ``ntm``: Neural Turing Machine addressing, read and write.
 - ``tasks``: small synthetic tasks for the notebooks.
+
+Every layer follows the package's contract (CONTRIBUTING.md): arrays first, then
+params, then optional arrays, then keyword-only options; ``backward(dout, cache)``
+returns the array gradients in the forward's order, then a dict keyed like params.
+
+    H, cache  = fast_weights_forward(x, params, *, lam, eta, n_inner, form, ...)
+    dx, grads = fast_weights_backward(dout, cache)
+    out, cache = sum_rule_forward(q, k, v, initial_state=None)
+    dq, dk, dv, dinitial_state = sum_rule_backward(dout, cache)
+    out, cache = delta_rule_forward(q, k, v, beta, initial_state=None)
+    out, cache = delta_rule_chunkwise_forward(q, k, v, beta, initial_state=None, *,
+                                              chunk_size)
+    dq, dk, dv, dbeta, dinitial_state = delta_rule_backward(dout, cache)  # or chunkwise
+    G, cache  = ln_l2_grad_forward(Z, target, gamma, beta, *, eps)
+    dZ, dtarget, dgamma, dbeta = ln_l2_grad_backward(dout, cache)
+    z, cache  = ttt_linear_forward(x_q, x_k, x_v, eta, params, *, mini_batch, form,
+                                   position_scale, eps)
+    dx_q, dx_k, dx_v, deta, grads = ttt_linear_backward(dout, cache)
+    z, state  = ttt_linear_decode_step(x_q, x_k, x_v, eta, params, state, *, ...)
+    out, cache = inplace_ttt_forward(x, params, target=None, lengths=None, *,
+                                     chunk_size, lr, form)
+    dx, dtarget, grads = inplace_ttt_backward(dout, cache)  # dtarget None if no target
+    logits, cache = memnet_forward(story, question, params, mask=None, *, position_enc)
+    grads     = memnet_backward(dout, cache)  # token ids get no gradient
+    w, cache  = ntm_address_forward(k, beta, g, s, gamma, M, w_prev)
+    dk, dbeta, dg, ds, dgamma, dM, dw_prev = ntm_address_backward(dout, cache)
+    r, cache  = ntm_read_forward(w, M);          dw, dM = ntm_read_backward(dout, cache)
+    M_new, cache = ntm_write_forward(w, e, a, M)
+    dw, de, da, dM = ntm_write_backward(dout, cache)
+
+Recurrences carry state: ``cache.final_state`` is the state after the last token,
+the next segment takes it as ``initial_state``, and that segment's
+``dinitial_state`` flows back through ``cache._replace(dfinal_state=dS)``.
 """
 
 from .delta_rule import (
@@ -27,11 +61,13 @@ from .delta_rule_chunkwise import (
     delta_rule_chunkwise_forward,
     ut_transform,
 )
-from .fast_weights import (
+from .fast_weight_memory import (
     fast_weight_attention_matrix,
     fast_weight_read,
     fast_weight_read_attention,
     fast_weight_update,
+)
+from .fast_weights import (
     fast_weights_backward,
     fast_weights_forward,
     init_fast_weights_params,

@@ -17,6 +17,8 @@ chunk by chunk, storing only the chunk-boundary states (N / C of them).
 
 Shape legend: (...) leading batch/head dimensions, N positions, C chunk size,
 n = ceil(N / C) chunks, d_k key width, d_v value width; S is (..., d_k, d_v).
+State is carried exactly as in ``delta_rule`` (``initial_state``, ``cache.final_state``,
+``dinitial_state`` last, ``cache._replace(dfinal_state=dS)``).
 """
 
 from typing import NamedTuple
@@ -24,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import validate as V
-from .delta_rule import check_qkv_beta
+from .delta_rule import check_qkv_beta, start_state
 
 
 def _to_chunks(x, C):
@@ -49,6 +51,18 @@ def ut_transform(k, v, beta):
     Returns:
         A (..., C, C), W (..., C, d_k), U (..., C, d_v).
     """
+    k = V.float_array("k", k, min_ndim=2)
+    v = V.float_array("v", v, min_ndim=2)
+    beta = V.float_array("beta", beta, min_ndim=1)
+    if v.shape[:-1] != k.shape[:-1] or beta.shape != k.shape[:-1]:
+        raise ValueError(
+            f"k{k.shape}, v{v.shape} and beta{beta.shape} must share (..., C)"
+        )
+    V.same_dtype(k=k, v=v, beta=beta)
+    return _ut_transform(k, v, beta)
+
+
+def _ut_transform(k, v, beta):
     C = k.shape[-2]
     _, strict = _masks(C)
     L = np.where(strict, k @ np.swapaxes(k, -1, -2), 0.0)  # (..., C, C)
@@ -66,6 +80,7 @@ class ChunkwiseCache(NamedTuple):
     states: np.ndarray  # (..., n + 1, d_k, d_v) S at every chunk boundary
     u_bar: np.ndarray  # (..., n, C, d_v) the values actually written
     N: int
+    dfinal_state: np.ndarray | None = None  # gradient of S_N from a later segment
 
     @property
     def final_state(self):
@@ -73,13 +88,13 @@ class ChunkwiseCache(NamedTuple):
         return self.states[..., -1, :, :]
 
 
-def delta_rule_chunkwise_forward(q, k, v, beta, *, chunk_size, initial_state=None):
+def delta_rule_chunkwise_forward(q, k, v, beta, initial_state=None, *, chunk_size):
     """The delta rule computed chunk by chunk (module docstring); any chunk size.
 
     Args:
         q, k: (..., N, d_k); v: (..., N, d_v); beta: (..., N).
-        chunk_size: C >= 1 (C = 1 is the recurrence, C >= N one parallel chunk).
         initial_state: (..., d_k, d_v) S_0, default zeros.
+        chunk_size: C >= 1 (C = 1 is the recurrence, C >= N one parallel chunk).
 
     Returns:
         out (..., N, d_v), cache (``cache.final_state`` is S_N).
@@ -89,10 +104,9 @@ def delta_rule_chunkwise_forward(q, k, v, beta, *, chunk_size, initial_state=Non
     N = k.shape[-2]
     qc, kc, vc = _to_chunks(q, C), _to_chunks(k, C), _to_chunks(v, C)
     bc = _to_chunks(beta[..., None], C)[..., 0]  # (..., n, C)
-    A, W, U = ut_transform(kc, vc, bc)  # every chunk at once
+    A, W, U = _ut_transform(kc, vc, bc)  # every chunk at once
     n = kc.shape[-3]
-    if S is None:
-        S = np.zeros(k.shape[:-2] + (k.shape[-1], v.shape[-1]), dtype=k.dtype)
+    S = start_state(k, v, S)
     states = np.empty(S.shape[:-2] + (n + 1,) + S.shape[-2:], dtype=S.dtype)
     u_bar, out = np.empty_like(U), np.empty_like(vc)  # (..., n, C, d_v)
     incl, _ = _masks(C)
@@ -141,14 +155,15 @@ def delta_rule_chunkwise_backward(dout, cache):
     """Gradients of delta_rule_chunkwise_forward, chunk by chunk in reverse.
 
     Returns:
-        dq, dk (..., N, d_k), dv (..., N, d_v), dbeta (..., N).
+        dq, dk (..., N, d_k), dv (..., N, d_v), dbeta (..., N),
+        dinitial_state (..., d_k, d_v).
     """
-    q, k, v, beta, A, states, u_bar, N = cache
+    q, k, v, beta, A, states, u_bar, N, dF = cache
     V.grad_shape("dout", dout, v.shape[:-3] + (N, v.shape[-1]))
     n, C = k.shape[-3], k.shape[-2]
     dO = _to_chunks(dout, C)  # (..., n, C, d_v)
     dq, dk, dv, dbeta = (np.empty_like(a) for a in (q, k, v, beta))
-    dS = np.zeros_like(states[..., 0, :, :])  # the final state is not an output
+    dS = np.zeros_like(states[..., 0, :, :]) if dF is None else dF.copy()
     for j in reversed(range(n)):
         c = (Ellipsis, j, slice(None), slice(None))  # chunk j of a (..., n, C, x)
         dq[c], dk[c], dv[c], dbeta[..., j, :], dS = _chunk_backward(
@@ -156,4 +171,4 @@ def delta_rule_chunkwise_backward(dout, cache):
         )
     flat = lambda g: g.reshape(g.shape[:-3] + (n * C, g.shape[-1]))[..., :N, :]
     dbeta = dbeta.reshape(dbeta.shape[:-2] + (n * C,))[..., :N]
-    return flat(dq), flat(dk), flat(dv), dbeta
+    return flat(dq), flat(dk), flat(dv), dbeta, dS

@@ -13,7 +13,8 @@ under construction. LN is layer norm with gain ``gamma`` and shift ``beta``.
 Attention view: h A_{t-1} = eta * sum_{tau < t} lam^(t-1-tau) <h, h_tau> h_tau, which is
 decayed, unnormalised dot-product attention from the query h to keys = values = the
 past states. ``form="attention"`` computes that sum and never builds A (cheaper while
-t < D_h); ``form="matrix"`` keeps A. The two agree to rounding.
+t < D_h); ``form="matrix"`` keeps A. The two agree to rounding. The memory's write and
+read are in ``fast_weight_memory``.
 
 Shape legend: B batch, T time steps, D_in input width, D_h hidden width.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from .. import validate as V
 from ..layers import layernorm_backward, layernorm_forward
+from .fast_weight_memory import _rates, _read, _read_attention, _update
 
 # f and its derivative written in terms of the output y = f(x)
 _ACTIVATIONS = {
@@ -32,57 +34,11 @@ _ACTIVATIONS = {
 }
 
 
-def fast_weight_update(A, h, *, lam, eta):
-    """A_new = lam * A + eta * h^T h (one outer product per batch row).
-
-    Args:
-        A: (B, D_h, D_h) fast-weight matrix.
-        h: (B, D_h) new hidden state.
-        lam: decay in [0, 1]; eta: write strength.
-
-    Returns:
-        (B, D_h, D_h) updated memory.
-    """
-    return lam * A + eta * h[:, :, None] * h[:, None, :]  # (B, D_h, D_h)
-
-
-def fast_weight_read(h, A):
-    """h A: read the memory with query h. h (B, D_h), A (B, D_h, D_h) -> (B, D_h)."""
-    return (h[:, None, :] @ A)[:, 0]  # (B, D_h)
-
-
-def fast_weight_read_attention(h, past, *, lam, eta):
-    """eta * sum_tau lam^(n-1-tau) <h, past_tau> past_tau: the read without A.
-
-    Args:
-        h: (B, D_h) query state.
-        past: (B, n, D_h) the stored states h_1..h_n, oldest first.
-
-    Returns:
-        (B, D_h), equal to fast_weight_read(h, A_n).
-    """
-    n = past.shape[1]
-    decay = lam ** np.arange(n - 1, -1, -1, dtype=h.dtype)  # (n,) newest gets lam^0
-    scores = np.einsum("bd,bnd->bn", h, past) * decay  # (B, n) decayed dot products
-    return eta * np.einsum("bn,bnd->bd", scores, past)  # (B, D_h)
-
-
-def fast_weight_attention_matrix(H, *, lam, eta):
-    """(B, T, T) weights eta lam^(t-1-tau) <h_t, h_tau> for tau < t, 0 elsewhere.
-
-    Row t is how strongly the final state h_t (as a query) reads each earlier state:
-    the unnormalised "attention" that the memory A_{t-1} performs.
-    """
-    T = H.shape[1]
-    t, tau = np.arange(T)[:, None], np.arange(T)[None, :]
-    decay = np.where(tau < t, lam ** np.maximum(t - 1 - tau, 0), 0.0)  # (T, T)
-    return eta * (H @ np.swapaxes(H, 1, 2)) * decay  # (B, T, T)
-
-
 def init_fast_weights_params(d_in, d_hidden, *, rng, dtype=np.float64):
     """W (D_h, D_h) and C (D_in, D_h) ~ N(0, 1/fan_in); b = beta = 0, gamma = 1."""
     d_in, d_h = V.positive_int("d_in", d_in), V.positive_int("d_hidden", d_hidden)
     V.rng_arg(rng)
+    dtype = V.dtype_arg(dtype)
     return {
         "W": (rng.standard_normal((d_h, d_h)) / np.sqrt(d_h)).astype(dtype),
         "C": (rng.standard_normal((d_in, d_h)) / np.sqrt(d_in)).astype(dtype),
@@ -102,16 +58,20 @@ class FastWeightsCache(NamedTuple):
     activation: str
 
 
-def _check(x, params, lam, eta, n_inner, form, activation):
+def _check(x, params, lam, eta, n_inner, form, activation, eps):
     x = V.float_array("x", x, ndim=3)
-    has_w = isinstance(params, dict) and "W" in params
+    has_w = isinstance(params, dict) and np.ndim(params.get("W")) == 2
     d_h = np.shape(params["W"])[0] if has_w else 0  # check_params names what is wrong
     shapes = {"W": (d_h, d_h), "C": (x.shape[2], d_h), "b": (d_h,)}
-    params = V.check_params(params, {**shapes, "gamma": (d_h,), "beta": (d_h,)})
+    shapes.update(gamma=(d_h,), beta=(d_h,))
+    params = V.check_params(params, shapes, dtype=x.dtype)
+    if d_h == 0:
+        raise ValueError(f"params['W']{params['W'].shape} needs a hidden width >= 1")
     V.choice("form", form, ("matrix", "attention"))
     V.choice("activation", activation, tuple(_ACTIVATIONS))
     V.positive_int("n_inner", n_inner, allow_zero=True)
-    return x, params, V.real("lam", lam, lo=0.0, hi=1.0), V.real("eta", eta)
+    V.real("eps", eps, lo=0.0, lo_open=True)
+    return x, params, *_rates(lam, eta)
 
 
 def _step(x_t, h_prev, read, p, n_inner, f, eps):
@@ -143,15 +103,16 @@ def fast_weights_forward(
     Args:
         x: (B, T, D_in) inputs.
         params: W (D_h, D_h), C (D_in, D_h), b, gamma, beta (D_h,).
-        lam: memory decay in [0, 1]; eta: write strength.
+        lam: memory decay in [0, 1]; eta: write strength >= 0.
         n_inner: S, inner-loop steps per time step (0 gives a plain RNN).
         form: "matrix" (keep A) or "attention" (sum over the stored states).
         activation: "tanh" or "relu".
+        eps: layer norm's epsilon > 0.
 
     Returns:
         H (B, T, D_h) hidden states h_1..h_T, cache.
     """
-    x, params, lam, eta = _check(x, params, lam, eta, n_inner, form, activation)
+    x, params, lam, eta = _check(x, params, lam, eta, n_inner, form, activation, eps)
     f = _ACTIVATIONS[activation][0]
     B, T, _ = x.shape
     d_h = params["W"].shape[0]
@@ -160,16 +121,14 @@ def fast_weights_forward(
     h, steps = np.zeros((B, d_h), dtype=x.dtype), []
     for t in range(T):
         if form == "matrix":
-            read = lambda q, A=A: fast_weight_read(q, A)
+            read = lambda q, A=A: _read(q, A)
         else:
-            read = lambda q, t=t: fast_weight_read_attention(
-                q, H[:, :t], lam=lam, eta=eta
-            )
+            read = lambda q, t=t: _read_attention(q, H[:, :t], lam, eta)
         h, step = _step(x[:, t], h, read, params, n_inner, f, eps)
         H[:, t] = h
         steps.append(step)
         if form == "matrix":
-            A = fast_weight_update(A, h, lam=lam, eta=eta)
+            A = _update(A, h, lam, eta)
     return H, FastWeightsCache(x, params, H, steps, lam, eta, activation)
 
 
@@ -188,33 +147,35 @@ def _step_backward(dh, step, A, p, df):
     return dpre, dA, dgamma, dbeta
 
 
-def fast_weights_backward(dH, cache):
+def _memories(H, lam, eta):
+    """A_0 .. A_{T-1} recomputed from the hidden states: (B, D_h, D_h) each."""
+    B, T, d_h = H.shape
+    memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]
+    for t in range(T - 1):
+        memories.append(_update(memories[-1], H[:, t], lam, eta))
+    return memories
+
+
+def fast_weights_backward(dout, cache):
     """Backpropagation through time of fast_weights_forward (either form).
 
     Args:
-        dH: (B, T, D_h) upstream gradient of every hidden state.
+        dout: (B, T, D_h) upstream gradient of every hidden state H.
         cache: from ``fast_weights_forward``.
 
     Returns:
         dx (B, T, D_in), grads keyed like params.
     """
     x, p, H, steps, lam, eta, activation = cache
-    V.grad_shape("dH", dH, H.shape)
+    V.grad_shape("dout", dout, H.shape)
     df = _ACTIVATIONS[activation][1]
-    B, T, d_h = H.shape
-    memories = [np.zeros((B, d_h, d_h), dtype=H.dtype)]  # recompute A_0..A_{T-1}
-    for t in range(T - 1):
-        memories.append(fast_weight_update(memories[-1], H[:, t], lam=lam, eta=eta))
+    memories = _memories(H, lam, eta)
     grads = {k: np.zeros_like(v) for k, v in p.items()}
     dx, dA, dh_next = np.zeros_like(x), np.zeros_like(memories[0]), 0.0
-    for t in reversed(range(T)):
+    for t in reversed(range(H.shape[1])):
         h = H[:, t]
         # forward: A_t = lam A_{t-1} + eta h^T h  ->  dh += eta h (dA + dA^T)
-        dh = (
-            dH[:, t]
-            + dh_next
-            + eta * (h[:, None, :] @ (dA + np.swapaxes(dA, 1, 2)))[:, 0]
-        )
+        dh = dout[:, t] + dh_next + eta * (h[:, None, :] @ (dA + _T(dA)))[:, 0]
         dpre, dA_inner, dgamma, dbeta = _step_backward(dh, steps[t], memories[t], p, df)
         dA = lam * dA + dA_inner  # gradient of A_{t-1}
         h_prev = H[:, t - 1] if t else np.zeros_like(h)
@@ -226,3 +187,7 @@ def fast_weights_backward(dH, cache):
         dx[:, t] = dpre @ p["C"].T
         dh_next = dpre @ p["W"].T
     return dx, grads
+
+
+def _T(A):
+    return np.swapaxes(A, 1, 2)

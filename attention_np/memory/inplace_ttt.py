@@ -20,7 +20,10 @@ chunk mask). The context-parallel form is in ``inplace_ttt_parallel``. A zero co
 initialisation) gives V_hat = 0: exactly the plain gated MLP.
 
 Layouts: W_down is (F, D) and used as Z @ W_down (the paper's code stores its
-transpose); conv is (K, D), row k weighting offset k - K // 2.
+transpose); conv is (K, D), row k weighting offset k - K // 2. Call:
+``out, cache = inplace_ttt_forward(x, params, target=None, lengths=None, *,
+chunk_size, lr, form)``, ``dx, dtarget, grads = inplace_ttt_backward(dout, cache)``
+(dtarget is None when no target was given; lengths are ids, with no gradient).
 Shape legend: B batch, T positions, C chunk size, n chunks, D model width, F hidden.
 """
 
@@ -46,6 +49,7 @@ def init_inplace_ttt_params(d_model, d_hidden, *, rng, kernel_size=5, dtype=np.f
     if K % 2 == 0:
         raise ValueError(f"kernel_size must be odd (centred), got {K}")
     V.rng_arg(rng)
+    dtype = V.dtype_arg(dtype)
     normal = lambda n_in, n_out: rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
     params = {"W_gate": normal(D, F), "W_up": normal(D, F), "W_down": normal(F, D)}
     params.update(W_target=np.eye(D), conv=np.zeros((K, D)))
@@ -56,30 +60,35 @@ def _widths(params):
     """(F, K) read from params, or (0, 1) if missing (check_params reports it)."""
     if not isinstance(params, dict):
         return 0, 1
-    F = np.shape(params.get("W_up", np.zeros((0, 0))))[-1]
-    return F, np.shape(params.get("conv", np.zeros((1, 0))))[0]
+    F = np.shape(params.get("W_up", np.zeros((0, 0))))[-1:] or (0,)
+    K = np.shape(params.get("conv", np.zeros((1, 0))))[:1] or (1,)
+    return F[0], K[0]
 
 
 def check_inputs(x, params, target, lengths, chunk_size, lr):
     """Validate the In-Place TTT inputs; return them as arrays."""
     x = V.float_array("x", x, ndim=3)
     B, T, D = x.shape
+    if T == 0 or D == 0:
+        raise ValueError(f"x{x.shape} needs T >= 1 positions and a width D >= 1")
     F, K = _widths(params)
     shapes = {"W_gate": (D, F), "W_up": (D, F), "W_down": (F, D), "W_target": (D, D)}
-    params = V.check_params(params, {**shapes, "conv": (K, D)})
-    if K % 2 == 0:
-        raise ValueError(f"params['conv'] needs an odd kernel size, got ({K}, {D})")
+    params = V.check_params(params, {**shapes, "conv": (K, D)}, dtype=x.dtype)
+    if F == 0 or K % 2 == 0:
+        raise ValueError(
+            f"params need a hidden width F >= 1 (W_up{params['W_up'].shape}) and an "
+            f"odd kernel size (conv{params['conv'].shape})"
+        )
     if target is not None:
         target = V.float_array("target", target, ndim=3)
         V.same_shape(x=x, target=target)
+        V.same_dtype(x=x, target=target)
     if lengths is not None:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
-            raise ValueError(f"lengths must be {B} integers, got {lengths!r}")
-        if lengths.min(initial=0) < 0 or lengths.max(initial=0) > T:
-            raise ValueError(f"lengths must lie in [0, T={T}], got {lengths}")
+        lengths = V.int_array("lengths", lengths, ndim=1, lo=0, hi=T + 1)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths{lengths.shape} must have shape (B,) = ({B},)")
     V.positive_int("chunk_size", chunk_size)
-    return x, params, target, lengths, V.real("lr", lr)
+    return x, params, target, lengths, V.real("lr", lr, lo=0.0)
 
 
 def _sigmoid(a):
@@ -145,17 +154,18 @@ def _apply(Z, delta, W_down, form):
 
 
 def inplace_ttt_forward(
-    x, params, *, chunk_size, lr, target=None, lengths=None, form="parallel"
+    x, params, target=None, lengths=None, *, chunk_size, lr, form="parallel"
 ):
     """The In-Place TTT gated MLP over a sequence (module docstring).
 
     Args:
         x: (B, T, D) the MLP's input.
         params: W_gate, W_up (D, F), W_down (F, D), W_target (D, D), conv (K, D).
-        chunk_size: C, tokens per fast-weight update.
-        lr: the fast-weight learning rate (ttt_lr).
-        target: (B, T, D) target source, default x.
-        lengths: (B,) valid lengths; rows at t >= length are padding.
+        target: (B, T, D) target source (differentiated), default x.
+        lengths: (B,) integer valid lengths in [0, T]; rows at t >= length are
+            padding.
+        chunk_size: C >= 1, tokens per fast-weight update.
+        lr: the fast-weight learning rate (ttt_lr), finite and >= 0.
         form: "parallel", "sequential" or "linear_attention".
 
     Returns:

@@ -1,15 +1,20 @@
 """Check In-Place TTT's context parallelism over MPI against one process.
 
-    mpiexec -n 2 python -m attention_np.memory.inplace_ttt_cp
+    mpiexec -n 2 python -m attention_np.memory.inplace_ttt_cp [--seed S]
+        [--chunk-size C] [--lr LR]
 
 Every rank builds the same small seeded layer and input, runs its run of chunks with
 ``inplace_ttt_mpi_forward`` (one ``Exscan`` of the chunk updates), and rank 0 compares
-the gathered output with ``inplace_ttt_forward``; the exit code is 0 on a match.
+the gathered output with ``inplace_ttt_forward``; the exit code is 0 on a match. A bad
+flag ends with ``error: ...`` and exit status 2 before MPI is touched.
 Needs mpi4py and an MPI (``pip install mpi4py mpich``). The package does not import
 this module, so ``python -m`` runs it without a warning; the functions live in
 ``inplace_ttt_parallel``.
 """
 
+import argparse
+import importlib.util
+import math
 import sys
 
 import numpy as np
@@ -18,32 +23,75 @@ from .inplace_ttt import init_inplace_ttt_params, inplace_ttt_forward
 from .inplace_ttt_parallel import inplace_ttt_mpi_forward, shard_positions
 
 
-def _demo_problem(n_ranks, rng):
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"expected an integer, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    """The command line; bad values end with ``error: ...`` and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m attention_np.memory.inplace_ttt_cp",
+        description="Check In-Place TTT over MPI (run under mpiexec).",
+    )
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed >= 0")
+    parser.add_argument("--chunk-size", type=_int_at_least(1), default=4, help="C >= 1")
+    parser.add_argument("--lr", type=_rate, default=0.5, help="fast-weight rate >= 0")
+    args = parser.parse_args(argv)
+    if importlib.util.find_spec("mpi4py") is None:
+        parser.error("mpi4py is not installed (pip install mpi4py mpich)")
+    return args
+
+
+def _demo_problem(n_ranks, chunk_size, rng):
     """A small seeded layer and input, identical on every rank."""
-    B, D, F, C = 2, 6, 10, 4
-    T = 3 * n_ranks * C - 1  # the last chunk is partial
+    B, D, F = 2, 6, 10
+    T = 3 * n_ranks * chunk_size - 1  # the last chunk is partial (when C > 1)
     params = init_inplace_ttt_params(D, F, rng=rng)
     params["conv"] = 0.5 * rng.standard_normal(params["conv"].shape)
-    return rng.standard_normal((B, T, D)), params, C
+    return rng.standard_normal((B, T, D)), params
 
 
-def main():
+def main(argv=None):
     """Under mpiexec: each rank computes its shard; rank 0 compares with one process."""
+    args = parse_args(argv)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
-    x, params, C = _demo_problem(size, np.random.default_rng(0))
-    a, b = shard_positions(x.shape[1], C, size)[rank]
-    out, prefix = inplace_ttt_mpi_forward(x[:, a:b], params, comm, chunk_size=C, lr=0.5)
-    norm = np.linalg.norm(prefix)
+    C, lr = args.chunk_size, args.lr
+    x, params = _demo_problem(size, C, np.random.default_rng(args.seed))
+    a, b = shard_positions(x.shape[1], chunk_size=C, n_ranks=size)[rank]
+    out, cache = inplace_ttt_mpi_forward(
+        x[:, a:b], params, comm=comm, chunk_size=C, lr=lr
+    )
+    norm = np.linalg.norm(cache.prefix)
     report = f"rank {rank}: positions {a}..{b - 1}, |P_r| = {norm:.3f}"
     pieces, reports = comm.gather(out, root=0), comm.gather(report, root=0)
     ok = True
     if rank == 0:
-        ref, _ = inplace_ttt_forward(x, params, chunk_size=C, lr=0.5)
+        ref, _ = inplace_ttt_forward(x, params, chunk_size=C, lr=lr)
         err = float(np.max(np.abs(np.concatenate(pieces, axis=1) - ref)))
-        ok = err < 1e-12
+        ok = err < 1e-12 * max(1.0, float(np.max(np.abs(ref))))
         ranks = f"{size} rank{'s' * (size > 1)}"
         print(f"In-Place TTT over MPI: {ranks}, T = {x.shape[1]}, chunk {C}")
         print("\n".join(reports))

@@ -20,8 +20,11 @@ Shape legend: B batch, T positions (T_r on rank r), C chunk size, D model width,
 F hidden width.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .. import validate as V
 from .chunk_conv import valid_rows
 from .inplace_ttt import (
     check_inputs,
@@ -31,12 +34,15 @@ from .inplace_ttt import (
 )
 
 
-def shard_positions(T, chunk_size, n_ranks):
+def shard_positions(T, *, chunk_size, n_ranks):
     """Split positions 0..T-1 into n_ranks contiguous runs of whole chunks.
 
     Returns:
         a list of n_ranks (start, stop) pairs; chunks are spread as evenly as possible.
     """
+    T = V.positive_int("T", T)
+    chunk_size = V.positive_int("chunk_size", chunk_size)
+    n_ranks = V.positive_int("n_ranks", n_ranks)
     n_chunks = -(-T // chunk_size)
     if not 1 <= n_ranks <= n_chunks:
         raise ValueError(f"n_ranks={n_ranks} must lie in [1, {n_chunks} chunks]")
@@ -69,19 +75,19 @@ def exclusive_scan(values):
     return out
 
 
-def inplace_ttt_context_parallel(x, params, *, chunk_size, lr, n_ranks, target=None):
+def inplace_ttt_context_parallel(x, params, target=None, *, chunk_size, lr, n_ranks):
     """In-Place TTT with the sequence split over ``n_ranks`` simulated ranks.
 
     Args:
-        x: (B, T, D); params, chunk_size, lr, target as in ``inplace_ttt_forward``.
-        n_ranks: number of ranks, at most the number of chunks.
+        x: (B, T, D); params, target, chunk_size, lr as in ``inplace_ttt_forward``.
+        n_ranks: number of ranks >= 1, at most the number of chunks.
 
     Returns:
         out (B, T, D), equal to the single-process layer; shards, the (start, stop)
         positions of every rank.
     """
     x, p, target, _, lr = check_inputs(x, params, target, None, chunk_size, lr)
-    shards = shard_positions(x.shape[1], chunk_size, n_ranks)
+    shards = shard_positions(x.shape[1], chunk_size=chunk_size, n_ranks=n_ranks)
     local = [
         local_updates(
             x[:, a:b],
@@ -100,30 +106,34 @@ def inplace_ttt_context_parallel(x, params, *, chunk_size, lr, n_ranks, target=N
     return np.concatenate(outs, axis=1), shards
 
 
-def inplace_ttt_mpi_forward(
-    x_local, params, comm, *, chunk_size, lr, target_local=None
-):
+class MPIForwardCache(NamedTuple):
+    prefix: np.ndarray  # (B, F, D) P_r, the other ranks' updates this rank started from
+
+
+def inplace_ttt_mpi_forward(x_local, params, target=None, *, comm, chunk_size, lr):
     """This rank's outputs, with the other ranks' updates combined by ``Exscan``.
 
     Args:
         x_local: (B, T_r, D) this rank's positions; T_r a multiple of chunk_size on
             every rank but the last.
         params, chunk_size, lr: as in ``inplace_ttt_forward``.
+        target: (B, T_r, D) this rank's target rows, default x_local.
         comm: an mpi4py communicator (e.g. MPI.COMM_WORLD).
-        target_local: (B, T_r, D) this rank's target rows, default x_local.
 
     Returns:
-        out_local (B, T_r, D), the prefix P_r (B, F, D) this rank started from.
+        out_local (B, T_r, D), cache (``cache.prefix`` is P_r (B, F, D)).
     """
+    x, p, target, _, lr = check_inputs(x_local, params, target, None, chunk_size, lr)
+    for method in ("Exscan", "Get_rank"):
+        if not callable(getattr(comm, method, None)):
+            raise TypeError(f"comm must be an mpi4py communicator, got {comm!r}")
     from mpi4py import MPI  # optional dependency: imported only here
 
-    x, p, target, _, lr = check_inputs(
-        x_local, params, target_local, None, chunk_size, lr
-    )
     Z, delta = local_updates(x, p, chunk_size=chunk_size, lr=lr, target=target)
     local_sum = np.ascontiguousarray(delta.sum(axis=1))  # (B, F, D)
     prefix = np.zeros_like(local_sum)
     comm.Exscan(local_sum, prefix, op=MPI.SUM)
     if comm.Get_rank() == 0:
         prefix[...] = 0.0  # MPI leaves rank 0's Exscan result undefined
-    return local_outputs(Z, delta, p["W_down"] + prefix, x.shape[1]), prefix
+    out = local_outputs(Z, delta, p["W_down"] + prefix, x.shape[1])
+    return out, MPIForwardCache(prefix)

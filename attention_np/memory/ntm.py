@@ -11,8 +11,14 @@ A head turns its controller outputs into weights w over the n rows of the memory
 
 Every stage maps weights that sum to 1 to weights that sum to 1. The controller's
 squashing (beta = softplus, g = sigmoid, s = softmax, gamma = 1 + softplus) is left to
-the caller: these functions take the constrained values. s has S = 2R + 1 entries for
-the offsets -R..R (s[R] is "no shift").
+the caller: these functions take the constrained values, and check them: beta >= 0,
+g in [0, 1], s and w_prev non-negative rows that sum to 1, gamma >= 1, e in [0, 1].
+s has S = 2R + 1 entries for the offsets -R..R (s[R] is "no shift").
+
+Argument order: the head's outputs in the order the stages use them, then the state
+(the memory M, then the previous weights): ``ntm_address_forward(k, beta, g, s, gamma,
+M, w_prev)``, ``ntm_read_forward(w, M)``, ``ntm_write_forward(w, e, a, M)``; each
+backward ``(dout, cache)`` returns the gradients in that order.
 
 Shape legend: B batch, n memory rows, W row width, S shift offsets.
 """
@@ -97,10 +103,14 @@ def shift_backward(dw_s, cache):
 
 
 def sharpen_forward(w, gamma):
-    """w^gamma / sum w^gamma, gamma (B,) >= 1."""
-    pw = w ** gamma[:, None]  # (B, n)
-    total = pw.sum(axis=-1, keepdims=True)  # (B, 1)
-    out = pw / total
+    """w^gamma / sum w^gamma, gamma (B,) >= 1, as softmax(gamma log w) over w > 0.
+
+    w^gamma underflows to 0 for a large gamma and 0 / 0 is NaN; the softmax form
+    subtracts the row max first and never does. A row of zeros stays zeros.
+    """
+    support = w > 0  # (B, n) 0^gamma = 0: those rows get weight exactly 0
+    logw = np.log(np.where(support, w, 1.0))  # (B, n)
+    out, _ = softmax_forward(gamma[:, None] * logw, support)
     return out, (w, gamma, out)
 
 
@@ -123,13 +133,14 @@ def ntm_address_forward(k, beta, g, s, gamma, M, w_prev):
 
     Args:
         k: (B, W) key; beta: (B,) key strength >= 0; g: (B,) gate in [0, 1];
-        s: (B, S) shift weights (S odd, rows sum to 1); gamma: (B,) >= 1;
-        M: (B, n, W) memory; w_prev: (B, n) the head's previous weights.
+        s: (B, S) shift weights (S odd <= n, rows >= 0 sum to 1); gamma: (B,) >= 1;
+        M: (B, n, W) memory; w_prev: (B, n) the head's previous weights (rows >= 0
+        sum to 1).
 
     Returns:
         w (B, n), cache (``cache.stages`` holds content, interpolated, shifted, w).
     """
-    _check_address(k, beta, g, s, gamma, M, w_prev)
+    k, beta, g, s, gamma, M, w_prev = _check_address(k, beta, g, s, gamma, M, w_prev)
     w_c, c1 = content_forward(k, beta, M)
     w_g, c2 = interpolate_forward(w_c, w_prev, g)
     w_s, c3 = shift_forward(w_g, s)
@@ -138,66 +149,90 @@ def ntm_address_forward(k, beta, g, s, gamma, M, w_prev):
     return w, AddressCache((c1, c2, c3, c4), stages)
 
 
-def ntm_address_backward(dw, cache):
-    """dk, dbeta, dg, ds, dgamma, dM, dw_prev of ntm_address_forward."""
+def ntm_address_backward(dout, cache):
+    """dk, dbeta, dg, ds, dgamma, dM, dw_prev of ntm_address_forward (dout: (B, n))."""
     c1, c2, c3, c4 = cache.caches
-    V.grad_shape("dw", dw, cache.stages["sharpened"].shape)
-    dw_s, dgamma = sharpen_backward(dw, c4)
+    V.grad_shape("dout", dout, cache.stages["sharpened"].shape)
+    dw_s, dgamma = sharpen_backward(dout, c4)
     dw_g, ds = shift_backward(dw_s, c3)
     dw_c, dw_prev, dg = interpolate_backward(dw_g, c2)
     dk, dbeta, dM = content_backward(dw_c, c1)
     return dk, dbeta, dg, ds, dgamma, dM, dw_prev
 
 
+def _distribution(name, x, tol):
+    """Rows of x must be non-negative and sum to 1 (up to ``tol``)."""
+    V.values_in_range(name, x, lo=0.0, hi=1.0 + tol)
+    sums = x.sum(axis=-1)
+    if x.shape[-1] and np.any(np.abs(sums - 1.0) > tol):
+        raise ValueError(f"the rows of {name}{x.shape} must sum to 1, got {sums}")
+
+
 def _check_address(k, beta, g, s, gamma, M, w_prev):
     M = V.float_array("M", M, ndim=3)
     B, n, W = M.shape
+    if n == 0 or W == 0:
+        raise ValueError(f"M{M.shape} needs n >= 1 rows of width W >= 1")
     want = {"k": (B, W), "beta": (B,), "g": (B,), "gamma": (B,), "w_prev": (B, n)}
-    for name, a in zip(want, (k, beta, g, gamma, w_prev), strict=True):
-        if V.float_array(name, a).shape != want[name]:
-            raise ValueError(f"{name}{np.shape(a)} must have shape {want[name]}")
+    arrays = dict(zip(want, (k, beta, g, gamma, w_prev), strict=True))
+    arrays = {name: V.float_array(name, a) for name, a in arrays.items()}
+    for name, a in arrays.items():
+        if a.shape != want[name]:
+            raise ValueError(f"{name}{a.shape} must have shape {want[name]}")
     s = V.float_array("s", s, ndim=2)
     if s.shape[0] != B or s.shape[1] % 2 == 0 or s.shape[1] > n:
         raise ValueError(f"s{s.shape} must be (B, S) = ({B}, odd S <= n = {n})")
-    if np.any(np.asarray(gamma) < 1) or np.any(np.asarray(beta) < 0):
-        raise ValueError("gamma must be >= 1 and beta >= 0")
+    V.same_dtype(M=M, s=s, **arrays)
+    tol = max(1e-4, float(np.sqrt(np.finfo(M.dtype).eps)))  # rounding, FD steps
+    V.values_in_range("beta", arrays["beta"], lo=0.0)
+    V.values_in_range("g", arrays["g"], lo=0.0, hi=1.0)
+    V.values_in_range("gamma", arrays["gamma"], lo=1.0)
+    _distribution("s", s, tol)
+    _distribution("w_prev", arrays["w_prev"], tol)
+    a = arrays
+    return a["k"], a["beta"], a["g"], s, a["gamma"], M, a["w_prev"]
 
 
 def _check_rw(w, M, **vectors):
     M = V.float_array("M", M, ndim=3)
-    if V.float_array("w", w, ndim=2).shape != M.shape[:2]:
-        raise ValueError(
-            f"w{np.shape(w)} must be (B, n) = {M.shape[:2]} for M{M.shape}"
-        )
-    for name, x in vectors.items():
-        if V.float_array(name, x).shape != (M.shape[0], M.shape[2]):
-            raise ValueError(f"{name}{np.shape(x)} must be (B, W) for M{M.shape}")
+    w = V.float_array("w", w, ndim=2)
+    if w.shape != M.shape[:2]:
+        raise ValueError(f"w{w.shape} must be (B, n) = {M.shape[:2]} for M{M.shape}")
+    arrays = {name: V.float_array(name, x) for name, x in vectors.items()}
+    for name, x in arrays.items():
+        if x.shape != (M.shape[0], M.shape[2]):
+            raise ValueError(f"{name}{x.shape} must be (B, W) for M{M.shape}")
+    V.same_dtype(w=w, M=M, **arrays)
+    if "e" in arrays:
+        V.values_in_range("e", arrays["e"], lo=0.0, hi=1.0)
+    return w, M, *arrays.values()
 
 
 def ntm_read_forward(w, M):
     """r = sum_i w(i) M_i. w (B, n), M (B, n, W) -> (B, W)."""
-    _check_rw(w, M)
+    w, M = _check_rw(w, M)
     return np.einsum("bn,bnw->bw", w, M), (w, M)
 
 
-def ntm_read_backward(dr, cache):
-    """dw (B, n), dM (B, n, W) of ntm_read_forward."""
+def ntm_read_backward(dout, cache):
+    """dw (B, n), dM (B, n, W) of ntm_read_forward; dout (B, W) is dr."""
     w, M = cache
-    V.grad_shape("dr", dr, (M.shape[0], M.shape[2]))
-    return np.einsum("bw,bnw->bn", dr, M), w[..., None] * dr[:, None, :]
+    V.grad_shape("dout", dout, (M.shape[0], M.shape[2]))
+    return np.einsum("bw,bnw->bn", dout, M), w[..., None] * dout[:, None, :]
 
 
 def ntm_write_forward(w, e, a, M):
     """M' = M o (1 - w e^T) + w a^T. w (B, n); e (B, W) in [0, 1]; a (B, W)."""
-    _check_rw(w, M, e=e, a=a)
+    w, M, e, a = _check_rw(w, M, e=e, a=a)
     keep = 1.0 - w[..., None] * e[:, None, :]  # (B, n, W) what survives the erase
     return M * keep + w[..., None] * a[:, None, :], (w, e, a, M, keep)
 
 
-def ntm_write_backward(dM_new, cache):
-    """dw, de, da, dM of ntm_write_forward."""
+def ntm_write_backward(dout, cache):
+    """dw, de, da, dM of ntm_write_forward; dout (B, n, W) is dM_new."""
     w, e, a, M, keep = cache
-    V.grad_shape("dM_new", dM_new, M.shape)
+    V.grad_shape("dout", dout, M.shape)
+    dM_new = dout
     dkeep = dM_new * M  # (B, n, W)
     dw = -np.einsum("bnw,bw->bn", dkeep, e) + np.einsum("bnw,bw->bn", dM_new, a)
     de = -np.einsum("bnw,bn->bw", dkeep, w)

@@ -19,7 +19,14 @@ def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):
         keys (batch, n_pairs) ids in [0, n_keys), values (batch, n_pairs) ids in
         [0, n_values), query (batch,) the position of the queried pair.
     """
-    n_pairs = V.positive_int("n_pairs", n_pairs)
+    n_pairs, n_keys = (
+        V.positive_int("n_pairs", n_pairs),
+        V.positive_int("n_keys", n_keys),
+    )
+    n_values, batch = (
+        V.positive_int("n_values", n_values),
+        V.positive_int("batch", batch),
+    )
     if n_pairs > n_keys:
         raise ValueError(f"n_pairs={n_pairs} distinct keys need n_keys >= n_pairs")
     V.rng_arg(rng)
@@ -29,21 +36,28 @@ def associative_recall(n_pairs, *, n_keys, n_values, batch, rng):
 
 
 def shifting_regression(n, width, *, rng, shift_at=None, batch=1):
-    """TTT views x_k, x_v, x_q (batch, n, F) whose target map changes at ``shift_at``.
+    """TTT views x_q, x_k, x_v (batch, n, F) whose target map changes at ``shift_at``.
+
+    Returned in ``ttt_linear_forward``'s order (queries first), then the two maps.
 
     The reconstruction target is x_v - x_k = LN(x_k M), with M = M_1 before the shift
     and M_2 from it on (LN without gain or shift): a TTT-Linear layer can fit either
     phase exactly, but not both at once.
     """
+    n, width = V.positive_int("n", n), V.positive_int("width", width)
+    batch = V.positive_int("batch", batch)
     V.rng_arg(rng)
     shift_at = n // 2 if shift_at is None else shift_at
+    shift_at = V.positive_int("shift_at", shift_at, allow_zero=True)
+    if shift_at > n:
+        raise ValueError(f"shift_at must lie in [0, n={n}], got {shift_at}")
     x_k = rng.standard_normal((batch, n, width))
     maps = rng.standard_normal((2, width, width)) / np.sqrt(width)
     before = (np.arange(n) < shift_at)[None, :, None]  # (1, n, 1)
     z = np.where(before, x_k @ maps[0], x_k @ maps[1])  # (batch, n, F)
     z = z - z.mean(axis=-1, keepdims=True)
     target = z / np.sqrt((z * z).mean(axis=-1, keepdims=True) + 1e-6)
-    return x_k, x_k + target, x_k.copy(), maps
+    return x_k.copy(), x_k, x_k + target, maps
 
 
 def permutation_tokens(length, vocab, *, batch, rng, p_jump=0.1):
@@ -52,6 +66,9 @@ def permutation_tokens(length, vocab, *, batch, rng, p_jump=0.1):
     Every sequence has its own random permutation, so its transitions can only be
     learned from the sequence itself (in context), never from training.
     """
+    length, vocab = V.positive_int("length", length), V.positive_int("vocab", vocab)
+    batch = V.positive_int("batch", batch)
+    p_jump = V.real("p_jump", p_jump, lo=0.0, hi=1.0)
     V.rng_arg(rng)
     perms = np.stack([rng.permutation(vocab) for _ in range(batch)])  # (batch, V)
     ids = np.empty((batch, length), dtype=np.int64)
@@ -105,30 +122,32 @@ def toy_stories(n_stories, *, rng, min_sentences=3, max_sentences=8):
         support (S, 2) slots of the supporting facts (-1 = none), texts (a list of
         (sentences, question, answer) strings) and vocab (a tuple of words).
     """
+    n_stories = V.positive_int("n_stories", n_stories)
+    lo = V.positive_int("min_sentences", min_sentences)
+    hi = V.positive_int("max_sentences", max_sentences)
+    if lo > hi:
+        raise ValueError(f"min_sentences={lo} must be <= max_sentences={hi}")
     V.rng_arg(rng)
-    index = {w: i for i, w in enumerate(VOCAB)}
-    story = np.zeros((n_stories, max_sentences, 5), dtype=np.int64)
-    question = np.zeros((n_stories, 5), dtype=np.int64)
-    answer, support, texts = (
-        np.zeros(n_stories, np.int64),
-        np.full((n_stories, 2), -1),
-        [],
-    )
-    for s in range(n_stories):
-        n = int(rng.integers(min_sentences, max_sentences + 1))
-        sents, q, a, sup = _story(rng, n)
-        off = max_sentences - len(sents)
-        for i, words in enumerate(sents):
-            story[s, off + i] = [index[w] for w in words]
-        question[s, : len(q)] = [index[w] for w in q]
-        answer[s] = index[a]
-        support[s] = [off + i if i >= 0 else -1 for i in sup]
-        texts.append(([" ".join(w) for w in sents], " ".join(q), a))
-    return {
-        "story": story,
-        "question": question,
-        "answer": answer,
-        "support": support,
-        "texts": texts,
+    out = {
+        "story": np.zeros((n_stories, hi, 5), dtype=np.int64),
+        "question": np.zeros((n_stories, 5), dtype=np.int64),
+        "answer": np.zeros(n_stories, np.int64),
+        "support": np.full((n_stories, 2), -1),
+        "texts": [],
         "vocab": VOCAB,
     }
+    for s in range(n_stories):
+        _encode(out, s, *_story(rng, int(rng.integers(lo, hi + 1))))
+    return out
+
+
+def _encode(out, s, sents, q, a, sup):
+    """Write story s (right-aligned in its slots) into the arrays of ``out``."""
+    index = {w: i for i, w in enumerate(VOCAB)}
+    off = out["story"].shape[1] - len(sents)
+    for i, words in enumerate(sents):
+        out["story"][s, off + i] = [index[w] for w in words]
+    out["question"][s, : len(q)] = [index[w] for w in q]
+    out["answer"][s] = index[a]
+    out["support"][s] = [off + i if i >= 0 else -1 for i in sup]
+    out["texts"].append(([" ".join(w) for w in sents], " ".join(q), a))

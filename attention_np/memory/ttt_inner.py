@@ -18,20 +18,27 @@ gradient steps, so it needs the derivative of a derivative.
 Shape legend: (...) leading dimensions (batch, positions), F inner width.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import validate as V
 
 
-def _check(Z, target, gamma, beta):
+def _check(Z, target, gamma, beta, eps):
     Z = V.float_array("Z", Z, min_ndim=1)
     target = V.float_array("target", target, min_ndim=1)
     if target.shape != Z.shape:
         raise ValueError(f"target{target.shape} must have the shape of Z{Z.shape}")
+    if Z.shape[-1] == 0:
+        raise ValueError(f"Z{Z.shape} needs a width F >= 1 (last axis)")
+    gamma, beta = V.float_array("gamma", gamma), V.float_array("beta", beta)
     for name, p in (("gamma", gamma), ("beta", beta)):
-        if np.shape(p) != Z.shape[-1:]:
-            raise ValueError(f"{name}{np.shape(p)} must have shape ({Z.shape[-1]},)")
-    return Z, target
+        if p.shape != Z.shape[-1:]:
+            raise ValueError(f"{name}{p.shape} must have shape ({Z.shape[-1]},)")
+    V.same_dtype(Z=Z, target=target, gamma=gamma, beta=beta)
+    V.real("eps", eps, lo=0.0, lo_open=True)
+    return Z, target, gamma, beta
 
 
 def _normalise(Z, eps):
@@ -43,9 +50,20 @@ def _normalise(Z, eps):
 
 def ln_l2_loss(Z, target, gamma, beta, *, eps=1e-6):
     """Per-row loss 1/2 ||gamma * xhat + beta - target||^2: (..., F) -> (...)."""
-    Z, target = _check(Z, target, gamma, beta)
+    Z, target, gamma, beta = _check(Z, target, gamma, beta, eps)
     xhat, _ = _normalise(Z, eps)
     return 0.5 * np.sum((gamma * xhat + beta - target) ** 2, axis=-1)  # (...)
+
+
+class LnL2GradCache(NamedTuple):
+    xhat: np.ndarray  # (..., F) normalised Z
+    rho: np.ndarray  # (..., 1) 1 / sqrt(var + eps)
+    r: np.ndarray  # (..., F) residual LN(Z) - target
+    g: np.ndarray  # (..., F) gamma * r
+    m: np.ndarray  # (..., 1) mean(g * xhat)
+    G: np.ndarray  # (..., F) the output
+    gamma: np.ndarray  # (F,)
+    loss: np.ndarray  # (...) the per-row loss 1/2 ||LN(Z) - target||^2
 
 
 def ln_l2_grad_forward(Z, target, gamma, beta, *, eps=1e-6):
@@ -55,18 +73,20 @@ def ln_l2_grad_forward(Z, target, gamma, beta, *, eps=1e-6):
         Z: (..., F) pre-activations x_K W + b.
         target: (..., F) reconstruction targets x_V - x_K.
         gamma, beta: (F,) layer-norm gain and shift.
+        eps: layer norm's epsilon > 0.
 
     Returns:
-        G (..., F), cache for ``ln_l2_grad_backward`` (cache[-1] is the per-row loss).
+        G (..., F), cache for ``ln_l2_grad_backward`` (``cache.loss`` is the per-row
+        loss).
     """
-    Z, target = _check(Z, target, gamma, beta)
+    Z, target, gamma, beta = _check(Z, target, gamma, beta, eps)
     xhat, rho = _normalise(Z, eps)
     r = gamma * xhat + beta - target  # (..., F) residual of the reconstruction
     g = gamma * r  # (..., F) dl/dxhat
     m = np.mean(g * xhat, axis=-1, keepdims=True)  # (..., 1)
     G = rho * (g - g.mean(axis=-1, keepdims=True) - xhat * m)  # layer norm's backward
     loss = 0.5 * np.sum(r * r, axis=-1)  # (...)
-    return G, (xhat, rho, r, g, m, G, gamma, loss)
+    return G, LnL2GradCache(xhat, rho, r, g, m, G, gamma, loss)
 
 
 def _ln_input_backward(dxhat, xhat, rho):
@@ -76,18 +96,19 @@ def _ln_input_backward(dxhat, xhat, rho):
     return rho * (dxhat - mean_d - xhat * mean_dx)
 
 
-def ln_l2_grad_backward(dG, cache):
+def ln_l2_grad_backward(dout, cache):
     """Vector-Jacobian product of G = ln_l2_grad_forward(Z, target, gamma, beta).
 
     Args:
-        dG: (..., F) upstream gradient of G.
+        dout: (..., F) upstream gradient of G.
         cache: from ``ln_l2_grad_forward``.
 
     Returns:
         dZ (..., F), dtarget (..., F), dgamma (F,), dbeta (F,).
     """
     xhat, rho, r, g, m, G, gamma, _ = cache
-    V.grad_shape("dG", dG, G.shape)
+    V.grad_shape("dout", dout, G.shape)
+    dG = dout
     F = xhat.shape[-1]
     # forward: G = rho * P(g), P(g) = g - mean(g) - xhat mean(g xhat); P is symmetric
     dg = _ln_input_backward(dG, xhat, rho)

@@ -16,8 +16,13 @@ and the next mini-batch starts from (W_m, b_m). m = 1 is online gradient descent
 primal form: build every W_i (m F^2 memory). dual form: never build them,
     Zbar = X_Q W_0 + b_0 - (E o tril(X_Q X_K^T) + tril(E)) G,
     W_m  = W_0 - (e o X_K)^T G,   b_m = b_0 - e^T G      (e = last row of E).
-The backward is the outer loop: gradients of the outputs w.r.t. W_0, b_0, gamma, beta,
-the three views and eta, through the inner gradient steps (``ln_l2_grad_backward``).
+The backward is the outer loop: gradients of the outputs w.r.t. the three views, eta,
+W_0, b_0, gamma and beta, through the inner gradient steps (``ln_l2_grad_backward``).
+
+Call: ``z, cache = ttt_linear_forward(x_q, x_k, x_v, eta, params, *, mini_batch, form,
+position_scale, eps)`` (queries first, as in attention; eta is a differentiable array
+of rates, a number broadcasts) and ``dx_q, dx_k, dx_v, deta, grads =
+ttt_linear_backward(dout, cache)``.
 
 Shape legend: B batch, N positions, m mini-batch size, F inner width (one head).
 """
@@ -27,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import validate as V
+from ..attention import unbroadcast
 from ..layers import layernorm_backward, layernorm_forward
 from .ttt_inner import ln_l2_grad_backward, ln_l2_grad_forward
 
@@ -35,6 +41,8 @@ def init_ttt_linear_params(width, *, rng, std=0.02, dtype=np.float64):
     """W ~ N(0, std^2) (F, F), b = beta = 0, gamma = 1 (ttt-lm-pytorch's init)."""
     F = V.positive_int("width", width)
     V.rng_arg(rng)
+    std = V.real("std", std, lo=0.0)
+    dtype = V.dtype_arg(dtype)
     return {
         "W": (std * rng.standard_normal((F, F))).astype(dtype),
         "b": np.zeros(F, dtype=dtype),
@@ -43,23 +51,40 @@ def init_ttt_linear_params(width, *, rng, std=0.02, dtype=np.float64):
     }
 
 
-def _check(x_k, x_v, x_q, eta, params, mini_batch):
+def check_params(params, F, dtype):
+    """W (F, F), b, gamma, beta (F,) in the inputs' dtype."""
+    shapes = {"W": (F, F), "b": (F,), "gamma": (F,), "beta": (F,)}
+    return V.check_params(params, shapes, dtype=dtype)
+
+
+def check_eta(eta, shape, dtype):
+    """eta: a number or a float array >= 0 that broadcasts to ``shape``."""
+    if isinstance(eta, (bool, np.bool_)):
+        raise TypeError(f"eta must be a number or a float array, got {eta!r}")
+    if isinstance(eta, (int, float, np.integer, np.floating)):
+        eta = np.asarray(eta, dtype=dtype)  # a Python number takes the inputs' dtype
+    eta = V.float_array("eta", eta)
+    V.same_dtype(x_q=np.empty(0, dtype), eta=eta)
+    V.values_in_range("eta", eta, lo=0.0)
+    try:
+        return np.broadcast_to(eta, shape)
+    except ValueError:
+        raise ValueError(f"eta{eta.shape} must broadcast to {shape}") from None
+
+
+def _check(x_q, x_k, x_v, eta, params, mini_batch, eps):
+    x_q = V.float_array("x_q", x_q, ndim=3)
     x_k = V.float_array("x_k", x_k, ndim=3)
     x_v = V.float_array("x_v", x_v, ndim=3)
-    x_q = V.float_array("x_q", x_q, ndim=3)
-    V.same_shape(x_k=x_k, x_v=x_v, x_q=x_q)
-    F = x_k.shape[-1]
-    params = V.check_params(
-        params, {"W": (F, F), "b": (F,), "gamma": (F,), "beta": (F,)}
-    )
-    eta = V.float_array("eta", eta)
-    try:
-        eta = np.broadcast_to(eta, x_k.shape[:2])  # (B, N) one rate per token
-    except ValueError:
-        msg = f"eta{eta.shape} must broadcast to (B, N) = {x_k.shape[:2]}"
-        raise ValueError(msg) from None
+    V.same_shape(x_q=x_q, x_k=x_k, x_v=x_v)
+    V.same_dtype(x_q=x_q, x_k=x_k, x_v=x_v)
+    if 0 in x_q.shape:
+        raise ValueError(f"x_q{x_q.shape} needs B, N, F >= 1")
+    eta_full = check_eta(eta, x_q.shape[:2], x_q.dtype)  # (B, N) one rate per token
+    params = check_params(params, x_q.shape[-1], x_q.dtype)
     V.positive_int("mini_batch", mini_batch)
-    return x_k, x_v, x_q, eta, params
+    V.real("eps", eps, lo=0.0, lo_open=True)
+    return x_q, x_k, x_v, eta_full, np.shape(eta), params
 
 
 def _scales(m, position_scale, dtype):
@@ -97,23 +122,24 @@ def _primal(xk, xv, xq, eta, W, b, p, s, eps):
 
 
 class TTTLinearCache(NamedTuple):
+    x_q: np.ndarray  # (B, N, F)
     x_k: np.ndarray  # (B, N, F)
     x_v: np.ndarray  # (B, N, F)
-    x_q: np.ndarray  # (B, N, F)
-    eta: np.ndarray  # (B, N)
+    eta: np.ndarray  # (B, N) broadcast
+    eta_shape: tuple  # the shape eta was given in
     params: dict
     starts: list  # (W, b) at the start of every mini-batch
     losses: np.ndarray  # (B, N) inner loss of each token at its start-of-batch W
-    final: tuple  # (W, b) after the last token, (B, F, F) and (B, F)
+    final_state: tuple  # (W, b) after the last token, (B, F, F) and (B, F)
     mini_batch: int
     position_scale: bool
     eps: float
 
 
 def ttt_linear_forward(
+    x_q,
     x_k,
     x_v,
-    x_q,
     eta,
     params,
     *,
@@ -125,17 +151,22 @@ def ttt_linear_forward(
     """Run TTT-Linear over a sequence (module docstring for the equations).
 
     Args:
-        x_k, x_v, x_q: (B, N, F) the key, value (target) and query views.
-        eta: (B, N) inner learning rate per token, or anything broadcastable (a float).
+        x_q, x_k, x_v: (B, N, F) the query, key and value (target) views.
+        eta: (B, N) inner learning rate per token >= 0 (differentiated), or anything
+            that broadcasts to (B, N), e.g. a number.
         params: W (F, F), b, gamma, beta (F,) -- W_0, b_0 and the inner layer norm.
-        mini_batch: m; the last mini-batch may be shorter.
+        mini_batch: m >= 1; the last mini-batch may be shorter.
         form: "dual" or "primal" (same numbers).
         position_scale: scale the rates by 1/i inside a mini-batch (ttt-lm-pytorch).
+        eps: the inner layer norm's epsilon > 0.
 
     Returns:
-        z (B, N, F), cache (``cache.losses`` (B, N), ``cache.final`` the last W, b).
+        z (B, N, F), cache (``cache.losses`` (B, N), ``cache.final_state`` the last
+        (W, b)).
     """
-    x_k, x_v, x_q, eta, p = _check(x_k, x_v, x_q, eta, params, mini_batch)
+    x_q, x_k, x_v, eta, eta_shape, p = _check(
+        x_q, x_k, x_v, eta, params, mini_batch, eps
+    )
     position_scale = V.bool_arg("position_scale", position_scale)
     run = {"dual": _dual, "primal": _primal}[V.choice("form", form, ("dual", "primal"))]
     B, N, F = x_k.shape
@@ -150,12 +181,13 @@ def ttt_linear_forward(
         z[:, sl] = (
             x_q[:, sl] + layernorm_forward(Zbar, p["gamma"], p["beta"], eps=eps)[0]
         )
-        losses[:, sl] = extra[-1][-1]  # the inner loss, from the gradient's cache
+        losses[:, sl] = extra[-1].loss  # the inner loss, from the gradient's cache
         starts.append((W, b))
         W, b = W_next, b_next
     return z, TTTLinearCache(
-        x_k, x_v, x_q, eta, p, starts, losses, (W, b), mini_batch, position_scale, eps
-    )
+        x_q, x_k, x_v, eta, eta_shape, p, starts, losses, (W, b), mini_batch,
+        position_scale, eps,
+    )  # fmt: skip
 
 
 def _dual_backward(dZbar, dW_next, db_next, saved):
@@ -180,22 +212,23 @@ def _dual_backward(dZbar, dW_next, db_next, saved):
     return dxq, dxk, dW, db, dG, deta
 
 
-def ttt_linear_backward(dz, cache):
+def ttt_linear_backward(dout, cache):
     """Outer-loop gradients of ttt_linear_forward (either form).
 
     Args:
-        dz: (B, N, F) upstream gradient of the outputs.
+        dout: (B, N, F) upstream gradient of the outputs z.
         cache: from ``ttt_linear_forward``.
 
     Returns:
-        dx_k, dx_v, dx_q (B, N, F), deta (B, N), grads {W, b, gamma, beta}.
+        dx_q, dx_k, dx_v (B, N, F), deta (eta's shape), grads {W, b, gamma, beta}.
     """
-    x_k, x_v, x_q, eta, p, starts, _, _, m, position_scale, eps = cache
-    V.grad_shape("dz", dz, x_q.shape)
+    x_q, x_k, x_v, eta, eta_shape, p, starts, _, _, m, position_scale, eps = cache
+    V.grad_shape("dout", dout, x_q.shape)
+    dz = dout
     dx_k, dx_v, dx_q = np.zeros_like(x_k), np.zeros_like(x_v), dz.copy()
     deta = np.zeros_like(eta, dtype=x_k.dtype)
     dgamma, dbeta = np.zeros_like(p["gamma"]), np.zeros_like(p["beta"])
-    dW, db = np.zeros(starts[0][0].shape), np.zeros(starts[0][1].shape)
+    dW, db = np.zeros_like(starts[0][0]), np.zeros_like(starts[0][1])
     for i in reversed(range(len(starts))):
         sl = slice(i * m, (i + 1) * m)
         xk, xv, xq = x_k[:, sl], x_v[:, sl], x_q[:, sl]
@@ -212,4 +245,4 @@ def ttt_linear_backward(dz, cache):
         db = db + dZ0.sum(axis=1)
         dgamma, dbeta = dgamma + dg1 + dg2, dbeta + db1 + db2
     grads = {"W": dW.sum(axis=0), "b": db.sum(axis=0), "gamma": dgamma, "beta": dbeta}
-    return dx_k, dx_v, dx_q, deta, grads
+    return dx_q, dx_k, dx_v, np.asarray(unbroadcast(deta, eta_shape)), grads
