@@ -158,12 +158,12 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
     return tuple(unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True))
 
 
-def check_blocks(block_q, block_k, workers=1):
-    """Validated tile sizes and thread count (positive ints)."""
+def check_blocks(block_q, block_k, workers=None):
+    """Validated tile sizes (positive ints) and thread count (None: the default)."""
     return (
         V.positive_int("block_q", block_q),
         V.positive_int("block_k", block_k),
-        V.positive_int("workers", workers),
+        V.workers_arg(workers),
     )
 
 
@@ -173,12 +173,12 @@ def flash_attention_forward(
     v,
     mask=None,
     *,
-    causal=False,
+    causal,
     align="top_left",
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
     scale=None,
-    workers=1,
+    workers=None,
 ):
     """out = softmax(scale * q k^T, masked) @ v, computed tile by tile.
 
@@ -187,12 +187,14 @@ def flash_attention_forward(
         k: (..., M, d) keys.
         v: (..., M, d_v) values.
         mask: boolean, broadcastable to (..., N, M); True = may attend.
-        causal: also apply the causal rule (combined with ``mask`` by AND).
+        causal: True or False (required): also apply the causal rule, ANDed with
+            ``mask``.
         align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N).
         block_q, block_k: tile size (any positive ints; they need not divide N, M).
         scale: score scale, default 1/sqrt(d).
-        workers: threads over the (batch, head) slices (BLAS then uses one thread
-            each); the result does not depend on it. The backward uses the same.
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()`` (BLAS then uses one thread each); the
+            result is bit-identical whatever it is. The backward uses the same.
 
     Returns:
         out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.
