@@ -130,7 +130,8 @@ def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
             if allow is not None:
                 np.copyto(e, -np.inf, where=~allow)
             if shift[rows].any():
-                e -= shift[rows]
+                with np.errstate(over="ignore"):  # float16: may round to -inf (P = 0)
+                    e -= shift[rows]
             np.exp(e, out=e)  # e = P / w
             dv[cols] += e.T @ dout_w[rows]  # forward: out = P v -> dv = P^T dout
             ds = tile_view(buffers[1], rows, cols)  # w * dP, dP = dout v^T

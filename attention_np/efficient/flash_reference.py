@@ -78,7 +78,8 @@ def flash_attention_reference(
         acc = np.zeros(lead + (n, d_v), q.dtype)  # (..., rows, d_v) sum exp(S - m) v
         for j0 in range(0, M, block_k):  # inner loop: stream over tiles of keys
             cols = slice(j0, min(j0 + block_k, M))
-            s = scale * (q[..., rows, :] @ np.swapaxes(k[..., cols, :], -1, -2))
+            qs = q[..., rows, :] * scale  # scale q first: q k^T may overflow float16
+            s = qs @ np.swapaxes(k[..., cols, :], -1, -2)  # (..., rows, cols) one tile
             s = np.where(_tile_allow(mask, off, rows, cols), s, -np.inf)  # masked: 0
             m_new = np.maximum(m, s.max(axis=-1))  # (..., rows) max over keys so far
             base = np.where(np.isneginf(m_new), 0.0, m_new)  # never -inf - (-inf)

@@ -110,9 +110,9 @@ def _stabiliser_backward(du, u, stabilize):
         return du
     axes = _max_axes(stabilize)
     dc = -np.sum(du, axis=axes, keepdims=True)  # phi depends on c through -c
-    flat = u.reshape(u.shape[: u.ndim - len(axes)] + (-1,))  # (..., group)
-    if flat.shape[-1] == 0:  # no positions: no max was taken
+    if u.size == 0:  # no entries: no max was taken
         return du
+    flat = u.reshape(u.shape[: u.ndim - len(axes)] + (-1,))  # (..., group)
     top = np.argmax(flat, axis=-1)[..., None]  # where the max was taken
     grad_flat = du.reshape(flat.shape).copy()
     np.put_along_axis(
