@@ -1,5 +1,6 @@
 """Tiled attention with an online softmax == core attention, no (N, M) arrays."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -243,6 +244,18 @@ def test_bad_options_are_named(rng, kwargs, error, match):
     q, k, v = qkv(rng)
     with pytest.raises(error, match=match):
         flash_attention_forward(q, k, v, causal=True, **kwargs)
+
+
+def test_peak_bytes_measures_above_what_a_tracing_caller_already_holds():
+    tracemalloc.start()
+    try:
+        held = np.ones(1 << 20)  # 8 MiB allocated before the measurement
+        peak = peak_bytes(lambda: np.ones(1 << 17))  # 1 MiB inside it
+        assert tracemalloc.is_tracing()  # the caller's tracing stays on
+    finally:
+        tracemalloc.stop()
+    assert held.nbytes > peak >= (1 << 17) * 8
+    assert not tracemalloc.is_tracing()
 
 
 def test_backward_names_a_wrong_dout(rng):

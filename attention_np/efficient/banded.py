@@ -7,11 +7,14 @@ t - 1, t, t + 1 (fewer when right or left is 0). Stack those neighbours into a
 window of nw * b keys per block and run ordinary attention per block with a
 relative mask: scores (..., nb, b, nw b) instead of (..., N, N).
 
-    exact: the result equals dense attention with ``sliding_window_mask``.
+    exact: the result equals dense attention with ``sliding_window_mask`` (ANDed
+    with ``mask``); a window reaching past every key is full (causal) attention.
     memory: O(N nw b) = O(N w) scores plus O(N nw d) gathered keys and values.
 
-The backward is the core attention backward on the blocks, then a scatter-add of
-each window's key/value gradients back to the positions they came from.
+``causal`` is required; ``align`` is accepted and ignored (N == M: both rules
+agree). A reach beyond N - 1 is clipped, so a huge window costs no more than one
+covering the sequence. The backward is the core attention backward on the blocks,
+then a scatter-add of each window's key/value gradients back to their positions.
 
 Shape legend: q, k (..., N, d), v (..., N, d_v); blocks (..., nb, b, .),
 windows (..., nb, nw b, .), nb = ceil(N / b), nw = number of neighbour blocks.

@@ -10,10 +10,12 @@ Backward recomputes each tile's weights from the stored log-sum-exp instead of
 storing them: P = exp(S - lse), D = rowsum(dout * out), dS = P * (dout v^T - D).
 Memory: the inputs and outputs plus O(block_q * block_k) per tile, never (N, M).
 
-Causal alignment: ``causal=True`` allows key j for query i when j <= i + offset with
-offset 0 ("top_left", the default of ``masks.causal_mask`` and PyTorch
-``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that lie wholly
-in the future are skipped, as are tiles where ``mask`` is all False.
+Causal alignment: ``causal`` (required, True or False) allows key j for query i
+when j <= i + offset with offset 0 ("top_left", the default of ``masks.causal_mask``
+and PyTorch ``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that
+lie wholly in the future are skipped, as are tiles where ``mask`` is all False.
+``workers`` threads (None: ``validate.default_workers()``) share the (batch, head)
+slices; the result is bit-identical whatever their number.
 
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
 lse (..., N); leading dimensions ("...", e.g. (B, H)) broadcast like ``@``.
@@ -111,6 +113,17 @@ def tiled_forward(q, k, v, mask, plan):
     return out, lse
 
 
+def _recompute_weights(e, qs, k_cols, allow, shift):
+    """Fill the tile buffer e (rows, cols) with P / w = exp(S - shift), S recomputed."""
+    np.matmul(qs, k_cols.T, out=e)  # S = scale q k^T of this tile
+    if allow is not None:
+        np.copyto(e, -np.inf, where=~allow)
+    if shift.any():
+        with np.errstate(over="ignore"):  # float16: may round to -inf (P = 0)
+            e -= shift
+    np.exp(e, out=e)
+
+
 def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
     """One head, keys outer and queries inner; adds into grads = (dq, dk, dv)."""
     dq, dk, dv = grads
@@ -125,14 +138,8 @@ def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
             allow = tile_mask(mask, plan.offset, rows, cols)
             if allow is False:
                 continue
-            e = tile_view(buffers[0], rows, cols)  # (rows, cols) scores, recomputed
-            np.matmul(qs[rows], k[cols].T, out=e)
-            if allow is not None:
-                np.copyto(e, -np.inf, where=~allow)
-            if shift[rows].any():
-                with np.errstate(over="ignore"):  # float16: may round to -inf (P = 0)
-                    e -= shift[rows]
-            np.exp(e, out=e)  # e = P / w
+            e = tile_view(buffers[0], rows, cols)  # (rows, cols)
+            _recompute_weights(e, qs[rows], k[cols], allow, shift[rows])  # P / w
             dv[cols] += e.T @ dout_w[rows]  # forward: out = P v -> dv = P^T dout
             ds = tile_view(buffers[1], rows, cols)  # w * dP, dP = dout v^T
             np.matmul(dout_w[rows], v[cols].T, out=ds)

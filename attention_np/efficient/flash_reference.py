@@ -40,11 +40,12 @@ def _tile_allow(mask, offset, rows, cols):
 
 
 def _checked(q, k, v, mask, causal, align, scale, block_q, block_k):
-    """Validated inputs, the causal offset (None: no rule), scale and tile sizes."""
+    """Validated inputs, causal offset (None: no rule), scale, tiles, leading shape."""
     q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
     tiles = V.positive_int("block_q", block_q), V.positive_int("block_k", block_k)
-    return q, k, v, offset, scale, *tiles
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # (B, H)
+    return q, k, v, offset, scale, *tiles, lead
 
 
 def flash_attention_reference(
@@ -64,21 +65,19 @@ def flash_attention_reference(
         out (..., N, d_v) and a ReferenceCache with ``lse`` (..., N); a row with no
         allowed key gets 0 and -inf.
     """
-    q, k, v, off, scale, block_q, block_k = _checked(
+    q, k, v, off, scale, block_q, block_k, lead = _checked(
         q, k, v, mask, causal, align, scale, block_q, block_k
     )
-    (N, M, d_v), lead = (q.shape[-2], k.shape[-2], v.shape[-1]), v.shape[:-2]
-    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], lead)
+    N, M, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
     out, lse = np.zeros(lead + (N, d_v), q.dtype), np.zeros(lead + (N,), q.dtype)
     for i0 in range(0, N, block_q):  # outer loop: one tile of queries at a time
         rows = slice(i0, min(i0 + block_q, N))
-        n = rows.stop - rows.start
-        m = np.full(lead + (n,), -np.inf, q.dtype)  # (..., rows) running max
-        l = np.zeros(lead + (n,), q.dtype)  # (..., rows) running sum of exp(S - m)
-        acc = np.zeros(lead + (n, d_v), q.dtype)  # (..., rows, d_v) sum exp(S - m) v
+        qs = q[..., rows, :] * scale  # (..., rows, d) scale q, not every score tile
+        m = np.full(lead + (qs.shape[-2],), -np.inf, q.dtype)  # (..., rows) max
+        l = np.zeros_like(m)  # (..., rows) running sum of exp(S - m)
+        acc = np.zeros(lead + (qs.shape[-2], d_v), q.dtype)  # sum of exp(S - m) v
         for j0 in range(0, M, block_k):  # inner loop: stream over tiles of keys
             cols = slice(j0, min(j0 + block_k, M))
-            qs = q[..., rows, :] * scale  # scale q first: q k^T may overflow float16
             s = qs @ np.swapaxes(k[..., cols, :], -1, -2)  # (..., rows, cols) one tile
             s = np.where(_tile_allow(mask, off, rows, cols), s, -np.inf)  # masked: 0
             m_new = np.maximum(m, s.max(axis=-1))  # (..., rows) max over keys so far

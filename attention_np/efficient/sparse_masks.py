@@ -12,6 +12,10 @@ Each pattern keeps O(N w) of the N^2 pairs. Any of them can go to the core
 tiles, so a block-aligned pattern costs only its blocks); the sliding window also
 has an O(N w) banded computation in ``banded.py``.
 
+Every causal-capable builder takes ``causal`` (keyword-only, required) and
+``align``; the masks are square (N queries, N keys), where "top_left" and
+"bottom_right" are the same rule, so ``align`` is checked and ignored.
+
 Shape legend: N sequence length (queries = keys), w window, nb = ceil(N / block).
 """
 
