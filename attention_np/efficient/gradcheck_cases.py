@@ -38,10 +38,8 @@ def _fully_masked(rng):
 
 def _linear(rng, feature_map="elu+1", causal=False, form="parallel", m=N, **options):
     omega = favor_omega(d, 7, rng=rng) if feature_map == "favor+" else None
-    options = dict(
-        feature_map=feature_map, causal=causal, form=form, omega=omega, **options
-    )
-    options["chunk_size"] = 2
+    options = dict(feature_map=feature_map, causal=causal, form=form, **options)
+    options.update(omega=omega, chunk_size=2)
     arrays = _qkv(rng, m=m)  # m = N by default: the causal forms' usual case
     return LayerCase(
         linear_attention_forward, linear_attention_backward, arrays, options=options

@@ -110,9 +110,8 @@ def _product(offset, form, chunk_size, N, M):
         product = partial(product[0], chunk_size=chunk_size), product[1]
     if offset == 0 and N == M:
         return product
-    return partial(
-        kp.offset_forward, offset=offset, product=product
-    ), kp.offset_backward
+    aligned = partial(kp.offset_forward, offset=offset, product=product)  # N != M
+    return aligned, kp.offset_backward
 
 
 def _streamed(q, k, v, feature_map, offset, form, options):
