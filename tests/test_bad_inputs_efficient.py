@@ -142,6 +142,12 @@ CATALOGUE = [
         "q must have at least 2 dimensions",
     ),
     (
+        "flash_attention_forward q and k with d = 0",
+        lambda: flash(q[..., :0], k[..., :0], v, causal=True),
+        ValueError,
+        "head width d >= 1",
+    ),
+    (
         "flash_attention_backward dout with a last axis of 1",
         lambda: eff.flash_attention_backward(dout_of((2, 3, 4, 1)), FLASH_CACHE),
         ValueError,
@@ -355,6 +361,12 @@ CATALOGUE = [
         lambda: sliding(window=2, causal=True, align="x"),
         ValueError,
         "align must be one of",
+    ),
+    (
+        "sliding_window_attention_forward integer k",
+        lambda: sliding(x, x.astype(np.int64), x_v, window=2, causal=True),
+        TypeError,
+        "k must be a float",
     ),
     (
         "sliding_window_attention_backward dout with an extra axis",
@@ -765,6 +777,23 @@ def test_online_softmax_of_huge_and_fully_masked_rows_is_finite():
         y, lse = eff.online_softmax(xh, block=4)
     assert np.isfinite(y).all() and np.isneginf(lse[1]) and np.all(y[1] == 0)
     np.testing.assert_allclose(y[[0, 2]].sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("n, m", [(0, 5), (4, 0), (0, 0)])
+def test_empty_sequences_give_empty_or_zero_outputs(n, m):
+    qe, ke, ve = np.ones((2, n, 3)), np.ones((2, m, 3)), np.ones((2, m, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for causal in (False, True):
+            out, cache = eff.flash_attention_forward(qe, ke, ve, causal=causal)
+            grads = eff.flash_attention_backward(out, cache)
+            ref, _ = eff.flash_attention_reference(qe, ke, ve, causal=causal)
+            lin, lin_cache = eff.linear_attention_forward(qe, ke, ve, causal=causal)
+            eff.linear_attention_backward(lin, lin_cache)
+            for a in (out, ref, lin):
+                assert a.shape == (2, n, 2) and np.all(a == 0)  # no key: output 0
+            assert [g.shape for g in grads] == [(2, n, 3), (2, m, 3), (2, m, 2)]
+            assert np.isneginf(cache.lse).all()
 
 
 # --- inputs are never written, the global RNG never used ---------------------------
