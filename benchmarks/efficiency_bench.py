@@ -48,21 +48,31 @@ def methods(window, block_q, block_k, workers=1, torch=None):
     none = lambda q: 0
     tiled = dict(block_q=block_q, block_k=block_k, workers=workers)
     table = {
-        "naive": (lambda q, k, v: attention_forward(q, k, v), quad),
+        "naive": (lambda q, k, v: attention_forward(q, k, v, causal=False), quad),
         "naive causal": (
-            lambda q, k, v: attention_forward(q, k, v, causal_mask(q.shape[-2])),
+            lambda q, k, v: attention_forward(
+                q, k, v, causal_mask(q.shape[-2]), causal=False
+            ),
             quad,
         ),
-        "tiled": (lambda q, k, v: flash_attention_forward(q, k, v, **tiled), none),
+        "tiled": (
+            lambda q, k, v: flash_attention_forward(q, k, v, causal=False, **tiled),
+            none,
+        ),
         "tiled causal": (
             lambda q, k, v: flash_attention_forward(q, k, v, causal=True, **tiled),
             none,
         ),
         "tiled, 1 worker": (
-            lambda q, k, v: flash_attention_forward(q, k, v, **{**tiled, "workers": 1}),
+            lambda q, k, v: flash_attention_forward(
+                q, k, v, causal=False, **{**tiled, "workers": 1}
+            ),
             none,
         ),
-        "linear": (lambda q, k, v: linear_attention_forward(q, k, v), none),
+        "linear": (
+            lambda q, k, v: linear_attention_forward(q, k, v, causal=False),
+            none,
+        ),
         "linear causal": (
             lambda q, k, v: linear_attention_forward(
                 q, k, v, causal=True, form="chunkwise", chunk_size=64
@@ -70,7 +80,9 @@ def methods(window, block_q, block_k, workers=1, torch=None):
             none,
         ),
         f"sliding w={window}": (
-            lambda q, k, v: sliding_window_attention_forward(q, k, v, window=window),
+            lambda q, k, v: sliding_window_attention_forward(
+                q, k, v, window=window, causal=True
+            ),
             none,
         ),
     }

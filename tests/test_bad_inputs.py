@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import attention_np as an
-from attention_np import efficient as eff
 from attention_np import parallel as par
 from attention_np import viz
 from attention_np.additive import (
@@ -20,7 +19,6 @@ from attention_np.additive import (
     luong_attention_forward,
 )
 from attention_np.decoding import gqa_attention_backward, gqa_attention_forward
-from attention_np.efficient.banded import band_blocks
 from attention_np.gradcheck import (
     check_layer,
     grad_report,
@@ -50,8 +48,6 @@ ADD_P = init_additive_params(6, 6, 5, rng=np.random.default_rng(4))
 _, ADD_CACHE = additive_attention_forward(q, k, v, ADD_P)
 _, LUONG_CACHE = luong_attention_forward(q, k, v)
 _, ROPE_CACHE = rope_forward(q)
-OMEGA = eff.favor_omega(6, 8, rng=np.random.default_rng(5))
-_, FAVOR_CACHE = eff.favor_forward(q, OMEGA)
 RQ = R.standard_normal((2, 8, 3))  # (B, N, d) ring attention over 2 ranks
 RING_OUT, RING_CACHE = par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2)
 O_A, LSE_A = R.standard_normal((2, 3, 4, 7)), R.standard_normal((2, 3, 4))
@@ -73,7 +69,6 @@ class OneRankComm:
 _, ULYSSES_CACHE, _ = par.ulysses_mpi_forward(q, q, q, OneRankComm())
 
 ARRAYS = [q, k, v, x, x_kv, scores, *P.values(), *P_CROSS.values()]
-ARRAYS += [OMEGA, RQ, RING_OUT, O_A, LSE_A]
 
 
 def without(d, key):
@@ -359,14 +354,6 @@ CATALOGUE = [
         lit("dout(4, 6) must have the shape of the forward's output (2, 3, 4, 6)"),
     ),
     (
-        "favor_backward dphi with a last axis of 1",
-        lambda: eff.favor_backward(np.ones((2, 3, 4, 1)), FAVOR_CACHE),
-        ValueError,
-        lit(
-            "dphi(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 8)"
-        ),
-    ),
-    (
         "ring_backward_trace dout with a last axis of 1",
         lambda: par.ring_backward_trace(np.ones((2, 8, 1)), RING_CACHE),
         ValueError,
@@ -399,86 +386,6 @@ CATALOGUE = [
         lit("dlse(2, 3, 1) must have the shape of the forward's output (2, 3, 4)"),
     ),
     # --- boolean options: True or False only (a truthy "no" would switch them on) ---
-    (
-        "flash causal='no'",
-        lambda: eff.flash_attention_forward(q, k, v, causal="no"),
-        TypeError,
-        lit("causal must be True or False, got 'no'"),
-    ),
-    (
-        "sliding-window attention causal=1",
-        lambda: eff.sliding_window_attention_forward(
-            q, q, v[..., :4, :], window=2, causal=1
-        ),
-        TypeError,
-        lit("causal must be True or False, got 1"),
-    ),
-    (
-        "band_blocks causal=None",
-        lambda: band_blocks(8, 3, causal=None),
-        TypeError,
-        lit("causal must be True or False, got None"),
-    ),
-    (
-        "linear attention causal='False'",
-        lambda: eff.linear_attention_forward(q, k, v, causal="False"),
-        TypeError,
-        lit("causal must be True or False, got 'False'"),
-    ),
-    (
-        "linear_attention_weights causal=0",
-        lambda: eff.linear_attention_weights(q, k, causal=0),
-        TypeError,
-        lit("causal must be True or False, got 0"),
-    ),
-    (
-        "sliding_window_mask causal='yes'",
-        lambda: eff.sliding_window_mask(6, 2, causal="yes"),
-        TypeError,
-        lit("causal must be True or False, got 'yes'"),
-    ),
-    (
-        "dilated_mask causal=np.int64(1)",
-        lambda: eff.dilated_mask(6, 2, 2, causal=np.int64(1)),
-        TypeError,
-        lit("causal must be True or False, got np.int64(1)"),
-    ),
-    (
-        "strided_mask causal=[]",
-        lambda: eff.strided_mask(6, 2, causal=[]),
-        TypeError,
-        lit("causal must be True or False, got []"),
-    ),
-    (
-        "online_logsumexp trace='yes'",
-        lambda: eff.online_logsumexp(scores, block=2, trace="yes"),
-        TypeError,
-        lit("trace must be True or False, got 'yes'"),
-    ),
-    (
-        "favor_forward x of width 5 with omega of d 6",
-        lambda: eff.favor_forward(np.ones((2, 4, 5)), OMEGA),
-        ValueError,
-        lit("x(2, 4, 5) and omega(6, 8) must share d = x.shape[-1]"),
-    ),
-    (
-        "favor_forward integer x",
-        lambda: eff.favor_forward(np.ones((2, 4, 6), int), OMEGA),
-        TypeError,
-        lit("x must be a float16/float32/float64 array, got dtype int64"),
-    ),
-    (
-        "favor_forward one vector x with one max over all positions",
-        lambda: eff.favor_forward(np.ones(6), OMEGA, stabilize="all"),
-        ValueError,
-        lit("x must have at least 2 dimensions, got shape (6,)"),
-    ),
-    (
-        "favor_omega orthogonal=1",
-        lambda: eff.favor_omega(6, 8, rng=np.random.default_rng(0), orthogonal=1),
-        TypeError,
-        lit("orthogonal must be True or False, got 1"),
-    ),
     (
         "ring attention causal=1",
         lambda: par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2, causal=1),

@@ -1,5 +1,6 @@
 """Tiled attention with an online softmax == core attention, no (N, M) arrays."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -13,16 +14,15 @@ from attention_np import (
     combine_masks,
     padding_mask,
 )
+from attention_np.efficient import flash as flash_module
 from attention_np.efficient import (
-    block_attention_backward,
-    block_attention_forward,
     flash_attention_backward,
     flash_attention_forward,
     peak_bytes,
 )
-from attention_np.efficient import flash as flash_module
 from attention_np.efficient.tiles import tile_schedule
 from attention_np.naive import attention_naive
+from attention_np.validate import default_workers
 
 B, H, N, M, d, d_v = 2, 3, 13, 11, 6, 7
 BLOCKS = [(1, 1), (4, 3), (5, 11), (13, 11), (64, 64), (3, 512)]
@@ -48,24 +48,24 @@ MASKS = {
     "padding with an empty sequence": lambda rng: padding_mask([0, 6], M),
     "random with fully masked rows": fully_masked,
 }
-CAUSAL = {"no": {}, "top_left": {"causal": True}, "bottom_right": {}}
+CAUSAL = ("no", "top_left", "bottom_right")
 
 
 def reference(q, k, v, mask, causal):
     """The core attention with the same rule written as an explicit mask."""
     if causal in ("top_left", "bottom_right"):
         mask = combine_masks(mask, causal_mask(N, M, align=causal))
-    return attention_forward(q, k, v, mask)
+    return attention_forward(q, k, v, mask, causal=False)
 
 
 def flash(q, k, v, mask, causal, blocks=(4, 3)):
-    kwargs = {} if causal == "no" else {"causal": True, "align": causal}
+    kwargs = {"causal": False} if causal == "no" else {"causal": True, "align": causal}
     bq, bk = blocks
     return flash_attention_forward(q, k, v, mask, block_q=bq, block_k=bk, **kwargs)
 
 
 @pytest.mark.parametrize("blocks", BLOCKS)
-@pytest.mark.parametrize("causal", list(CAUSAL))
+@pytest.mark.parametrize("causal", CAUSAL)
 def test_forward_equals_core_for_any_block_size(rng, blocks, causal):
     q, k, v = qkv(rng)
     out, _ = flash(q, k, v, None, causal, blocks)
@@ -73,7 +73,7 @@ def test_forward_equals_core_for_any_block_size(rng, blocks, causal):
 
 
 @pytest.mark.parametrize("mask_name", list(MASKS))
-@pytest.mark.parametrize("causal", list(CAUSAL))
+@pytest.mark.parametrize("causal", CAUSAL)
 def test_forward_and_backward_equal_core_with_masks(rng, mask_name, causal):
     q, k, v = qkv(rng)
     mask = MASKS[mask_name](rng)
@@ -93,7 +93,7 @@ def test_backward_equals_core_for_any_block_size(rng, blocks):
     out, cache = flash_attention_forward(
         q, k, v, causal=True, block_q=blocks[0], block_k=blocks[1]
     )
-    _, ref_cache = attention_forward(q, k, v, mask)
+    _, ref_cache = attention_forward(q, k, v, mask, causal=False)
     dout = rng.standard_normal(out.shape)
     grads = flash_attention_backward(dout, cache)
     for g, g_ref in zip(grads, attention_backward(dout, ref_cache), strict=True):
@@ -103,11 +103,12 @@ def test_backward_equals_core_for_any_block_size(rng, blocks):
 def test_forward_equals_the_loop_oracle(rng):
     q, k, v = qkv(rng)
     mask = fully_masked(rng)
-    out, _ = flash_attention_forward(q, k, v, mask, block_q=4, block_k=3)
-    np.testing.assert_allclose(out, attention_naive(q, k, v, mask)[0], atol=1e-12)
+    out, _ = flash_attention_forward(q, k, v, mask, causal=False, block_q=4, block_k=3)
+    expected = attention_naive(q, k, v, mask, causal=False)[0]
+    np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("causal", list(CAUSAL))
+@pytest.mark.parametrize("causal", CAUSAL)
 def test_lse_is_the_logsumexp_of_the_masked_scores(rng, causal):
     q, k, v = qkv(rng)
     mask = fully_masked(rng)
@@ -125,7 +126,9 @@ def test_fully_masked_rows_give_zeros_minus_inf_lse_and_zero_grads(rng):
     mask = fully_masked(rng)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning anywhere
-        out, cache = flash_attention_forward(q, k, v, mask, block_q=2, block_k=4)
+        out, cache = flash_attention_forward(
+            q, k, v, mask, causal=False, block_q=2, block_k=4
+        )
         dout = rng.standard_normal(out.shape)
         dq, dk, dv = flash_attention_backward(dout, cache)
     assert np.all(out[1, 2, 4] == 0) and cache.lse[1, 2, 4] == -np.inf
@@ -139,7 +142,7 @@ def test_scores_outside_the_unshifted_exp_window_are_still_exact(rng):
     q, k, v = qkv(rng)
     q[:, :, ::2] *= 60.0  # scores ~ +-1000: exp without the row max would overflow
     out, cache = flash_attention_forward(q, k, v, causal=True, block_q=4, block_k=3)
-    ref, ref_cache = attention_forward(q, k, v, causal_mask(N, M))
+    ref, ref_cache = attention_forward(q, k, v, causal=True)
     np.testing.assert_allclose(out, ref, atol=1e-12)
     dout = rng.standard_normal(out.shape)
     grads = flash_attention_backward(dout, cache)
@@ -150,7 +153,7 @@ def test_scores_outside_the_unshifted_exp_window_are_still_exact(rng):
 def test_shared_keys_across_heads_get_summed_gradients(rng):
     q, k, v = qkv(rng, k_heads=1)
     out, cache = flash_attention_forward(q, k, v, causal=True, block_q=5, block_k=4)
-    _, ref_cache = attention_forward(q, k, v, causal_mask(N, M))
+    _, ref_cache = attention_forward(q, k, v, causal=True)
     dout = rng.standard_normal(out.shape)
     grads = flash_attention_backward(dout, cache)
     assert grads[1].shape == k.shape and grads[2].shape == v.shape
@@ -163,9 +166,7 @@ def test_float32_stays_float32_and_matches_float64(rng):
     out, cache = flash_attention_forward(q, k, v, causal=True, block_q=4, block_k=3)
     dq, dk, dv = flash_attention_backward(np.ones_like(out), cache)
     assert {a.dtype for a in (out, cache.lse, dq, dk, dv)} == {np.dtype(np.float32)}
-    ref, _ = attention_forward(
-        *(a.astype(np.float64) for a in (q, k, v)), causal_mask(N, M)
-    )
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal=True)
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
@@ -221,60 +222,14 @@ def test_no_n_by_m_array_is_allocated(rng):
     n = 1024
     q, k, v = (rng.standard_normal((n, 16)) for _ in range(3))
     full = n * n * 8  # one (N, M) float64 array: 8 MiB
-    out, cache = flash_attention_forward(q, k, v, block_q=64, block_k=128)
+    tiles = dict(causal=False, block_q=64, block_k=128, workers=1)
+    out, cache = flash_attention_forward(q, k, v, **tiles)
     dout = rng.standard_normal(out.shape)
-    fwd = peak_bytes(lambda: flash_attention_forward(q, k, v, block_q=64, block_k=128))
+    fwd = peak_bytes(lambda: flash_attention_forward(q, k, v, **tiles))
     bwd = peak_bytes(lambda: flash_attention_backward(dout, cache))
-    core = peak_bytes(lambda: attention_forward(q, k, v))
+    core = peak_bytes(lambda: attention_forward(q, k, v, causal=False))
     assert core > full  # the measurement sees an (N, M) array when there is one
     assert fwd < full / 16 and bwd < full / 8
-
-
-def test_block_results_merge_into_full_attention(rng):
-    q, k, v = qkv(rng)
-    mask = fully_masked(rng)
-    out_a, lse_a = block_attention_forward(
-        q, k[..., :5, :], v[..., :5, :], mask[..., :5]
-    )
-    out_b, lse_b = block_attention_forward(
-        q, k[..., 5:, :], v[..., 5:, :], mask[..., 5:]
-    )
-    with np.errstate(invalid="ignore"):  # -inf - -inf for rows empty in both blocks
-        lse = np.logaddexp(lse_a, lse_b)
-        wa, wb = (np.nan_to_num(np.exp(x - lse))[..., None] for x in (lse_a, lse_b))
-    ref, ref_cache = attention_forward(q, k, v, mask)
-    np.testing.assert_allclose(wa * out_a + wb * out_b, ref, atol=1e-12)
-
-
-def test_block_backward_with_global_lse_sums_to_the_full_gradient(rng):
-    q, k, v = qkv(rng)
-    out, cache = flash_attention_forward(q, k, v, causal=True)
-    dout = rng.standard_normal(out.shape)
-    dq_full, dk_full, dv_full = flash_attention_backward(dout, cache)
-    dq = np.zeros_like(q)
-    for start, stop in ((0, 4), (4, 9), (9, M)):  # key blocks at global positions
-        g = block_attention_backward(
-            dout,
-            q,
-            k[..., start:stop, :],
-            v[..., start:stop, :],
-            out,
-            cache.lse,
-            causal_offset=0 - start,
-        )
-        dq += g[0]
-        np.testing.assert_allclose(g[1], dk_full[..., start:stop, :], atol=1e-12)
-        np.testing.assert_allclose(g[2], dv_full[..., start:stop, :], atol=1e-12)
-    np.testing.assert_allclose(dq, dq_full, atol=1e-12)
-
-
-def test_causal_offset_uses_global_positions(rng):
-    q, k, v = qkv(rng, n=6, m=5)
-    # queries at global 10..15, keys at global 12..16: j_glob <= i_glob
-    out, lse = block_attention_forward(q, k, v, causal_offset=10 - 12)
-    glob = np.arange(10, 16)[:, None] >= np.arange(12, 17)[None, :]
-    np.testing.assert_allclose(out, attention_forward(q, k, v, glob)[0], atol=1e-12)
-    assert np.all(lse[..., :2] == -np.inf)  # queries 10, 11 see none of these keys
 
 
 @pytest.mark.parametrize(
@@ -291,14 +246,21 @@ def test_bad_options_are_named(rng, kwargs, error, match):
         flash_attention_forward(q, k, v, causal=True, **kwargs)
 
 
-def test_bad_block_attention_arguments_are_named(rng):
+def test_peak_bytes_measures_above_what_a_tracing_caller_already_holds():
+    tracemalloc.start()
+    try:
+        held = np.ones(1 << 20)  # 8 MiB allocated before the measurement
+        peak = peak_bytes(lambda: np.ones(1 << 17))  # 1 MiB inside it
+        assert tracemalloc.is_tracing()  # the caller's tracing stays on
+    finally:
+        tracemalloc.stop()
+    assert held.nbytes > peak >= (1 << 17) * 8
+    assert not tracemalloc.is_tracing()
+
+
+def test_backward_names_a_wrong_dout(rng):
     q, k, v = qkv(rng)
-    out, lse = block_attention_forward(q, k, v)
-    with pytest.raises(TypeError, match="causal_offset"):
-        block_attention_forward(q, k, v, causal_offset=1.0)
-    with pytest.raises(ValueError, match=r"lse\(2, 3\)"):
-        block_attention_backward(out, q, k, v, out, lse[..., 0])
-    _, cache = flash_attention_forward(q, k, v)
+    out, cache = flash_attention_forward(q, k, v, causal=False)
     with pytest.raises(ValueError, match="dout"):
         flash_attention_backward(out[..., :-1], cache)
 
@@ -310,16 +272,18 @@ def test_rows_with_tiny_or_huge_sums_take_the_shifted_path_exactly(rng):
     q[:, :, 1::3, 0] = 250.0  # every score ~ +100: exp overflows without a shift
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out, cache = flash_attention_forward(q, k, v, block_q=4, block_k=3)
-    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+        out, cache = flash_attention_forward(
+            q, k, v, causal=False, block_q=4, block_k=3
+        )
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal=False)
     np.testing.assert_allclose(out, ref, atol=2e-5)
     assert np.all(np.isfinite(cache.lse))
 
 
 def test_float16_has_no_unshifted_window_and_still_works(rng):
     q, k, v = qkv(rng, dtype=np.float16)
-    out, _ = flash_attention_forward(q, k, v, block_q=4, block_k=3)
-    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+    out, _ = flash_attention_forward(q, k, v, causal=False, block_q=4, block_k=3)
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), causal=False)
     assert out.dtype == np.float16
     np.testing.assert_allclose(out, ref, atol=1e-2)
 
@@ -329,23 +293,17 @@ def test_threads_over_heads_give_bitwise_the_same_results(rng, causal):
     q, k, v = qkv(rng, k_heads=1)  # shared keys: each head writes its own slices
     mask = fully_masked(rng)
     options = dict(causal=causal, block_q=4, block_k=3)
-    out1, cache1 = flash_attention_forward(q, k, v, mask, **options)
-    out2, cache2 = flash_attention_forward(q, k, v, mask, workers=3, **options)
-    np.testing.assert_array_equal(out1, out2)
-    dout = rng.standard_normal(out1.shape)
-    for g1, g2 in zip(
-        flash_attention_backward(dout, cache1),
-        flash_attention_backward(dout, cache2),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(g1, g2)
+    results = []
+    for workers in (1, 2, 3, None):  # None: validate.default_workers()
+        out, cache = flash_attention_forward(q, k, v, mask, workers=workers, **options)
+        dout = np.random.default_rng(7).standard_normal(out.shape)
+        results.append((out, cache.lse, *flash_attention_backward(dout, cache)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
-def test_block_attention_accepts_workers(rng):
+def test_workers_default_to_the_cores_this_process_may_use(rng):
     q, k, v = qkv(rng)
-    out1, lse1 = block_attention_forward(q, k, v, causal_offset=2)
-    out2, lse2 = block_attention_forward(q, k, v, causal_offset=2, workers=2)
-    np.testing.assert_array_equal(out1, out2)
-    np.testing.assert_array_equal(lse1, lse2)
-    with pytest.raises(ValueError, match="workers"):
-        block_attention_forward(q, k, v, workers=0)
+    _, cache = flash_attention_forward(q, k, v, causal=True)
+    assert cache.plan.workers == default_workers()

@@ -41,7 +41,7 @@ def run(q, k, v, **options):
 @pytest.mark.parametrize("feature_map", ["elu+1", "relu", "dpfp"])
 def test_noncausal_equals_the_dense_formula(rng, feature_map):
     q, k, v = qkv(rng, n=7, m=N)
-    out, _ = run(q, k, v, feature_map=feature_map, eps=1e-6)
+    out, _ = run(q, k, v, feature_map=feature_map, causal=False, eps=1e-6)
     fwd = FEATURE_MAPS[feature_map][0]
     w = fwd(q)[0] @ np.swapaxes(fwd(k)[0], -1, -2)  # (B, H, N, M) kernel matrix
     expected = (w @ v) / (w.sum(-1, keepdims=True) + 1e-6)
@@ -182,10 +182,10 @@ def test_float32_stays_float32(rng):
 @pytest.mark.parametrize(
     "options, error, match",
     [
-        ({"feature_map": "tanh"}, ValueError, "feature_map"),
-        ({"form": "recurrent"}, ValueError, "causal"),
+        ({"feature_map": "tanh", "causal": False}, ValueError, "feature_map"),
+        ({"form": "recurrent", "causal": False}, ValueError, "causal"),
         ({"form": "fast", "causal": True}, ValueError, "form"),
-        ({"feature_map": "favor+"}, ValueError, "omega"),
+        ({"feature_map": "favor+", "causal": False}, ValueError, "omega"),
         ({"chunk_size": 0, "causal": True}, ValueError, "chunk_size"),
     ],
 )
@@ -195,10 +195,86 @@ def test_bad_options_are_named(rng, options, error, match):
         linear_attention_forward(q, k, v, **options)
 
 
-def test_causal_needs_equal_lengths(rng):
-    q, k, v = qkv(rng, n=4, m=6)
-    with pytest.raises(ValueError, match="N == M"):
-        linear_attention_forward(q, k, v, causal=True)
+def dense_reference(q, k, v, feature_map, offset):
+    """out = A v with A = tril(phi_q phi_k^T, offset) normalised: the plain formula."""
+    phi = FEATURE_MAPS[feature_map][0]
+    w = phi(q)[0] @ np.swapaxes(phi(k)[0], -1, -2)  # (B, H, N, M)
+    w = w if offset is None else np.tril(w, k=offset)
+    return (w @ v) / (w.sum(-1, keepdims=True) + 1e-6)
+
+
+@pytest.mark.parametrize("form", ["parallel", "recurrent", "chunkwise"])
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+@pytest.mark.parametrize("n, m", [(4, 7), (7, 4)])
+def test_causal_with_n_not_m_follows_the_alignment(rng, form, align, n, m):
+    q, k, v = qkv(rng, n=n, m=m)
+    offset = 0 if align == "top_left" else m - n  # key j visible when j <= i + offset
+    out, cache = run(q, k, v, causal=True, align=align, form=form, chunk_size=3)
+    np.testing.assert_allclose(
+        out, dense_reference(q, k, v, "elu+1", offset), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("form", ["recurrent", "chunkwise"])
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_causal_forms_with_n_not_m_have_the_parallel_gradients(rng, form, align):
+    q, k, v = qkv(rng, n=5, m=8)
+    ref, ref_cache = run(q, k, v, causal=True, align=align, form="parallel")
+    out, cache = run(q, k, v, causal=True, align=align, form=form, chunk_size=3)
+    dout = rng.standard_normal(out.shape)
+    grads = linear_attention_backward(dout, cache)
+    for g, g_ref in zip(grads, linear_attention_backward(dout, ref_cache), strict=True):
+        np.testing.assert_allclose(g, g_ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["parallel", "recurrent", "chunkwise"])
+def test_causal_n_not_m_backward_matches_finite_differences(rng, form):
+    q, k, v = (a[:1, :2] for a in qkv(rng, n=3, m=5))
+
+    def forward(p):
+        return linear_attention_forward(
+            p["q"],
+            p["k"],
+            p["v"],
+            causal=True,
+            align="bottom_right",
+            form=form,
+            chunk_size=2,
+        )
+
+    def backward(dout, cache):
+        return dict(zip("qkv", linear_attention_backward(dout, cache), strict=True))
+
+    fd_check(forward, backward, {"q": q, "k": k, "v": v}, rng)
+
+
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_implied_weights_follow_the_alignment(rng, align):
+    q, k, v = qkv(rng, n=4, m=7)
+    out, _ = run(q, k, v, causal=True, align=align)
+    weights = linear_attention_weights(q, k, causal=True, align=align)
+    np.testing.assert_allclose(weights @ v, out, atol=1e-12)
+    offset = 0 if align == "top_left" else 3
+    assert np.all(np.triu(weights, offset + 1) == 0)
+
+
+def test_bottom_right_last_query_sees_every_key(rng):
+    q, k, v = qkv(rng, n=1, m=6)  # a KV-cache step: one new query, six keys
+    out, _ = run(q, k, v, causal=True, align="bottom_right", form="recurrent")
+    full, _ = run(q, k, v, causal=False)
+    np.testing.assert_allclose(out, full, atol=1e-12)
+
+
+def test_recurrent_form_without_causal_is_an_error(rng):
+    q, k, v = qkv(rng)
+    with pytest.raises(ValueError, match="causal=True"):
+        linear_attention_forward(q, k, v, causal=False, form="recurrent")
+
+
+def test_causal_is_required(rng):
+    q, k, v = qkv(rng)
+    with pytest.raises(TypeError, match="causal"):
+        linear_attention_forward(q, k, v)
 
 
 @pytest.mark.parametrize("feature_map", ["elu+1", "relu", "dpfp"])
@@ -284,5 +360,5 @@ def test_causal_streaming_of_an_empty_sequence():
 
 def test_streaming_with_no_keys_gives_zeros():
     q, k, v = np.ones((1, 3, 4)), np.ones((1, 0, 4)), np.ones((1, 0, 2))
-    out, _ = linear_attention_forward(q, k, v)
+    out, _ = linear_attention_forward(q, k, v, causal=False)
     assert out.shape == (1, 3, 2) and np.all(out == 0.0)

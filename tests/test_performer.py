@@ -56,10 +56,10 @@ def test_attention_error_falls_with_the_number_of_features():
         for seed in range(4):
             rng = np.random.default_rng(seed)
             q, k, v = (0.5 * rng.standard_normal((16, 8)) for _ in range(3))
-            exact, _ = attention_forward(q, k, v)
+            exact, _ = attention_forward(q, k, v, causal=False)
             omega = favor_omega(8, m, rng=rng)
             out, _ = linear_attention_forward(
-                q, k, v, feature_map="favor+", omega=omega, eps=0.0
+                q, k, v, feature_map="favor+", omega=omega, causal=False, eps=1e-300
             )
             trial.append(np.abs(out - exact).mean())
         errors.append(np.mean(trial))
@@ -91,8 +91,8 @@ def test_causal_favor_equals_masked_dense_with_the_same_features(rng):
 def test_output_is_exactly_invariant_to_the_stabilisers(rng):
     q, k, v = (rng.standard_normal((10, d)) for _ in range(3))
     omega = favor_omega(d, 16, rng=rng)
-    out, _ = linear_attention_forward(
-        q, k, v, feature_map="favor+", omega=omega, eps=0.0
+    out, _ = linear_attention_forward(  # eps > 0 but negligible: the ratio alone
+        q, k, v, feature_map="favor+", omega=omega, causal=False, eps=1e-300
     )
     phi_q, phi_k = favor_forward(q, omega)[0], favor_forward(k, omega)[0]
     w = phi_q @ phi_k.T  # unstabilised features
@@ -101,11 +101,13 @@ def test_output_is_exactly_invariant_to_the_stabilisers(rng):
 
 @pytest.mark.parametrize("stabilize", [None, "row", "all"])
 def test_feature_backward_matches_finite_differences(rng, stabilize):
-    omega = favor_omega(d, 6, rng=rng)
+    inputs = {"x": rng.standard_normal((2, 5, d)), "omega": favor_omega(d, 6, rng=rng)}
     fd_check(
-        lambda p: favor_forward(p["x"], omega, stabilize=stabilize),
-        lambda dphi, cache: {"x": favor_backward(dphi, cache)},
-        {"x": rng.standard_normal((2, 5, d))},
+        lambda p: favor_forward(p["x"], p["omega"], stabilize=stabilize),
+        lambda dout, cache: dict(
+            zip(("x", "omega"), favor_backward(dout, cache), strict=True)
+        ),
+        inputs,
         rng,
     )
 
@@ -115,3 +117,32 @@ def test_bad_arguments_are_named(rng):
         favor_omega(d, 8, rng=0)
     with pytest.raises(ValueError, match="stabilize"):
         favor_forward(np.ones((3, d)), favor_omega(d, 8, rng=rng), stabilize="col")
+
+
+def test_one_vector_gets_the_gradients_of_a_one_row_matrix(rng):
+    omega = favor_omega(d, 6, rng=rng)
+    x = rng.standard_normal(d)
+    phi, cache = favor_forward(x, omega, stabilize="row")
+    phi2, cache2 = favor_forward(x[None], omega, stabilize="row")
+    dout = rng.standard_normal(phi.shape)
+    dx, domega = favor_backward(dout, cache)
+    dx2, domega2 = favor_backward(dout[None], cache2)
+    np.testing.assert_allclose(dx, dx2[0], atol=1e-14)
+    np.testing.assert_allclose(domega, domega2, atol=1e-14)
+
+
+def test_keys_with_no_positions_give_empty_features(rng):
+    omega = favor_omega(d, 6, rng=rng)
+    phi, cache = favor_forward(np.ones((2, 0, d)), omega, stabilize="all")
+    dx, domega = favor_backward(phi, cache)
+    assert phi.shape == (2, 0, 6) and dx.shape == (2, 0, d)
+    np.testing.assert_array_equal(domega, 0.0)
+
+
+def test_features_of_huge_inputs_are_finite(rng):
+    omega = favor_omega(d, 6, rng=rng)
+    x = 1e4 * rng.standard_normal((3, 5, d))
+    for stabilize in (None, "row", "all"):
+        phi, cache = favor_forward(x, omega, stabilize=stabilize)
+        grads = favor_backward(rng.standard_normal(phi.shape), cache)
+        assert all(np.isfinite(a).all() for a in (phi, *grads)), stabilize

@@ -30,7 +30,7 @@ def qkv(rng, n, k_heads=3):
 
 
 def test_causal_window_row_i_sees_min_i_plus_1_w_keys():
-    mask = sliding_window_mask(12, 4)
+    mask = sliding_window_mask(12, 4, causal=True)
     np.testing.assert_array_equal(mask.sum(-1), np.minimum(np.arange(12) + 1, 4))
     assert not np.any(np.triu(mask, 1))  # nothing from the future
 
@@ -42,13 +42,13 @@ def test_bidirectional_window_is_symmetric_with_half_width_each_side():
 
 
 def test_dilated_window_keys_are_spaced_by_the_dilation():
-    mask = dilated_mask(20, 3, 4)
+    mask = dilated_mask(20, 3, 4, causal=True)
     assert np.flatnonzero(mask[19]).tolist() == [11, 15, 19]
     assert mask[2].sum() == 1  # only itself: 2 - 4 < 0
 
 
 def test_strided_keys_are_multiples_of_the_stride_behind():
-    mask = strided_mask(10, 3)
+    mask = strided_mask(10, 3, causal=True)
     assert np.flatnonzero(mask[9]).tolist() == [0, 3, 6, 9]
 
 
@@ -80,7 +80,7 @@ def test_banded_equals_dense_masked(rng, causal, n, window):
     q, k, v = qkv(rng, n, k_heads=1)
     out, cache = sliding_window_attention_forward(q, k, v, window=window, causal=causal)
     ref, ref_cache = attention_forward(
-        q, k, v, sliding_window_mask(n, window, causal=causal)
+        q, k, v, sliding_window_mask(n, window, causal=causal), causal=False
     )
     np.testing.assert_allclose(out, ref, atol=1e-12)
     dout = rng.standard_normal(out.shape)
@@ -100,7 +100,7 @@ def test_banded_with_padding_gives_zero_rows_without_warnings(rng):
         )
         sliding_window_attention_backward(rng.standard_normal(out.shape), cache)
     dense = mask & sliding_window_mask(11, 3, causal=False)
-    ref, _ = attention_forward(q, k, v, dense)
+    ref, _ = attention_forward(q, k, v, dense, causal=False)
     np.testing.assert_allclose(out, ref, atol=1e-12)
     assert np.all(out[1, :, 8:] == 0)  # rows 8..10 see only padding
 
@@ -109,7 +109,9 @@ def test_banded_backward_matches_finite_differences(rng):
     q, k, v = (a[:1, :2] for a in qkv(rng, 7))
 
     def forward(p):
-        return sliding_window_attention_forward(p["q"], p["k"], p["v"], window=3)
+        return sliding_window_attention_forward(
+            p["q"], p["k"], p["v"], window=3, causal=True
+        )
 
     def backward(dout, cache):
         return dict(
@@ -122,7 +124,9 @@ def test_banded_backward_matches_finite_differences(rng):
 def test_banded_memory_grows_with_n_times_w_not_n_squared(rng):
     n, w = 4096, 16
     q, k, v = (rng.standard_normal((n, 8)) for _ in range(3))
-    peak = peak_bytes(lambda: sliding_window_attention_forward(q, k, v, window=w))
+    peak = peak_bytes(
+        lambda: sliding_window_attention_forward(q, k, v, window=w, causal=True)
+    )
     assert peak < n * n * 8 / 16  # the dense (N, N) scores would be 128 MiB
     assert peak < 16 * n * w * 8  # a few (N, 2w) arrays and the gathered k, v
 
@@ -130,15 +134,16 @@ def test_banded_memory_grows_with_n_times_w_not_n_squared(rng):
 def test_flash_skips_tiles_outside_a_block_sparse_pattern(rng):
     q, k, v = qkv(rng, 32)
     mask = bigbird_mask(32, 4, rng=np.random.default_rng(0), n_random=1)
-    out, _ = flash_attention_forward(q, k, v, mask, block_q=4, block_k=4)
-    np.testing.assert_allclose(out, attention_forward(q, k, v, mask)[0], atol=1e-12)
+    out, _ = flash_attention_forward(q, k, v, mask, causal=False, block_q=4, block_k=4)
+    expected = attention_forward(q, k, v, mask, causal=False)[0]
+    np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda: sliding_window_mask(5, 0), ValueError, "window"),
-        (lambda: dilated_mask(5, 2, 1.5), TypeError, "dilation"),
+        (lambda: sliding_window_mask(5, 0, causal=True), ValueError, "window"),
+        (lambda: dilated_mask(5, 2, 1.5, causal=True), TypeError, "dilation"),
         (lambda: bigbird_layout(4, rng=1), TypeError, "rng"),
     ],
 )
@@ -151,7 +156,7 @@ def test_banded_needs_self_attention(rng):
     q, _, _ = qkv(rng, 5)
     k, v = q[..., :4, :], q[..., :4, :]
     with pytest.raises(ValueError, match="N == M"):
-        sliding_window_attention_forward(q, k, v, window=2)
+        sliding_window_attention_forward(q, k, v, window=2, causal=True)
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -164,3 +169,51 @@ def test_band_blocks_cover_the_window_and_stay_linear(causal):
         covered[rows, cols] = True
     assert np.all(covered[sliding_window_mask(n, w, causal=causal)])
     assert covered.sum() <= 3 * n * w  # O(N w) cells, not N^2
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("window", [lambda n: 2 * n + 1, lambda n: 10**9])
+def test_a_window_covering_every_key_is_full_attention(rng, causal, window):
+    q, k, v = qkv(rng, 9)
+    mask = rng.random((2, 1, 9, 9)) > 0.3
+    w = window(9)  # a huge window costs no more than one covering the sequence
+    out, _ = sliding_window_attention_forward(q, k, v, mask, window=w, causal=causal)
+    expected, _ = attention_forward(q, k, v, mask, causal=causal)
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_align_is_accepted_and_changes_nothing_when_n_equals_m(rng, align):
+    q, k, v = qkv(rng, 7)
+    out, _ = sliding_window_attention_forward(
+        q, k, v, window=3, causal=True, align=align
+    )
+    ref, _ = sliding_window_attention_forward(q, k, v, window=3, causal=True)
+    np.testing.assert_array_equal(out, ref)
+    for build in (
+        lambda **kw: sliding_window_mask(7, 3, causal=True, **kw),
+        lambda **kw: dilated_mask(7, 2, 2, causal=True, **kw),
+        lambda **kw: strided_mask(7, 3, causal=True, **kw),
+    ):
+        np.testing.assert_array_equal(build(align=align), build())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: sliding_window_mask(6, 2),
+        lambda: dilated_mask(6, 2, 2),
+        lambda: strided_mask(6, 2),
+    ],
+)
+def test_causal_is_required_by_every_mask_builder(build):
+    with pytest.raises(TypeError, match="causal"):
+        build()
+
+
+def test_bidirectional_dilated_and_strided_masks_are_symmetric():
+    for mask in (
+        dilated_mask(15, 5, 3, causal=False),
+        strided_mask(15, 4, causal=False),
+    ):
+        np.testing.assert_array_equal(mask, mask.T)

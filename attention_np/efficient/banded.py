@@ -7,11 +7,14 @@ t - 1, t, t + 1 (fewer when right or left is 0). Stack those neighbours into a
 window of nw * b keys per block and run ordinary attention per block with a
 relative mask: scores (..., nb, b, nw b) instead of (..., N, N).
 
-    exact: the result equals dense attention with ``sliding_window_mask``.
+    exact: the result equals dense attention with ``sliding_window_mask`` (ANDed
+    with ``mask``); a window reaching past every key is full (causal) attention.
     memory: O(N nw b) = O(N w) scores plus O(N nw d) gathered keys and values.
 
-The backward is the core attention backward on the blocks, then a scatter-add of
-each window's key/value gradients back to the positions they came from.
+``causal`` is required; ``align`` is accepted and ignored (N == M: both rules
+agree). A reach beyond N - 1 is clipped, so a huge window costs no more than one
+covering the sequence. The backward is the core attention backward on the blocks,
+then a scatter-add of each window's key/value gradients back to their positions.
 
 Shape legend: q, k (..., N, d), v (..., N, d_v); blocks (..., nb, b, .),
 windows (..., nb, nw b, .), nb = ceil(N / b), nw = number of neighbour blocks.
@@ -34,6 +37,8 @@ class BandedCache(NamedTuple):
 
 def _geometry(N, window, causal):
     left, right = (window - 1, 0) if causal else (window // 2, window // 2)
+    # a reach beyond N - 1 adds no key: clip it, so a huge window costs O(N^2) at most
+    left, right = min(left, max(N - 1, 0)), min(right, max(N - 1, 0))
     b = max(left, right, 1)
     n_left, n_right = -(-left // b), -(-right // b)  # neighbour blocks each side
     return left, right, b, n_left, n_left + 1 + n_right
@@ -63,8 +68,19 @@ def _allowed(N, left, right, b, n_left, nw, nb, mask, lead):
     return allow
 
 
+def _check(q, k, v, mask, scale, window, causal, align):
+    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
+    window = V.positive_int("window", window)
+    causal, _ = V.causal_arg(causal), V.align_arg(align)  # N == M: align is moot
+    if k.shape[-2] != q.shape[-2]:
+        raise ValueError(
+            f"sliding-window attention needs N == M, got q{q.shape}, k{k.shape}"
+        )
+    return q, k, v, scale, window, causal
+
+
 def sliding_window_attention_forward(
-    q, k, v, mask=None, *, window, causal=True, scale=None
+    q, k, v, mask=None, *, window, causal, align="top_left", scale=None
 ):
     """Attention restricted to a sliding window, without any (N, N) array.
 
@@ -72,29 +88,27 @@ def sliding_window_attention_forward(
         q: (..., N, d), k: (..., N, d), v: (..., N, d_v) (self-attention, M = N).
         mask: optional boolean broadcastable to (..., N, N), ANDed with the window.
         window: causal: the ``window`` most recent keys (including i);
-            bidirectional: keys with |i - j| <= window // 2.
-        causal: see ``window``.
+            bidirectional: keys with |i - j| <= window // 2. A window reaching past
+            every key (e.g. 2 N + 1) gives full (causal) attention.
+        causal: True or False (required); see ``window``.
+        align: accepted for the common signature and ignored: N == M, so both
+            alignments are the same rule.
         scale: score scale, default 1/sqrt(d).
 
     Returns:
-        out (..., N, d_v) equal to dense attention with ``sliding_window_mask``,
-        and a BandedCache.
+        out (..., N, d_v), equal to dense attention with the mask
+        ``sliding_window_mask(N, window, causal=causal) & mask``, and a BandedCache.
     """
-    q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
-    window = V.positive_int("window", window)
-    causal = V.bool_arg("causal", causal)
+    q, k, v, scale, window, causal = _check(q, k, v, mask, scale, window, causal, align)
     N = q.shape[-2]
-    if k.shape[-2] != N:
-        raise ValueError(
-            f"sliding-window attention needs N == M, got q{q.shape}, k{k.shape}"
-        )
     left, right, b, n_left, nw = _geometry(N, window, causal)
     nb = max(1, -(-N // b))
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     qb = _pad(q, 0, nb * b - N).reshape(q.shape[:-2] + (nb, b, q.shape[-1]))
     kw, vw = (_windows(x, b, n_left, nw, nb) for x in (k, v))  # (..., nb, nw b, .)
     allow = _allowed(N, left, right, b, n_left, nw, nb, mask, lead)
-    out, core = attention_forward(qb, kw, vw, allow, scale=scale)  # (..., nb, b, d_v)
+    # (..., nb, b, d_v): the band is the mask; no causal rule on top of it
+    out, core = attention_forward(qb, kw, vw, allow, causal=False, scale=scale)
     out = out.reshape(out.shape[:-3] + (nb * b, out.shape[-1]))[..., :N, :]
     return out, BandedCache(core, (N, b, n_left, nw))
 
@@ -122,14 +136,16 @@ def sliding_window_attention_backward(dout, cache):
     return dq, dk, dv
 
 
-def band_blocks(N, window, *, causal=True):
+def band_blocks(N, window, *, causal, align="top_left"):
     """The (rows, cols) slices the banded computation covers, for pictures and tests.
 
     Each block of b query rows meets its nw neighbouring key blocks; slices are cut
     to [0, N). Together they contain every pair of ``sliding_window_mask``.
+    ``align`` is accepted and ignored (N queries, N keys: both rules are the same).
     """
     N, window = V.positive_int("N", N), V.positive_int("window", window)
-    _, _, b, n_left, nw = _geometry(N, window, V.bool_arg("causal", causal))
+    causal, _ = V.causal_arg(causal), V.align_arg(align)
+    _, _, b, n_left, nw = _geometry(N, window, causal)
     spans = []
     for t in range(-(-N // b)):
         lo, hi = max(0, (t - n_left) * b), min(N, (t - n_left + nw) * b)

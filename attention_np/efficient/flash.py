@@ -10,10 +10,12 @@ Backward recomputes each tile's weights from the stored log-sum-exp instead of
 storing them: P = exp(S - lse), D = rowsum(dout * out), dS = P * (dout v^T - D).
 Memory: the inputs and outputs plus O(block_q * block_k) per tile, never (N, M).
 
-Causal alignment: ``causal=True`` allows key j for query i when j <= i + offset with
-offset 0 ("top_left", the default of ``masks.causal_mask`` and PyTorch
-``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that lie wholly
-in the future are skipped, as are tiles where ``mask`` is all False.
+Causal alignment: ``causal`` (required, True or False) allows key j for query i
+when j <= i + offset with offset 0 ("top_left", the default of ``masks.causal_mask``
+and PyTorch ``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that
+lie wholly in the future are skipped, as are tiles where ``mask`` is all False.
+``workers`` threads (None: ``validate.default_workers()``) share the (batch, head)
+slices; the result is bit-identical whatever their number.
 
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
 lse (..., N); leading dimensions ("...", e.g. (B, H)) broadcast like ``@``.
@@ -111,6 +113,17 @@ def tiled_forward(q, k, v, mask, plan):
     return out, lse
 
 
+def _recompute_weights(e, qs, k_cols, allow, shift):
+    """Fill the tile buffer e (rows, cols) with P / w = exp(S - shift), S recomputed."""
+    np.matmul(qs, k_cols.T, out=e)  # S = scale q k^T of this tile
+    if allow is not None:
+        np.copyto(e, -np.inf, where=~allow)
+    if shift.any():
+        with np.errstate(over="ignore"):  # float16: may round to -inf (P = 0)
+            e -= shift
+    np.exp(e, out=e)
+
+
 def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
     """One head, keys outer and queries inner; adds into grads = (dq, dk, dv)."""
     dq, dk, dv = grads
@@ -125,13 +138,8 @@ def _backward_head(q, k, v, mask, plan, dout, out, lse, grads):
             allow = tile_mask(mask, plan.offset, rows, cols)
             if allow is False:
                 continue
-            e = tile_view(buffers[0], rows, cols)  # (rows, cols) scores, recomputed
-            np.matmul(qs[rows], k[cols].T, out=e)
-            if allow is not None:
-                np.copyto(e, -np.inf, where=~allow)
-            if shift[rows].any():
-                e -= shift[rows]
-            np.exp(e, out=e)  # e = P / w
+            e = tile_view(buffers[0], rows, cols)  # (rows, cols)
+            _recompute_weights(e, qs[rows], k[cols], allow, shift[rows])  # P / w
             dv[cols] += e.T @ dout_w[rows]  # forward: out = P v -> dv = P^T dout
             ds = tile_view(buffers[1], rows, cols)  # w * dP, dP = dout v^T
             np.matmul(dout_w[rows], v[cols].T, out=ds)
@@ -158,12 +166,12 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
     return tuple(unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True))
 
 
-def check_blocks(block_q, block_k, workers=1):
-    """Validated tile sizes and thread count (positive ints)."""
+def check_blocks(block_q, block_k, workers=None):
+    """Validated tile sizes (positive ints) and thread count (None: the default)."""
     return (
         V.positive_int("block_q", block_q),
         V.positive_int("block_k", block_k),
-        V.positive_int("workers", workers),
+        V.workers_arg(workers),
     )
 
 
@@ -173,12 +181,12 @@ def flash_attention_forward(
     v,
     mask=None,
     *,
-    causal=False,
+    causal,
     align="top_left",
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
     scale=None,
-    workers=1,
+    workers=None,
 ):
     """out = softmax(scale * q k^T, masked) @ v, computed tile by tile.
 
@@ -187,12 +195,14 @@ def flash_attention_forward(
         k: (..., M, d) keys.
         v: (..., M, d_v) values.
         mask: boolean, broadcastable to (..., N, M); True = may attend.
-        causal: also apply the causal rule (combined with ``mask`` by AND).
+        causal: True or False (required): also apply the causal rule, ANDed with
+            ``mask``.
         align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N).
         block_q, block_k: tile size (any positive ints; they need not divide N, M).
         scale: score scale, default 1/sqrt(d).
-        workers: threads over the (batch, head) slices (BLAS then uses one thread
-            each); the result does not depend on it. The backward uses the same.
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()`` (BLAS then uses one thread each); the
+            result is bit-identical whatever it is. The backward uses the same.
 
     Returns:
         out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.

@@ -11,6 +11,8 @@ O(N f e) instead of O(N M f) for (A B^T) C. With the causal rule (j <= i, N = M)
 Each form has forward ``y, cache = *_forward(a, b, c)`` and ``da, db, dc =
 *_backward(dy, cache)``. In the recurrent backward the gradient of the state flows
 backwards in time: R_i = sum_{j >= i} a_j dy_j^T, a reverse cumulative sum.
+``offset_forward`` runs any causal form for N != M under the rule j <= i + offset
+(zero rows in front make it square: the aligned causal rule of the package).
 
 Shape legend: a (..., N, f), b (..., M, f), c (..., M, e), y (..., N, e);
 f feature width, e value width, S (..., f, e); chunks (..., T, L, .) of length L.
@@ -118,6 +120,34 @@ def chunkwise_backward(dy, cache):
     db = _t(dw) @ ac + cc @ _t(g)  # s_prev_t sums b_u^T c_u over chunks u < t
     dc = _t(w) @ dyc + bc @ g
     return tuple(_unchunk(x, N) for x in (da, db, dc))
+
+
+def _pad_rows(x, front, length):
+    """Zero rows: ``front`` before x's rows and enough after to make ``length``."""
+    width = [(0, 0)] * (x.ndim - 2) + [(front, length - front - x.shape[-2]), (0, 0)]
+    return np.pad(x, width)
+
+
+def offset_forward(a, b, c, *, offset, product):
+    """A causal form with key j visible to query i when j <= i + offset (N != M).
+
+    Zero rows make the rule square: ``offset`` > 0 puts offset empty queries in
+    front, ``offset`` < 0 puts -offset empty keys in front, and the shorter side
+    is filled up to L = max(N, M). Zero feature rows add nothing to any sum.
+    ``product`` is the (forward, backward) pair of a causal form.
+    """
+    N, M = a.shape[-2], b.shape[-2]
+    fa, fb = max(offset, 0), max(-offset, 0)  # rows put in front of a, of b and c
+    L = max(N + fa, M + fb)
+    y, cache = product[0](_pad_rows(a, fa, L), _pad_rows(b, fb, L), _pad_rows(c, fb, L))
+    return y[..., fa : fa + N, :], (cache, product[1], fa, fb, N, M, L)  # (..., N, e)
+
+
+def offset_backward(dy, cache):
+    """da, db, dc of offset_forward: pad dy like y, then drop the padded rows."""
+    inner, backward, fa, fb, N, M, L = cache
+    da, db, dc = backward(_pad_rows(dy, fa, L), inner)
+    return da[..., fa : fa + N, :], db[..., fb : fb + M, :], dc[..., fb : fb + M, :]
 
 
 FORMS = {

@@ -9,8 +9,20 @@ sums become prefix sums, S_i = S_{i-1} + phi(k_i) v_i^T: the same model is an RN
 Numerator and denominator come from one product with the values [v, 1]; the forms
 of that product (parallel, recurrent, chunkwise) live in ``kernel_products``.
 
+``causal`` is required. With N != M the causal rule follows ``align`` like every
+attention function of the package: key j is visible to query i when j <= i + offset,
+offset 0 ("top_left") or M - N ("bottom_right"); the causal forms then run on
+feature rows padded with zeros (``kernel_products.offset_forward``). The recurrent
+and chunkwise forms exist only for causal=True (they are the causal RNN).
+
+Finite inputs give finite outputs: features are non-negative, so the sum
+sum_j phi(q_i).phi(k_j) is >= 0 and the denominator >= eps > 0. Where the sum is
+exactly 0 (relu or dpfp features that are all zero, exp-based features that
+underflow for inputs of size ~1e3), every term of the numerator is 0 too, and that
+query's output is 0 (float16 can still overflow: products of features above ~250).
+
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
-features phi (..., N|M, f); causal forms need N == M.
+features phi (..., N|M, f).
 """
 
 from functools import partial
@@ -43,46 +55,79 @@ class LinearAttentionCache(NamedTuple):
     shapes: tuple  # q, k, v shapes, to sum broadcast gradients back
 
 
+def _favor_dx(dout, cache):
+    return favor_backward(dout, cache)[0]  # omega is a constant here: no domega
+
+
 def _features(x, role, feature_map, omega):
     """phi(x) and (backward, cache); FAVOR+ stabilises queries by row, keys jointly."""
     if feature_map == "favor+":
-        omega = np.asarray(omega, dtype=x.dtype)
         phi, cache = favor_forward(x, omega, stabilize="row" if role == "q" else "all")
-        return phi, (favor_backward, cache)
+        return phi, (_favor_dx, cache)
     forward, backward = FEATURE_MAPS[feature_map]
     phi, cache = forward(x)
     return phi, (backward, cache)
 
 
-def _check(q, k, v, feature_map, causal, form, omega):
-    q, k, v, _ = V.check_qkv(q, k, v, None, None)
-    names = tuple(FEATURE_MAPS) + ("favor+",)
-    if feature_map not in names:
-        raise ValueError(f"feature_map must be one of {names}, got {feature_map!r}")
+def _check_omega(feature_map, omega, q):
+    """omega (d, m) in q's dtype for "favor+", and None otherwise."""
     if (feature_map == "favor+") != (omega is not None):
         raise ValueError("omega (d, m) from favor_omega goes with feature_map='favor+'")
-    if omega is not None and (np.ndim(omega) != 2 or omega.shape[0] != q.shape[-1]):
-        raise ValueError(f"omega{np.shape(omega)} must be (d, m) with d={q.shape[-1]}")
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    V.bool_arg("causal", causal)
-    if not causal and form != "parallel":
-        raise ValueError(f"form={form!r} is causal; use causal=True or form='parallel'")
-    if causal and q.shape[-2] != k.shape[-2]:
+    if omega is None:
+        return None
+    omega = V.float_array("omega", omega, ndim=2)
+    if omega.shape[0] != q.shape[-1] or omega.shape[1] == 0:
         raise ValueError(
-            f"causal linear attention needs N == M, got q{q.shape}, k{k.shape}"
+            f"omega{omega.shape} must be (d, m), d = {q.shape[-1]}, m >= 1"
         )
+    return omega.astype(q.dtype, copy=False)
+
+
+def _check(q, k, v, feature_map, causal, align, form, omega, eps):
+    """Broadcast q, k, v, the causal offset (None: no rule), omega and eps."""
+    q, k, v, _ = V.check_qkv(q, k, v, None, None)
+    V.choice("feature_map", feature_map, tuple(FEATURE_MAPS) + ("favor+",))
+    omega = _check_omega(feature_map, omega, q)
+    V.choice("form", form, FORMS)
+    offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
+    if offset is None and form != "parallel":
+        raise ValueError(
+            f"form={form!r} is the causal RNN: pass causal=True, or use "
+            "form='parallel' for causal=False"
+        )
+    eps = V.real("eps", eps, lo=0.0, lo_open=True)
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    return [np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v)]
+    qkv = [np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v)]
+    return *qkv, offset, omega, eps
 
 
-def _product(causal, form, chunk_size):
-    if not causal:
+def _product(offset, form, chunk_size, N, M):
+    """(forward, backward) of y = [causal](phi_q phi_k^T) [v, 1] in the chosen form."""
+    if offset is None:
         return kp.global_forward, kp.global_backward
+    product = kp.FORMS[form]
     if form == "chunkwise":
-        forward = partial(kp.chunkwise_forward, chunk_size=chunk_size)
-        return forward, kp.chunkwise_backward
-    return kp.FORMS[form]
+        product = partial(product[0], chunk_size=chunk_size), product[1]
+    if offset == 0 and N == M:
+        return product
+    aligned = partial(kp.offset_forward, offset=offset, product=product)  # N != M
+    return aligned, kp.offset_backward
+
+
+def _streamed(q, k, v, feature_map, offset, form, options):
+    """(out, cache) streamed through chunks of rows, or None when not streamable.
+
+    Row-wise feature maps stream without a causal rule, and causally in the
+    chunkwise form when N == M; FAVOR+ keys share one stabiliser over all rows.
+    """
+    if feature_map not in FEATURE_MAPS:
+        return None
+    phi = FEATURE_MAPS[feature_map]
+    if offset is None:
+        return ls.streaming_forward(q, k, v, phi, **options)
+    if form == "chunkwise" and q.shape[-2] == k.shape[-2]:  # then offset = 0
+        return ls.causal_streaming_forward(q, k, v, phi, **options)
+    return None
 
 
 def linear_attention_forward(
@@ -91,7 +136,8 @@ def linear_attention_forward(
     v,
     *,
     feature_map="elu+1",
-    causal=False,
+    causal,
+    align="top_left",
     form="parallel",
     chunk_size=64,
     eps=1e-6,
@@ -102,38 +148,45 @@ def linear_attention_forward(
     Args:
         q: (..., N, d) queries.  k: (..., M, d) keys.  v: (..., M, d_v) values.
         feature_map: "elu+1", "relu", "dpfp" or "favor+" (then pass ``omega``).
-        causal: sum over j <= i only (needs N == M).
-        form: "parallel" (causal: the masked O(N^2) reference; otherwise the O(N)
+        causal: True or False (required): sum over j <= i + offset only.
+        align: "top_left" (offset 0) or "bottom_right" (offset M - N).
+        form: "parallel" (causal: the masked O(N M) reference; otherwise the O(N)
             product), "recurrent" (causal RNN) or "chunkwise" (causal, O(N)).
-        chunk_size: chunk length L of the chunkwise form.
-        eps: added to the denominator (keeps 0/0 away for relu features).
+        chunk_size: chunk length L of the chunkwise form (a positive int).
+        eps: added to the denominator, finite and > 0 (a row with no mass gives 0).
         omega: (d, m) random projections for "favor+" (``favor_omega``).
 
     Returns:
         out (..., N, d_v) and a cache (a ``linear_streaming`` cache when the rows
-        are streamed: row-wise feature maps, non-causal or chunkwise).
+        are streamed: row-wise feature maps, non-causal or chunkwise with N == M).
     """
     shapes = tuple(np.shape(a) for a in (q, k, v))
-    q, k, v = _check(q, k, v, feature_map, causal, form, omega)
+    q, k, v, offset, omega, eps = _check(
+        q, k, v, feature_map, causal, align, form, omega, eps
+    )
     chunk_size = V.positive_int("chunk_size", chunk_size)
-    if feature_map in FEATURE_MAPS and (not causal or form == "chunkwise"):
-        phi = FEATURE_MAPS[feature_map]  # row-wise phi: stream chunks of rows
-        if not causal:
-            return ls.streaming_forward(q, k, v, phi, eps=eps, shapes=shapes)
-        return ls.causal_streaming_forward(
-            q, k, v, phi, eps=eps, shapes=shapes, chunk_size=chunk_size
-        )
-    forward, backward = _product(causal, form, chunk_size)
+    options = {"eps": eps, "shapes": shapes}
+    if offset is not None:
+        options["chunk_size"] = chunk_size
+    streamed = _streamed(q, k, v, feature_map, offset, form, options)
+    if streamed is not None:
+        return streamed
+    product = _product(offset, form, chunk_size, q.shape[-2], k.shape[-2])
+    return _sliced_forward(q, k, v, feature_map, omega, eps, product, shapes)
+
+
+def _sliced_forward(q, k, v, feature_map, omega, eps, product, shapes):
+    """The unstreamed forms, one (batch, head) slice at a time: the same arithmetic
+    with temporaries 1/(B H) as big, so they stay in cache and get reused."""
+    forward, backward = product
     out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
     den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
     slices = []
-    # one (batch, head) slice at a time: the same arithmetic with temporaries that
-    # are 1/(B H) as big, so they stay in cache and the allocator can reuse them
     for idx in np.ndindex(q.shape[:-2]):
         phi_q, q_map = _features(q[idx], "q", feature_map, omega)  # (N, f)
         phi_k, k_map = _features(k[idx], "k", feature_map, omega)  # (M, f)
         y, product_cache = forward(phi_q, phi_k, ls.with_ones(v[idx]))  # (N, d_v + 1)
-        den[idx] = y[:, -1:] + eps  # the normaliser
+        den[idx] = y[:, -1:] + eps  # the normaliser, >= eps
         out[idx] = y[:, :-1] / den[idx]
         slices.append((q_map, k_map, product_cache))
     return out, LinearAttentionCache(slices, backward, out, den, shapes)
@@ -162,17 +215,20 @@ def linear_attention_backward(dout, cache):
 
 
 def linear_attention_weights(
-    q, k, *, feature_map="elu+1", causal=False, eps=1e-6, omega=None
+    q, k, *, feature_map="elu+1", causal, align="top_left", eps=1e-6, omega=None
 ):
     """The attention matrix linear attention implies: (..., N, M), for heatmaps.
 
-    A_ij = phi(q_i).phi(k_j) / (sum_j' phi(q_i).phi(k_j') + eps), zero above the
-    diagonal when causal, so that ``out == A @ v``. Builds (N, M): plots only.
+    A_ij = phi(q_i).phi(k_j) / (sum_j' phi(q_i).phi(k_j') + eps), zero where the
+    causal rule hides key j (j > i + offset, as in linear_attention_forward), so
+    that ``out == A @ v``. Builds (N, M): plots only.
     """
-    q, k, _ = _check(q, k, k, feature_map, causal, "parallel", omega)
+    q, k, _, offset, omega, eps = _check(
+        q, k, k, feature_map, causal, align, "parallel", omega, eps
+    )
     phi_q = _features(q, "q", feature_map, omega)[0]  # (..., N, f)
     phi_k = _features(k, "k", feature_map, omega)[0]  # (..., M, f)
     w = phi_q @ np.swapaxes(phi_k, -1, -2)  # (..., N, M)
-    if causal:
-        w = np.tril(w)
+    if offset is not None:
+        w = np.tril(w, k=offset)  # key j visible to query i when j <= i + offset
     return w / (np.sum(w, axis=-1, keepdims=True) + eps)

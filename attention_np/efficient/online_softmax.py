@@ -20,8 +20,27 @@ from .. import validate as V
 from .tiles import blocks
 
 
+def _check_step(m, l, block):
+    """Validated running max m (...,), running sum l (...,) and block (..., b)."""
+    block = V.float_array("block", block, min_ndim=1)
+    checked = []
+    for name, a in (("m", m), ("l", l)):
+        a = V.float_array(name, np.asarray(a) if isinstance(a, np.generic) else a)
+        if a.shape != block.shape[:-1]:
+            raise ValueError(
+                f"{name}{a.shape} must have the shape of block{block.shape} without "
+                f"its last axis, {block.shape[:-1]}"
+            )
+        checked.append(a)
+    return *checked, block
+
+
 def online_softmax_step(m, l, block):
-    """One step of the recurrence: fold a block (..., b) into (m, l) of shape (...,)."""
+    """One step of the recurrence: fold a block (..., b) into (m, l) of shape (...,).
+
+    Returns new arrays (m_new, l_new); m, l and block are not modified.
+    """
+    m, l, block = _check_step(m, l, block)
     m_new = np.maximum(m, np.max(block, axis=-1, initial=-np.inf))  # (...,)
     base = np.where(np.isneginf(m_new), 0.0, m_new)  # no -inf - (-inf) = NaN
     l_new = l * np.exp(m - base)  # rescale the old sum to the new max
@@ -34,7 +53,7 @@ def online_logsumexp(x, *, block, trace=False):
 
     Args:
         x: (..., M) scores (-inf = masked).
-        block: number of entries read per step.
+        block: number of entries read per step (a positive int).
         trace: also return the list of (m, l) after each step.
 
     Returns:
@@ -58,9 +77,14 @@ def online_logsumexp(x, *, block, trace=False):
 def online_softmax(x, *, block):
     """softmax over the last axis from one streaming pass: exp(x - logsumexp(x)).
 
+    Args:
+        x: (..., M) scores (-inf = masked).
+        block: number of entries read per step (a positive int).
+
     Returns:
         y (..., M) (rows of a fully masked x are 0) and lse (...,).
     """
+    x = V.float_array("x", x, min_ndim=1)
     lse = online_logsumexp(x, block=block)
     shift = np.where(np.isneginf(lse), np.inf, lse)  # exp(-inf - inf) = 0, not NaN
     return np.exp(x - shift[..., None]), lse

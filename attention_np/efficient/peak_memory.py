@@ -10,10 +10,21 @@ import tracemalloc
 
 
 def peak_bytes(fn):
-    """Peak bytes allocated while ``fn()`` runs (tracing stops afterwards)."""
-    tracemalloc.start()
+    """Peak bytes allocated while ``fn()`` runs, above what was allocated before.
+
+    Starts tracing if needed and stops it afterwards; when the caller is already
+    tracing, it stays on (only its peak is reset).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable with no arguments, got {fn!r}")
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
     try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
         fn()
-        return tracemalloc.get_traced_memory()[1]
+        return tracemalloc.get_traced_memory()[1] - before
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()

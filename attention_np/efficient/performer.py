@@ -47,6 +47,22 @@ def _max_axes(stabilize):
     return {"row": (-1,), "all": (-2, -1)}[stabilize]
 
 
+def _check(x, omega, stabilize):
+    """Validated x and omega: float arrays of one dtype sharing d >= 1, m >= 1."""
+    if stabilize not in STABILIZE:
+        raise ValueError(f"stabilize must be one of {STABILIZE}, got {stabilize!r}")
+    x = V.float_array("x", x, min_ndim=2 if stabilize == "all" else 1)
+    omega = V.float_array("omega", omega, ndim=2)
+    V.same_dtype(x=x, omega=omega)
+    if x.shape[-1] != omega.shape[0]:
+        raise ValueError(
+            f"x{x.shape} and omega{omega.shape} must share d = x.shape[-1]"
+        )
+    if 0 in omega.shape:
+        raise ValueError(f"omega{omega.shape} needs d >= 1 and m >= 1 features")
+    return x, omega
+
+
 def favor_forward(x, omega, *, stabilize=None):
     """phi(x) = exp(x' omega - |x'|^2/2 - c) / sqrt(m), x' = x d^(-1/4).
 
@@ -59,42 +75,50 @@ def favor_forward(x, omega, *, stabilize=None):
     Returns:
         phi (..., N, m) and a cache.
     """
-    if stabilize not in STABILIZE:
-        raise ValueError(f"stabilize must be one of {STABILIZE}, got {stabilize!r}")
-    x = V.float_array("x", x, min_ndim=2 if stabilize == "all" else 1)
-    omega = V.float_array("omega", omega, ndim=2)
+    x, omega = _check(x, omega, stabilize)
     d, m = omega.shape
-    if x.shape[-1] != d:
-        raise ValueError(
-            f"x{x.shape} and omega{omega.shape} must share d = x.shape[-1]"
-        )
     xs = x * d**-0.25  # (..., N, d)
     u = xs @ omega - 0.5 * np.sum(xs * xs, axis=-1, keepdims=True)  # (..., N, m)
     c = 0.0
     if stabilize is not None:
-        c = np.max(u, axis=_max_axes(stabilize), keepdims=True)  # exp(u - c) <= 1
+        axes = _max_axes(stabilize)  # exp(u - c) <= 1; no positions: c = -inf, unused
+        c = np.max(u, axis=axes, keepdims=True, initial=-np.inf)
     phi = np.exp(u - c) / np.sqrt(m)
     return phi, (xs, omega, u, phi, stabilize)
 
 
-def favor_backward(dphi, cache):
-    """dx from dphi; the stabiliser's max passes its gradient to its argmax entry."""
+def favor_backward(dout, cache):
+    """dx and domega from dout = dphi; the stabiliser's max passes its gradient to
+    the entry where it was taken.
+
+    Returns:
+        dx (..., N, d) and domega (d, m), summed over every row of x.
+    """
     xs, omega, u, phi, stabilize = cache
-    V.grad_shape("dphi", dphi, phi.shape)
-    du = dphi * phi  # phi = exp(u - c) / sqrt(m)
-    if stabilize is not None:
-        axes = _max_axes(stabilize)
-        dc = -np.sum(du, axis=axes, keepdims=True)  # phi depends on c through -c
-        flat = u.reshape(u.shape[: u.ndim - len(axes)] + (-1,))  # (..., group)
-        top = np.argmax(flat, axis=-1)[..., None]  # where the max was taken
-        grad_flat = du.reshape(flat.shape).copy()
-        np.put_along_axis(
-            grad_flat,
-            top,
-            np.take_along_axis(grad_flat, top, -1) + dc.reshape(top.shape),
-            -1,
-        )
-        du = grad_flat.reshape(u.shape)
+    V.grad_shape("dout", dout, phi.shape)
+    du = _stabiliser_backward(dout * phi, u, stabilize)  # phi = exp(u - c) / sqrt(m)
+    d = omega.shape[0]
     # forward: u = xs omega - |xs|^2 / 2 -> dxs = du omega^T - (sum_m du) xs
     dxs = du @ omega.T - np.sum(du, axis=-1, keepdims=True) * xs
-    return dxs * omega.shape[0] ** -0.25  # xs = x d^(-1/4)
+    domega = xs.reshape(-1, d).T @ du.reshape(-1, omega.shape[1])  # (d, m)
+    return dxs * d**-0.25, domega  # xs = x d^(-1/4)
+
+
+def _stabiliser_backward(du, u, stabilize):
+    """Add the gradient through c = max(u) (over ``stabilize``'s axes) to du."""
+    if stabilize is None:
+        return du
+    axes = _max_axes(stabilize)
+    dc = -np.sum(du, axis=axes, keepdims=True)  # phi depends on c through -c
+    if u.size == 0:  # no entries: no max was taken
+        return du
+    flat = u.reshape(u.shape[: u.ndim - len(axes)] + (-1,))  # (..., group)
+    top = np.argmax(flat, axis=-1)[..., None]  # where the max was taken
+    grad_flat = du.reshape(flat.shape).copy()
+    np.put_along_axis(
+        grad_flat,
+        top,
+        np.take_along_axis(grad_flat, top, -1) + dc.reshape(top.shape),
+        -1,
+    )
+    return grad_flat.reshape(u.shape)

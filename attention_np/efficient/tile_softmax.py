@@ -35,7 +35,8 @@ def in_exp_range(x):
 def _row_max_sums(s, v_ext):
     """The textbook path: ref = row max (-inf for rows with no allowed key)."""
     top = np.max(s, axis=-1, keepdims=True, initial=-np.inf)  # (rows, 1)
-    s -= np.where(np.isneginf(top), 0.0, top)  # never -inf - (-inf) = NaN
+    with np.errstate(over="ignore"):  # float16: s - top may round to -inf (weight 0)
+        s -= np.where(np.isneginf(top), 0.0, top)  # never -inf - (-inf) = NaN
     np.exp(s, out=s)
     return top, s @ v_ext
 
