@@ -126,7 +126,8 @@ def merge_partials_backward(dout, cache):
     the softmax Jacobian applied to the rows' dot products (the same for b).
 
     Args:
-        dout: Partial(out (..., N, d_v), lse (..., N)) of upstream gradients.
+        dout: Partial(out, lse) of the upstream gradients: dout.out (..., N, d_v)
+            (named "dout" in errors) and dout.lse (..., N) (named "dlse").
         cache: from ``merge_partials_forward``.
     """
     a, b, merged = cache
@@ -135,9 +136,9 @@ def merge_partials_backward(dout, cache):
             "dout must be a Partial(out, lse) of the two upstream gradients, got "
             f"{type(dout).__name__}"
         )
-    do, dlse = dout
-    V.grad_shape("dout.out", do, merged.out.shape)
-    V.grad_shape("dout.lse", dlse, merged.lse.shape)
+    do, dlse = dout  # the gradients of merged.out and merged.lse
+    V.grad_shape("dout", do, merged.out.shape)
+    V.grad_shape("dlse", dlse, merged.lse.shape)
     w_a, w_b, _ = _weights(a.lse, b.lse)  # (..., N) each
     dot = np.sum(do * merged.out, axis=-1)  # (..., N)
     grads = []
