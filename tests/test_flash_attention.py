@@ -13,14 +13,12 @@ from attention_np import (
     combine_masks,
     padding_mask,
 )
+from attention_np.efficient import flash as flash_module
 from attention_np.efficient import (
-    block_attention_backward,
-    block_attention_forward,
     flash_attention_backward,
     flash_attention_forward,
     peak_bytes,
 )
-from attention_np.efficient import flash as flash_module
 from attention_np.efficient.tiles import tile_schedule
 from attention_np.naive import attention_naive
 
@@ -230,53 +228,6 @@ def test_no_n_by_m_array_is_allocated(rng):
     assert fwd < full / 16 and bwd < full / 8
 
 
-def test_block_results_merge_into_full_attention(rng):
-    q, k, v = qkv(rng)
-    mask = fully_masked(rng)
-    out_a, lse_a = block_attention_forward(
-        q, k[..., :5, :], v[..., :5, :], mask[..., :5]
-    )
-    out_b, lse_b = block_attention_forward(
-        q, k[..., 5:, :], v[..., 5:, :], mask[..., 5:]
-    )
-    with np.errstate(invalid="ignore"):  # -inf - -inf for rows empty in both blocks
-        lse = np.logaddexp(lse_a, lse_b)
-        wa, wb = (np.nan_to_num(np.exp(x - lse))[..., None] for x in (lse_a, lse_b))
-    ref, ref_cache = attention_forward(q, k, v, mask)
-    np.testing.assert_allclose(wa * out_a + wb * out_b, ref, atol=1e-12)
-
-
-def test_block_backward_with_global_lse_sums_to_the_full_gradient(rng):
-    q, k, v = qkv(rng)
-    out, cache = flash_attention_forward(q, k, v, causal=True)
-    dout = rng.standard_normal(out.shape)
-    dq_full, dk_full, dv_full = flash_attention_backward(dout, cache)
-    dq = np.zeros_like(q)
-    for start, stop in ((0, 4), (4, 9), (9, M)):  # key blocks at global positions
-        g = block_attention_backward(
-            dout,
-            q,
-            k[..., start:stop, :],
-            v[..., start:stop, :],
-            out,
-            cache.lse,
-            causal_offset=0 - start,
-        )
-        dq += g[0]
-        np.testing.assert_allclose(g[1], dk_full[..., start:stop, :], atol=1e-12)
-        np.testing.assert_allclose(g[2], dv_full[..., start:stop, :], atol=1e-12)
-    np.testing.assert_allclose(dq, dq_full, atol=1e-12)
-
-
-def test_causal_offset_uses_global_positions(rng):
-    q, k, v = qkv(rng, n=6, m=5)
-    # queries at global 10..15, keys at global 12..16: j_glob <= i_glob
-    out, lse = block_attention_forward(q, k, v, causal_offset=10 - 12)
-    glob = np.arange(10, 16)[:, None] >= np.arange(12, 17)[None, :]
-    np.testing.assert_allclose(out, attention_forward(q, k, v, glob)[0], atol=1e-12)
-    assert np.all(lse[..., :2] == -np.inf)  # queries 10, 11 see none of these keys
-
-
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -289,18 +240,6 @@ def test_bad_options_are_named(rng, kwargs, error, match):
     q, k, v = qkv(rng)
     with pytest.raises(error, match=match):
         flash_attention_forward(q, k, v, causal=True, **kwargs)
-
-
-def test_bad_block_attention_arguments_are_named(rng):
-    q, k, v = qkv(rng)
-    out, lse = block_attention_forward(q, k, v)
-    with pytest.raises(TypeError, match="causal_offset"):
-        block_attention_forward(q, k, v, causal_offset=1.0)
-    with pytest.raises(ValueError, match=r"lse\(2, 3\)"):
-        block_attention_backward(out, q, k, v, out, lse[..., 0])
-    _, cache = flash_attention_forward(q, k, v)
-    with pytest.raises(ValueError, match="dout"):
-        flash_attention_backward(out[..., :-1], cache)
 
 
 def test_rows_with_tiny_or_huge_sums_take_the_shifted_path_exactly(rng):
@@ -339,13 +278,3 @@ def test_threads_over_heads_give_bitwise_the_same_results(rng, causal):
         strict=True,
     ):
         np.testing.assert_array_equal(g1, g2)
-
-
-def test_block_attention_accepts_workers(rng):
-    q, k, v = qkv(rng)
-    out1, lse1 = block_attention_forward(q, k, v, causal_offset=2)
-    out2, lse2 = block_attention_forward(q, k, v, causal_offset=2, workers=2)
-    np.testing.assert_array_equal(out1, out2)
-    np.testing.assert_array_equal(lse1, lse2)
-    with pytest.raises(ValueError, match="workers"):
-        block_attention_forward(q, k, v, workers=0)
