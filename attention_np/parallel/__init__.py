@@ -5,7 +5,8 @@
 - ``layouts``: contiguous, zigzag and striped token -> rank maps, and the score
   tiles each ring step needs under a causal mask (with their work counts).
 - ``ring_sim``: ring attention simulated in one process, forward and backward, with
-  explicit rank states and message buffers; ``ring_trace`` reads its trace.
+  explicit rank states and message buffers (``ring_state``); ``ring_trace`` reads
+  its trace. ``ring_step`` is what one rank computes at one step (shared with MPI).
 - ``ring_mpi``: the same ring over real processes with mpi4py (optional);
   ``python -m attention_np.parallel.ring`` runs it under ``mpiexec`` and
   ``ring_check`` compares the result with one process on rank 0.
@@ -42,11 +43,11 @@ from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
 from .ring_sim import (
     RingCache,
     forward_steps,
-    init_states,
     ring_attention_backward,
     ring_attention_forward,
     ring_backward_trace,
 )
+from .ring_state import init_states
 from .ring_step import make_plan
 from .ring_trace import bytes_sent, coverage, holder_table, work_table
 from .stats import CommStats, GradsWithStats

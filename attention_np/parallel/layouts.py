@@ -108,6 +108,12 @@ def unshard(parts, positions, axis=-2):
     """Inverse of ``shard``: put every rank's part back at its global positions."""
     _check_positions(positions, len(parts))
     parts = [np.moveaxis(np.asarray(p), axis, 0) for p in parts]  # (c, ...) each
+    for r, part in enumerate(parts):
+        if part.shape[:1] != positions.shape[1:] or part.shape != parts[0].shape:
+            raise ValueError(
+                f"parts[{r}] has shape {part.shape} along axis {axis} first: every "
+                f"part needs {positions.shape[1]} positions and the same shape"
+            )
     full = np.empty((positions.size,) + parts[0].shape[1:], parts[0].dtype)  # (N, ...)
     for pos, part in zip(positions, parts, strict=True):
         full[pos] = part
@@ -146,6 +152,8 @@ def step_tiles(layout, rank, src, n_ranks, c, *, causal, align="top_left"):
 
 def tile_pairs(tile):
     """How many (query, key) pairs of a tile may attend (the tile's useful work)."""
+    if not isinstance(tile, Tile):
+        raise TypeError(f"tile must be a layouts.Tile, got {type(tile).__name__}")
     n_rows = tile.rows.stop - tile.rows.start
     n_cols = tile.cols.stop - tile.cols.start
     if tile.offset is None:

@@ -67,23 +67,12 @@ def parse_args(argv=None):
         description="Ring attention (or Ulysses) over MPI, checked against one "
         "process. Run it as: mpiexec -n 4 python -m attention_np.parallel.ring",
     )
-    p.add_argument("--seq-len", type=positive, default=4096, help="N (default 4096)")
-    p.add_argument("--heads", type=positive, default=4, help="H (default 4)")
-    p.add_argument("--head-dim", type=positive, default=32, help="d (default 32)")
-    p.add_argument("--batch", type=positive, default=1, help="B (default 1)")
+    _sizes(p)
     p.add_argument("--layout", choices=LAYOUTS, default="zigzag")
     p.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--algorithm", choices=("ring", "ulysses"), default="ring")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--seed", type=non_negative, default=0)
-    p.add_argument("--block-q", type=positive, default=256, help="tile rows")
-    p.add_argument("--block-k", type=positive, default=512, help="tile columns")
-    p.add_argument(
-        "--blas-threads",
-        type=positive,
-        default=1,
-        help="BLAS threads per rank (default 1: P ranks already share the cores)",
-    )
     p.add_argument(
         "--tol", type=tolerance, default=None, help="default 1e-12 (float64)"
     )
@@ -96,6 +85,22 @@ def parse_args(argv=None):
     if args.tol is None:  # (an explicit --tol 0 asks for bit-identical results)
         args.tol = 1e-12 if args.dtype == "float64" else 1e-4
     return args
+
+
+def _sizes(p):
+    """The size flags: each a positive int, checked by argparse itself."""
+    p.add_argument("--seq-len", type=positive, default=4096, help="N (default 4096)")
+    p.add_argument("--heads", type=positive, default=4, help="H (default 4)")
+    p.add_argument("--head-dim", type=positive, default=32, help="d (default 32)")
+    p.add_argument("--batch", type=positive, default=1, help="B (default 1)")
+    p.add_argument("--block-q", type=positive, default=256, help="tile rows")
+    p.add_argument("--block-k", type=positive, default=512, help="tile columns")
+    p.add_argument(
+        "--blas-threads",
+        type=positive,
+        default=1,
+        help="BLAS threads per rank (default 1: P ranks already share the cores)",
+    )
 
 
 def make_inputs(args):

@@ -22,7 +22,7 @@ Queries are split over N and keys/values over M by the same layout; a ``mask``
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v); P ranks, c = N / P.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -30,111 +30,24 @@ import numpy as np
 from .. import validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
 from .layouts import shard, unshard
-from .ring_step import (
-    add_into,
-    backward_step,
-    empty_partial,
-    forward_step,
-    make_plan,
-    mask_rows,
+from .ring_state import (
+    RankStep,
+    StepRecord,
+    check_plan,
+    deliver,
+    init_states,
+    post,
 )
-
-
-class Message(NamedTuple):
-    """One point-to-point message: who sent what to whom (no payload kept)."""
-
-    step: int
-    sender: int
-    receiver: int
-    block: int  # owner of the key/value block the message carries
-    kind: str  # "kv" (keys and values) or "dkv" (their gradient accumulators)
-    nbytes: int
-
-
-class RankStep(NamedTuple):
-    """What one rank did at one step."""
-
-    rank: int
-    step: int
-    block: int  # whose key/value block it held
-    tiles: tuple  # layouts.Tile rectangles of its local (c, c) score block
-    pairs: int  # unmasked (query, key) pairs in them
-
-
-class StepRecord(NamedTuple):
-    step: int
-    ranks: list  # P RankStep
-    messages: list  # Message, sent during this step
-
-
-@dataclass
-class RankState:
-    """One simulated rank: its shards, the block it holds, its message buffers."""
-
-    rank: int
-    positions: np.ndarray  # (c,) global positions of its queries
-    q: np.ndarray  # (..., c, d)
-    k: np.ndarray  # (..., c_k, d)
-    v: np.ndarray  # (..., c_k, d_v)
-    mask: np.ndarray | None = None  # (..., c, M) its queries' rows of the mask
-    held_block: int = -1
-    held: dict = field(default_factory=dict)  # travelling arrays now on this rank
-    send_buf: dict | None = None
-    recv_buf: dict | None = None
-    out: np.ndarray | None = None  # (..., c, d_v) running output
-    lse: np.ndarray | None = None  # (..., c) running log-sum-exp
-    dq: np.ndarray | None = None  # (..., c, d) backward: stays on this rank
+from .ring_step import add_into, backward_step, forward_step, make_plan
 
 
 class RingCache(NamedTuple):
     out: np.ndarray  # (..., N, d_v)
     lse: np.ndarray  # (..., N)
-    states: list  # P RankState after the forward
+    states: list  # P ring_state.RankState after the forward
     plan: object  # ring_step.RingPlan
     positions: np.ndarray  # (P, c) query positions (= plan.q_positions)
     trace: list  # P StepRecord
-
-
-def post(states, t, names, kind, plan):
-    """Phase 1: copy each rank's travelling arrays into its send buffer -> messages."""
-    messages = []
-    for s in states:
-        s.send_buf = {**(s.send_buf or {}), **{n: s.held[n].copy() for n in names}}
-        nbytes = sum(s.held[n].nbytes for n in names)
-        receiver = (s.rank + 1) % plan.n_ranks
-        messages.append(Message(t, s.rank, receiver, s.held_block, kind, nbytes))
-    return messages
-
-
-def deliver(states, messages):
-    """Phase 3: send buffers land in receive buffers; then each rank "waits" and
-    holds what it received (only that: a rank passes on everything it held)."""
-    for msg in messages:
-        states[msg.receiver].recv_buf = states[msg.sender].send_buf
-    for msg in messages:
-        states[msg.sender].send_buf = None
-        receiver = states[msg.receiver]
-        if receiver.recv_buf is not None:
-            receiver.held, receiver.recv_buf = dict(receiver.recv_buf), None
-            receiver.held_block = msg.block
-
-
-def init_states(q, k, v, mask=None, *, plan):
-    """One RankState per rank, holding its own key/value block (step 0).
-
-    q, k, v, mask: the full arrays (validated, as in ``ring_attention_forward``);
-    plan: a ``ring_step.RingPlan`` (``make_plan``) for their lengths N and M.
-    """
-    qs = shard(q, plan.q_positions)  # P (..., c, d)
-    ks, vs = shard(k, plan.k_positions), shard(v, plan.k_positions)  # P (..., c_k, :)
-    states = []
-    for r, (q_r, k_r, v_r) in enumerate(zip(qs, ks, vs, strict=True)):
-        held = {"k": k_r, "v": v_r}
-        m_r = mask_rows(mask, plan, r)  # (..., c, M) or None
-        s = RankState(r, plan.q_positions[r], q_r, k_r, v_r, m_r, r, held)
-        s.out, s.lse = empty_partial(q_r, k_r, v_r)
-        states.append(s)
-    return states
 
 
 def _check(q, k, v, mask, n_ranks, options):
@@ -152,7 +65,9 @@ def forward_steps(states, plan):
     The generator pauses after the compute phase and before delivery: the send
     buffers of the paused step are still full, so every step can be inspected.
     """
-    P = plan.n_ranks
+    P = check_plan(plan).n_ranks
+    if not isinstance(states, list) or len(states) != P:
+        raise ValueError(f"states must be a list of P = {P} RankState (init_states)")
     for t in range(P):
         messages = post(states, t, ("k", "v"), "kv", plan) if t < P - 1 else []
         records = []

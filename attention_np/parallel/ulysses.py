@@ -67,6 +67,15 @@ def alltoall(sendbufs):
     sendbufs: P sequences of P messages (rank p's message to g is sendbufs[p][g]).
     Returns P lists of P messages, recvbufs[g][p] = sendbufs[p][g].
     """
+    if not isinstance(sendbufs, (list, tuple)):
+        raise TypeError(f"sendbufs must be a list, got {type(sendbufs).__name__}")
+    P = len(sendbufs)
+    for p, buf in enumerate(sendbufs):
+        if len(buf) != P:
+            raise ValueError(
+                f"sendbufs[{p}] holds {len(buf)} messages: every rank sends one "
+                f"message to each of the P = {P} ranks"
+            )
     return [[buf[g] for buf in sendbufs] for g in range(len(sendbufs))]
 
 
