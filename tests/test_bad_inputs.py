@@ -11,7 +11,6 @@ import pytest
 import attention_np as an
 from attention_np import efficient as eff
 from attention_np import memory as mem
-from attention_np import parallel as par
 from attention_np import transformer as tf
 from attention_np import viz
 from attention_np.additive import (
@@ -72,30 +71,12 @@ _, LUONG_CACHE = luong_attention_forward(q, k, v)
 _, ROPE_CACHE = rope_forward(q)
 OMEGA = eff.favor_omega(6, 8, rng=np.random.default_rng(5))
 _, FAVOR_CACHE = eff.favor_forward(q, OMEGA)
-RQ = R.standard_normal((2, 8, 3))  # (B, N, d) ring attention over 2 ranks
-RING_OUT, RING_CACHE = par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2)
-O_A, LSE_A = R.standard_normal((2, 3, 4, 7)), R.standard_normal((2, 3, 4))
 
-
-class OneRankComm:
-    """An mpi4py-like communicator of size 1: Alltoall is a copy (no MPI needed)."""
-
-    def Get_size(self):
-        return 1
-
-    def Get_rank(self):
-        return 0
-
-    def Alltoall(self, send, recv):
-        recv[...] = send
-
-
-_, ULYSSES_CACHE, _ = par.ulysses_mpi_forward(q, q, q, OneRankComm())
 
 ARRAYS = [q, k, v, x, x_kv, scores, *P.values(), *P_CROSS.values()]
 ARRAYS += [MQ, MK, MV, MBETA, NTM_W, NTM_M, *TTT_P.values(), TTT_X, STORY, QUESTION]
 ARRAYS += [*MEMNET_P.values(), LOGITS, TARGETS, *MODEL_P.values(), *ADD_P.values()]
-ARRAYS += [OMEGA, RQ, RING_OUT, O_A, LSE_A]
+ARRAYS += [OMEGA]
 
 
 def without(d, key):
@@ -416,38 +397,6 @@ CATALOGUE = [
             "dphi(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 8)"
         ),
     ),
-    (
-        "ring_backward_trace dout with a last axis of 1",
-        lambda: par.ring_backward_trace(np.ones((2, 8, 1)), RING_CACHE),
-        ValueError,
-        lit("dout(2, 8, 1) must have the shape of the forward's output (2, 8, 3)"),
-    ),
-    (
-        "ring_attention_mpi_backward dout of one sequence (before any MPI call)",
-        lambda: par.ring_attention_mpi_backward(
-            np.ones((8, 3)), RQ, RQ, RQ, RING_OUT, RING_CACHE.lse, None
-        ),
-        ValueError,
-        lit("dout(8, 3) must have the shape of the forward's output (2, 8, 3)"),
-    ),
-    (
-        "ulysses_mpi_backward dout with a last axis of 1",
-        lambda: par.ulysses_mpi_backward(
-            np.ones((2, 3, 4, 1)), ULYSSES_CACHE, OneRankComm()
-        ),
-        ValueError,
-        lit(
-            "dout(2, 3, 4, 1) must have the shape of the forward's output (2, 3, 4, 6)"
-        ),
-    ),
-    (
-        "merge_partials_backward dlse with a last axis of 1",
-        lambda: par.merge_partials_backward(
-            np.ones((2, 3, 4, 7)), np.ones((2, 3, 1)), O_A, LSE_A, O_A, LSE_A
-        ),
-        ValueError,
-        lit("dlse(2, 3, 1) must have the shape of the forward's output (2, 3, 4)"),
-    ),
     # --- boolean options: True or False only (a truthy "no" would switch them on) ---
     (
         "flash causal='no'",
@@ -528,48 +477,6 @@ CATALOGUE = [
         lambda: eff.favor_omega(6, 8, rng=np.random.default_rng(0), orthogonal=1),
         TypeError,
         lit("orthogonal must be True or False, got 1"),
-    ),
-    (
-        "ring attention causal=1",
-        lambda: par.ring_attention_forward(RQ, RQ, RQ, n_ranks=2, causal=1),
-        TypeError,
-        lit("causal must be True or False, got 1"),
-    ),
-    (
-        "ulysses causal='no'",
-        lambda: par.ulysses_attention_forward(q, q, q, n_ranks=1, causal="no"),
-        TypeError,
-        lit("causal must be True or False, got 'no'"),
-    ),
-    (
-        "ulysses over MPI causal=None",
-        lambda: par.ulysses_mpi_forward(q, q, q, OneRankComm(), causal=None),
-        TypeError,
-        lit("causal must be True or False, got None"),
-    ),
-    (
-        "step_tiles causal='no'",
-        lambda: par.step_tiles("zigzag", 0, 1, 2, 4, causal="no"),
-        TypeError,
-        lit("causal must be True or False, got 'no'"),
-    ),
-    (
-        "work_formula causal=None",
-        lambda: par.work_formula("zigzag", 8, 2, causal=None),
-        TypeError,
-        lit("causal must be True or False, got None"),
-    ),
-    (
-        "ring_elements backward=1",
-        lambda: par.ring_elements(8, 2, 4, backward=1),
-        TypeError,
-        lit("backward must be True or False, got 1"),
-    ),
-    (
-        "ulysses_elements exact='yes'",
-        lambda: par.ulysses_elements(8, 2, 4, exact="yes"),
-        TypeError,
-        lit("exact must be True or False, got 'yes'"),
     ),
     (
         "init_mha_params bias='no'",
