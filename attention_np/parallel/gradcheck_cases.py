@@ -125,7 +125,7 @@ def _ulysses_mpi(rng):
 
 
 CASES = {
-    "block attention (no causal rule)": lambda rng: _block(rng, causal=False),
+    "block attention (not causal)": lambda rng: _block(rng, causal=False),
     "block attention (causal bottom-right, padding)": lambda rng: _block(
         rng, causal=True, align="bottom_right", mask=padding_mask([7, 3], 7)
     ),
