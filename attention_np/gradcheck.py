@@ -279,12 +279,23 @@ def _flat(out):
 
 
 def _unflat(out, flat):
-    """Inverse of _flat for an output shaped like ``out``."""
+    """Inverse of _flat for an output shaped like ``out``.
+
+    A ``flat`` with extra leading axes is split along its last axis, so that a
+    wrongly shaped upstream gradient reaches the layer's own check.
+    """
     if not isinstance(out, tuple):
         return flat
+    flat, total = np.asarray(flat), sum(np.size(o) for o in out)
+    if flat.ndim == 0 or flat.shape[-1] != total:
+        raise ValueError(
+            f"dout{flat.shape} must have the shape of the forward's output "
+            f"({total},): the {type(out).__name__} flattened"
+        )
     parts, start = [], 0
     for o in out:
-        parts.append(flat[start : start + np.size(o)].reshape(np.shape(o)))
+        part = flat[..., start : start + np.size(o)]
+        parts.append(part.reshape(flat.shape[:-1] + np.shape(o)))
         start += np.size(o)
     return type(out)(*parts) if hasattr(out, "_fields") else tuple(parts)
 

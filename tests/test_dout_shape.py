@@ -21,11 +21,10 @@ GRAD_NAME = r"^d\w*\(.*\) must have"  # e.g. "dout(2, 4, 1) must have the shape 
 
 # Public backwards whose check no gradcheck case reaches (the model's case starts at
 # the loss, which refuses the bad dout first): test_bad_inputs.py checks them.
+# (The MPI backwards are reached: their cases run on a one-rank communicator.)
 NOT_IN_CASES = {
     "attention_np.transformer.model.model_backward",
     "attention_np.parallel.ring_sim.ring_backward_trace",
-    "attention_np.parallel.ring_mpi.ring_attention_mpi_backward",
-    "attention_np.parallel.ulysses.ulysses_mpi_backward",
 }
 PACKAGES = ("", ".memory", ".transformer", ".efficient", ".parallel")
 MODULES = (".decoding", ".additive", ".positional")  # public, not re-exported

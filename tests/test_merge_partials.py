@@ -1,5 +1,6 @@
 """merge_partials: any split of the keys, merged in any order or tree, is exact;
-an empty block (lse = -inf) is the identity; the backward matches finite differences."""
+an empty block (lse = -inf) is the identity; merge_partials_forward/backward is a layer
+(Partial in, Partial of gradients back) that matches finite differences."""
 
 import itertools
 import warnings
@@ -10,8 +11,13 @@ from conftest import fd_check
 
 from attention_np import attention_forward
 from attention_np.efficient import block_attention_forward
-from attention_np.parallel import merge_partials
-from attention_np.parallel.gradcheck_cases import merge_case
+from attention_np.gradcheck import LayerCase, case_functions
+from attention_np.parallel import (
+    Partial,
+    merge_partials,
+    merge_partials_backward,
+    merge_partials_forward,
+)
 
 B, H, N, M, d, d_v = 2, 3, 5, 11, 4, 6
 FORMS = ("exp", "sigmoid")
@@ -25,12 +31,15 @@ def qkv(rng):
     return q, k, v
 
 
+def block(q, k, v, **options):
+    """(out, lse) of q against one block of keys."""
+    out, cache = block_attention_forward(q, k, v, block_q=2, block_k=3, **options)
+    return out, cache.lse
+
+
 def partials(q, k, v, key_sets):
     """(o, lse) of q against each subset of the keys."""
-    return [
-        block_attention_forward(q, k[..., s, :], v[..., s, :], block_q=2, block_k=3)
-        for s in key_sets
-    ]
+    return [block(q, k[..., s, :], v[..., s, :], causal=False) for s in key_sets]
 
 
 def random_split(rng, n_parts):
@@ -54,7 +63,7 @@ def trees(parts, form):
 @pytest.mark.parametrize("form", FORMS)
 def test_merge_of_two_key_blocks_equals_full_attention(rng, qkv, form):
     q, k, v = qkv
-    full, _ = attention_forward(q, k, v)
+    full, _ = attention_forward(q, k, v, causal=False)
     a, b = partials(q, k, v, [slice(0, 4), slice(4, M)])
     o, _ = merge_partials(*a, *b, form=form)
     np.testing.assert_allclose(o, full, atol=1e-12)
@@ -63,7 +72,7 @@ def test_merge_of_two_key_blocks_equals_full_attention(rng, qkv, form):
 @pytest.mark.parametrize("form", FORMS)
 def test_merge_in_every_order_and_tree_shape_equals_full_attention(rng, qkv, form):
     q, k, v = qkv
-    full, _ = attention_forward(q, k, v)
+    full, _ = attention_forward(q, k, v, causal=False)
     lse_full = np.logaddexp.reduce(q @ np.swapaxes(k, -1, -2) / np.sqrt(d), axis=-1)
     parts = partials(q, k, v, random_split(rng, 4))
     n_results = 0
@@ -101,13 +110,14 @@ def test_two_empty_blocks_merge_to_empty_without_nan_or_warning(form):
 def test_merge_with_a_causally_empty_block_keeps_rows_that_see_nothing(rng, form):
     q, k, v = rng.standard_normal((3, 6, d))
     # keys 3..5 of a causal rule: queries 0..2 see none of them (lse -inf)
-    a = block_attention_forward(q, k[:3], v[:3], causal_offset=0)
-    b = block_attention_forward(q, k[3:], v[3:], causal_offset=-3)
+    positions = {"q_positions": np.arange(6)}
+    a = block(q, k[:3], v[:3], causal=True, k_positions=np.arange(3), **positions)
+    b = block(q, k[3:], v[3:], causal=True, k_positions=np.arange(3, 6), **positions)
     assert np.isneginf(b[1][:3]).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         o, _ = merge_partials(*a, *b, form=form)
-    full = block_attention_forward(q, k, v, causal_offset=0)[0]
+    full = block(q, k, v, causal=True)[0]
     np.testing.assert_allclose(o, full, atol=1e-12)
 
 
@@ -123,7 +133,7 @@ def test_exp_and_sigmoid_forms_agree_for_large_gaps(rng):
         np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-12)
 
 
-def test_merge_backward_matches_finite_differences_with_an_empty_row(rng):
+def _merge_inputs(rng):
     inputs = {
         "o_a": rng.standard_normal((2, 3, d_v)),
         "lse_a": rng.standard_normal((2, 3)),
@@ -132,7 +142,40 @@ def test_merge_backward_matches_finite_differences_with_an_empty_row(rng):
     }
     inputs["lse_b"][1, 2] = -np.inf  # block b is empty for one row
     inputs["o_b"][1, 2] = 0.0
-    fd_check(*merge_case(inputs), rng)
+    return inputs
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_merge_backward_matches_finite_differences_with_an_empty_row(rng, form):
+    case = LayerCase(
+        merge_partials_forward,
+        merge_partials_backward,
+        _merge_inputs(rng),
+        options={"form": form},
+    )
+    fd_check(*case_functions(case), rng)
+
+
+def test_merge_layer_returns_a_partial_and_takes_a_partial_of_gradients(rng):
+    inputs = _merge_inputs(rng)
+    merged, cache = merge_partials_forward(*inputs.values())
+    assert isinstance(merged, Partial)
+    np.testing.assert_array_equal(merged.out, merge_partials(*inputs.values()).out)
+    dout = Partial(rng.standard_normal(merged.out.shape), np.zeros(merged.lse.shape))
+    do_a, dlse_a, do_b, dlse_b = merge_partials_backward(dout, cache)
+    assert do_a.shape == do_b.shape == merged.out.shape
+    assert dlse_a.shape == dlse_b.shape == merged.lse.shape
+    np.testing.assert_array_equal(do_b[1, 2], 0.0)  # the empty block gets nothing
+
+
+def test_merge_gradients_of_the_two_lse_sum_to_the_upstream_lse_gradient(rng):
+    inputs = _merge_inputs(rng)  # L = logaddexp(L_a, L_b): dL_a + dL_b = dL
+    merged, cache = merge_partials_forward(*inputs.values())
+    dlse = rng.standard_normal(merged.lse.shape)
+    _, dlse_a, _, dlse_b = merge_partials_backward(
+        Partial(np.zeros(merged.out.shape), dlse), cache
+    )
+    np.testing.assert_allclose(dlse_a + dlse_b, dlse, atol=1e-15)
 
 
 def test_merge_rejects_mismatched_shapes_and_unknown_forms(rng):

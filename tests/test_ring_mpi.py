@@ -1,7 +1,8 @@
 """The MPI ring (and Ulysses) over real processes: ``mpiexec -n 2`` and ``-n 4`` of
 ``python -m attention_np.parallel.ring`` match single-process attention and the
-one-process simulation bit for bit. Skipped without mpi4py or mpiexec; the package
-itself must work without mpi4py."""
+one-process simulation bit for bit; the MPI functions take N != M, masks and both
+alignments. Skipped without mpi4py or mpiexec; the package itself (and the MPI
+functions on one rank) must work without mpi4py."""
 
 import importlib.util
 import os
@@ -95,7 +96,7 @@ def test_the_package_works_without_mpi4py():
         "import numpy as np\n"
         "from attention_np.parallel import ring_attention_forward\n"
         "x = np.random.default_rng(0).standard_normal((8, 3))\n"
-        "out, _ = ring_attention_forward(x, x, x, n_ranks=2)\n"
+        "out, _ = ring_attention_forward(x, x, x, n_ranks=2, causal=True)\n"
         "print(out.shape)\n"
     )
     result = subprocess.run(
@@ -121,3 +122,81 @@ def test_an_error_on_one_rank_aborts_every_rank_instead_of_hanging():
     )
     assert result.returncode != 0
     assert "planted failure on rank 0" in result.stdout + result.stderr
+
+
+GENERAL = """
+import numpy as np
+from mpi4py import MPI
+import attention_np as an
+from attention_np.parallel import (
+    layout_positions, ring_attention_mpi_backward, ring_attention_mpi_forward,
+    ulysses_mpi_backward, ulysses_mpi_forward,
+)
+comm = MPI.COMM_WORLD
+P, r = comm.Get_size(), comm.Get_rank()
+rng = np.random.default_rng(0)
+B, H, N, M, d = 2, 2, 24, 40, 3
+q, dout = rng.standard_normal((B, H, N, d)), rng.standard_normal((B, H, N, 5))
+k, v = rng.standard_normal((B, H, M, d)), rng.standard_normal((B, H, M, 5))
+mask = rng.random((B, 1, N, M)) > 0.3
+
+def error(got, want, rows, cols):
+    want = [want[0][..., rows, :], want[1][..., rows, :], want[2][..., cols, :],
+            want[3][..., cols, :]]
+    return max(float(np.abs(a - b).max()) for a, b in zip(got, want))
+
+worst = 0.0
+for causal, align in ((False, "top_left"), (True, "top_left"), (True, "bottom_right")):
+    ref, cache = an.attention_forward(q, k, v, mask, causal=causal, align=align)
+    want = (ref, *an.attention_backward(dout, cache))
+    opts = {"comm": comm, "causal": causal, "align": align}
+    for layout in ("contiguous", "zigzag", "striped"):
+        rows, cols = (layout_positions(layout, n, P)[r] for n in (N, M))
+        out, c = ring_attention_mpi_forward(
+            q[..., rows, :], k[..., cols, :], v[..., cols, :], mask, layout=layout,
+            block_q=3, block_k=4, **opts)
+        grads = ring_attention_mpi_backward(dout[..., rows, :], c)
+        worst = max(worst, error((out, *grads), want, rows, cols))
+    rows = slice(r * N // P, (r + 1) * N // P)
+    cols = slice(r * M // P, (r + 1) * M // P)
+    out, c = ulysses_mpi_forward(q[..., rows, :], k[..., cols, :], v[..., cols, :],
+                                 mask, **opts)
+    grads = ulysses_mpi_backward(dout[..., rows, :], c)
+    worst = max(worst, error((out, *grads), want, rows, cols))
+print(f"rank {r} worst {worst:.1e}")
+"""
+
+
+@needs_mpi
+def test_mpi_ring_and_ulysses_take_n_not_m_masks_and_both_alignments(tmp_path):
+    script = tmp_path / "general.py"
+    script.write_text(GENERAL)
+    result = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    errors = [float(e) for e in re.findall(r"worst ([0-9.e+-]+)", result.stdout)]
+    assert len(errors) == 2 and max(errors) < 1e-12, result.stdout
+
+
+def test_the_mpi_functions_run_on_one_rank_without_mpi4py():
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "import numpy as np\n"
+        "from attention_np.parallel import ring_attention_mpi_forward\n"
+        "from attention_np.parallel import ring_attention_mpi_backward\n"
+        "from attention_np.parallel.gradcheck_cases import OneRankComm\n"
+        "x = np.random.default_rng(0).standard_normal((8, 3))\n"
+        "comm = OneRankComm()\n"
+        "out, c = ring_attention_mpi_forward(x, x, x, comm=comm, causal=True)\n"
+        "grads = ring_attention_mpi_backward(out, c)\n"
+        "print(len(grads), grads.stats.bytes_sent, c.stats.pairs)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3 0 [36]"

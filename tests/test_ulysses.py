@@ -1,12 +1,16 @@
 """Ulysses sequence parallelism: the all-to-alls are pure index shuffling, the result
-equals full attention forward and backward, ranks must divide heads; communication
-volume helpers (ring vs Ulysses)."""
+equals full attention forward and backward (masks, either alignment, N != M, lengths
+the ranks do not divide), ranks must divide heads; the MPI version on a one-rank
+communicator; communication volume helpers (ring vs Ulysses)."""
 
 import numpy as np
 import pytest
+from conftest import fd_check
 
-from attention_np import attention_backward, attention_forward, causal_mask
+from attention_np import attention_backward, attention_forward
+from attention_np.gradcheck import as_check
 from attention_np.parallel import (
+    CommStats,
     alltoall,
     comm_table,
     ring_elements,
@@ -14,7 +18,10 @@ from attention_np.parallel import (
     ulysses_attention_backward,
     ulysses_attention_forward,
     ulysses_elements,
+    ulysses_mpi_backward,
+    ulysses_mpi_forward,
 )
+from attention_np.parallel.gradcheck_cases import CASES, OneRankComm
 from attention_np.parallel.ulysses import (
     pack_heads,
     pack_sequence,
@@ -37,7 +44,11 @@ def qkv(rng):
 def test_alltoall_delivers_message_g_of_every_rank_to_rank_g():
     sendbufs = [np.arange(3) + 10 * p for p in range(3)]  # rank p sends 10p + g to g
     recv = alltoall(sendbufs)
-    assert [r.tolist() for r in recv] == [[0, 10, 20], [1, 11, 21], [2, 12, 22]]
+    assert [[int(x) for x in r] for r in recv] == [
+        [0, 10, 20],
+        [1, 11, 21],
+        [2, 12, 22],
+    ]
 
 
 @pytest.mark.parametrize("n_ranks", [1, 2, 4])
@@ -70,9 +81,7 @@ def test_second_exchange_undoes_the_first(rng, n_ranks):
 @pytest.mark.parametrize("n_ranks", [1, 2, 4])
 def test_ulysses_forward_and_backward_equal_full_attention(rng, qkv, n_ranks, causal):
     q, k, v = qkv
-    expected, cache_full = attention_forward(
-        q, k, v, causal_mask(N) if causal else None
-    )
+    expected, cache_full = attention_forward(q, k, v, causal=causal)
     out, cache = ulysses_attention_forward(q, k, v, n_ranks=n_ranks, causal=causal)
     np.testing.assert_allclose(out, expected, atol=1e-12)
     dout = rng.standard_normal(out.shape)
@@ -83,16 +92,81 @@ def test_ulysses_forward_and_backward_equal_full_attention(rng, qkv, n_ranks, ca
 
 def test_ulysses_needs_ranks_that_divide_the_heads(qkv):
     with pytest.raises(ValueError, match="n_ranks=3 does not divide H=4"):
-        ulysses_attention_forward(*qkv, n_ranks=3)
+        ulysses_attention_forward(*qkv, n_ranks=3, causal=True)
 
 
-def test_ulysses_needs_a_head_axis_and_a_sequence_that_splits(rng, qkv):
+def test_ulysses_needs_a_head_axis(rng):
     x = rng.standard_normal((N, d))
     with pytest.raises(ValueError, match="head axis"):
-        ulysses_attention_forward(x, x, x, n_ranks=2)
-    with pytest.raises(ValueError, match="divisible by n_ranks = 8"):
-        q = rng.standard_normal((1, 8, N, d))
-        ulysses_attention_forward(q, q, q, n_ranks=8)
+        ulysses_attention_forward(x, x, x, n_ranks=2, causal=False)
+
+
+ALIGNED = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
+
+
+def _assert_ulysses_matches(rng, q, k, v, mask, n_ranks, causal, align):
+    expected, full = attention_forward(q, k, v, mask, causal=causal, align=align)
+    out, cache = ulysses_attention_forward(
+        q, k, v, mask, n_ranks=n_ranks, causal=causal, align=align
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    grads = ulysses_attention_backward(dout, cache)
+    for got, want in zip(grads, attention_backward(dout, full), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal, align", ALIGNED)
+@pytest.mark.parametrize("n_ranks", [1, 2, 4])
+def test_ulysses_with_n_not_m_and_a_mask_equals_full_attention(
+    rng, qkv, n_ranks, causal, align
+):
+    q = rng.standard_normal((B, H, 8, d))  # N = 8 queries, M = 12 keys
+    mask = rng.random((B, H, 8, N)) > 0.3
+    mask[1, 2, 3] = False  # a query that sees no key
+    _assert_ulysses_matches(rng, q, *qkv[1:], mask, n_ranks, causal, align)
+
+
+@pytest.mark.parametrize("causal, align", ALIGNED)
+def test_ulysses_splits_lengths_the_ranks_do_not_divide(rng, causal, align):
+    q = rng.standard_normal((B, 3, 7, d))  # 7 queries and 11 keys over 3 ranks
+    k, v = rng.standard_normal((2, B, 3, 11, d))
+    mask = rng.random((B, 1, 1, 11)) > 0.3  # broadcasts over heads and queries
+    _assert_ulysses_matches(rng, q, k, v, mask, 3, causal, align)
+
+
+def test_ulysses_backward_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    forward, backward, inputs = as_check(
+        CASES["ulysses attention (causal bottom-right, mask, N != M, 3 ranks)"](rng)
+    )
+    fd_check(forward, backward, inputs, rng)
+
+
+@pytest.mark.parametrize("causal, align", ALIGNED)
+def test_ulysses_over_one_rank_mpi_equals_full_attention(rng, qkv, causal, align):
+    q, k, v = qkv
+    q = q[..., :5, :]  # N = 5, M = 12
+    mask = rng.random((B, 1, 5, N)) > 0.3
+    expected, full = attention_forward(q, k, v, mask, causal=causal, align=align)
+    out, cache = ulysses_mpi_forward(
+        q, k, v, mask, comm=OneRankComm(), causal=causal, align=align
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    grads = ulysses_mpi_backward(dout, cache)
+    for got, want in zip(grads, attention_backward(dout, full), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_ulysses_mpi_reports_its_statistics_in_the_cache_and_the_gradients(qkv):
+    out, cache = ulysses_mpi_forward(*qkv, comm=OneRankComm(), causal=True)
+    grads = ulysses_mpi_backward(np.ones_like(out), cache)
+    dq, dk, dv = grads  # unpacks like a plain tuple
+    assert isinstance(cache.stats, CommStats) and isinstance(grads.stats, CommStats)
+    assert cache.stats.pairs == [N * (N + 1) // 2]  # one head's causal pairs
+    assert cache.stats.bytes_sent == 0 == grads.stats.bytes_sent  # one rank
+    assert dq.shape == qkv[0].shape
 
 
 def test_ring_sends_two_blocks_per_step_and_ulysses_four_n_d_over_p():

@@ -28,7 +28,11 @@ Every function that can be causal takes ``causal`` keyword-only and required
 """
 
 from .banded import sliding_window_attention_backward, sliding_window_attention_forward
-from .block_attention import block_attention_backward, block_attention_forward
+from .block_attention import (
+    block_attention_backward,
+    block_attention_cache,
+    block_attention_forward,
+)
 from .flash import FlashCache, flash_attention_backward, flash_attention_forward
 from .flash_reference import flash_attention_reference
 from .linear_attention import (
@@ -52,6 +56,7 @@ __all__ = [
     "bigbird_layout",
     "bigbird_mask",
     "block_attention_backward",
+    "block_attention_cache",
     "block_attention_forward",
     "dilated_mask",
     "favor_backward",

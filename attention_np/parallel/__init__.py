@@ -1,14 +1,22 @@
 """Context parallelism: exact attention over a sequence split across ranks.
 
-- ``merge``: the exact log-sum-exp merge of partial attention over disjoint keys.
+- ``merge``: the exact log-sum-exp merge of partial attention over disjoint keys
+  (``Partial(out, lse)``; ``merge_partials_forward/backward`` as a layer).
 - ``layouts``: contiguous, zigzag and striped token -> rank maps, and the score
   tiles each ring step needs under a causal mask (with their work counts).
 - ``ring_sim``: ring attention simulated in one process, forward and backward, with
-  explicit rank states and message buffers; ``ring_trace`` reads its trace.
+  explicit rank states and message buffers (``ring_state``); ``ring_trace`` reads
+  its trace. ``ring_step`` is what one rank computes at one step (shared with MPI).
 - ``ring_mpi``: the same ring over real processes with mpi4py (optional);
   ``python -m attention_np.parallel.ring`` runs it under ``mpiexec`` and
   ``ring_check`` compares the result with one process on rank 0.
-- ``ulysses``: sequence parallelism by two all-to-alls (simulated, or MPI Alltoall).
+- ``ulysses``, ``ulysses_mpi``: sequence parallelism by two all-to-alls (simulated,
+  or MPI Alltoall).
+- ``stats``: ``CommStats``, one rank's account of an MPI pass (``cache.stats`` of a
+  forward, ``grads.stats`` of a backward's ``GradsWithStats``).
+
+Every attention function here takes ``mask``, ``causal`` (required) and ``align``
+like ``attention_forward`` and gives the same result.
 - ``volume``: communication volume per rank, ring vs Ulysses.
 
 mpi4py is imported only inside the MPI functions: everything else needs NumPy only.
@@ -25,31 +33,38 @@ from .layouts import (
     unshard,
     work_formula,
 )
-from .merge import merge_partials, merge_partials_backward
-from .ring_mpi import RankStats, ring_attention_mpi_backward, ring_attention_mpi_forward
+from .merge import (
+    Partial,
+    merge_partials,
+    merge_partials_backward,
+    merge_partials_forward,
+)
+from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
 from .ring_sim import (
     RingCache,
     forward_steps,
-    init_states,
     ring_attention_backward,
     ring_attention_forward,
     ring_backward_trace,
 )
+from .ring_state import init_states
 from .ring_step import make_plan
 from .ring_trace import bytes_sent, coverage, holder_table, work_table
+from .stats import CommStats, GradsWithStats
 from .ulysses import (
     alltoall,
     check_heads,
     ulysses_attention_backward,
     ulysses_attention_forward,
-    ulysses_mpi_backward,
-    ulysses_mpi_forward,
 )
+from .ulysses_mpi import ulysses_mpi_backward, ulysses_mpi_forward
 from .volume import comm_table, ring_elements, ring_step_elements, ulysses_elements
 
 __all__ = [
     "LAYOUTS",
-    "RankStats",
+    "CommStats",
+    "GradsWithStats",
+    "Partial",
     "RingCache",
     "Tile",
     "alltoall",
@@ -64,6 +79,7 @@ __all__ = [
     "make_plan",
     "merge_partials",
     "merge_partials_backward",
+    "merge_partials_forward",
     "ring_attention_backward",
     "ring_attention_forward",
     "ring_attention_mpi_backward",

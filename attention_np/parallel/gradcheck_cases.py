@@ -1,94 +1,161 @@
-"""Gradient-check cases of ``attention_np.parallel`` for ``python -m attention_np
-gradcheck``: each ``case(rng) -> (forward, backward, inputs)``, tiny and with all
-sizes different (B, H, N, d, d_v = 1, 2, 8, 3, 4; N = 8 splits into 2 x 2 zigzag
-chunks). The ring backward travels the ring with dK, dV accumulators; the merge
-backward is the softmax Jacobian of the two log-sum-exps.
-"""
+"""Gradient-check cases of ``attention_np.parallel`` (and of block attention, ring
+attention's unit) for ``python -m attention_np gradcheck``.
 
-from functools import partial
+Each case is a ``gradcheck.LayerCase``: the public forward and backward themselves,
+called by the package's contract. Sizes are small and all different (B, H, N, M, d,
+d_v = 2, 3, 4, 8, 5, 6: N and M split into 2 x 2 zigzag chunks); tiles do not divide
+the shards. The ring cases use B, H = 1, 2 (each forward is P^2 steps of block
+attention: finite differences call it once per input element). The MPI layers run
+on ``OneRankComm``, a one-rank stand-in for an mpi4py communicator (no MPI needed).
+"""
 
 import numpy as np
 
-from .merge import merge_partials, merge_partials_backward
+from ..efficient.block_attention import (
+    block_attention_backward,
+    block_attention_forward,
+)
+from ..gradcheck import LayerCase
+from ..masks import padding_mask
+from .merge import merge_partials_backward, merge_partials_forward
+from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
 from .ring_sim import ring_attention_backward, ring_attention_forward
 from .ulysses import ulysses_attention_backward, ulysses_attention_forward
+from .ulysses_mpi import ulysses_mpi_backward, ulysses_mpi_forward
 
-B, H, N, d, d_v = 1, 2, 8, 3, 4
+B, H, N, M, d, d_v = 2, 3, 4, 8, 5, 6
+TILES = {"block_q": 3, "block_k": 2}
 
 
-def _qkv(rng):
+class OneRankComm:
+    """An mpi4py-like communicator of size 1: Alltoall is a copy; no send happens."""
+
+    def Get_size(self):
+        return 1
+
+    def Get_rank(self):
+        return 0
+
+    def Alltoall(self, send, recv):
+        recv[...] = send
+
+
+def _qkv(rng, n=N, m=M, lead=(B, H)):
     return {
-        "q": rng.standard_normal((B, H, N, d)),
-        "k": rng.standard_normal((B, H, N, d)),
-        "v": rng.standard_normal((B, H, N, d_v)),
+        "q": rng.standard_normal(lead + (n, d)),
+        "k": rng.standard_normal(lead + (m, d)),
+        "v": rng.standard_normal(lead + (m, d_v)),
     }
 
 
-def _ring(rng, layout, causal=True, n_ranks=2):
-    options = {"n_ranks": n_ranks, "layout": layout, "causal": causal}
-    options.update(block_q=3, block_k=2)  # tiles that do not divide the shards
-
-    def forward(p):
-        return ring_attention_forward(p["q"], p["k"], p["v"], **options)
-
-    def backward(dout, cache):
-        return dict(zip("qkv", ring_attention_backward(dout, cache), strict=True))
-
-    return forward, backward, _qkv(rng)
+def _random_mask(rng, n=N, m=M, batch=B):
+    mask = rng.random((batch, 1, n, m)) > 0.3
+    mask[-1, 0, 2] = False  # query 2 of the last sequence sees no key
+    return mask
 
 
-def _ulysses(rng, causal=True):
-    def forward(p):
-        return ulysses_attention_forward(
-            p["q"], p["k"], p["v"], n_ranks=2, causal=causal
-        )
-
-    def backward(dout, cache):
-        return dict(zip("qkv", ulysses_attention_backward(dout, cache), strict=True))
-
-    return forward, backward, _qkv(rng)
+def _block(rng, **options):
+    return LayerCase(
+        block_attention_forward,
+        block_attention_backward,
+        _qkv(rng, 5, 7),
+        options={"mask": None, "workers": 1, **TILES, **options},
+    )
 
 
-def merge_case(inputs):
-    """merge_partials with o and lse stacked into one output (..., N, d_v + 1).
-
-    ``inputs``: {"o_a", "lse_a", "o_b", "lse_b"} arrays; returns a case's
-    (forward, backward, inputs).
-    """
-    names = ("o_a", "lse_a", "o_b", "lse_b")
-
-    def forward(p):
-        o, lse = merge_partials(*(p[n] for n in names))
-        return np.concatenate([o, lse[..., None]], axis=-1), p
-
-    def backward(dout, p):
-        grads = merge_partials_backward(
-            dout[..., :-1], dout[..., -1], *(p[n] for n in names)
-        )
-        return dict(zip(names, grads, strict=True))
-
-    return forward, backward, inputs
+def _block_positions(rng, q_positions, k_positions, mask=False):
+    """Causal by global positions (5 queries, 7 keys), optionally with a mask."""
+    return _block(
+        rng,
+        causal=True,
+        q_positions=np.array(q_positions),
+        k_positions=np.array(k_positions),
+        mask=_random_mask(rng, 5, 7) if mask else None,
+    )
 
 
-def _merge(rng):
-    return merge_case(
-        {
-            "o_a": rng.standard_normal((B, H, N, d_v)),
-            "lse_a": rng.standard_normal((B, H, N)),
-            "o_b": rng.standard_normal((B, H, N, d_v)),
-            "lse_b": rng.standard_normal((B, H, N)),
-        }
+def _merge(rng, form):
+    arrays = {
+        "o_a": rng.standard_normal((B, H, N, d_v)),
+        "lse_a": rng.standard_normal((B, H, N)),
+        "o_b": rng.standard_normal((B, H, N, d_v)),
+        "lse_b": rng.standard_normal((B, H, N)),
+    }
+    arrays["lse_b"][1, 2, 3] = -np.inf  # block b is empty for one row
+    arrays["o_b"][1, 2, 3] = 0.0
+    options = {"form": form}
+    return LayerCase(
+        merge_partials_forward, merge_partials_backward, arrays, options=options
+    )
+
+
+def _ring(rng, n=N, m=M, mask=None, **options):
+    options = {"n_ranks": 2, "mask": mask, **TILES, **options}
+    arrays = _qkv(rng, n, m, lead=(1, 2))
+    return LayerCase(
+        ring_attention_forward, ring_attention_backward, arrays, options=options
+    )
+
+
+def _ulysses(rng):
+    options = {"n_ranks": 3, "causal": True, "align": "bottom_right"}
+    options["mask"] = _random_mask(rng, N, 5)
+    arrays = _qkv(rng, N, 5)  # 5 keys over 3 ranks: slices of 2, 2 and 1
+    return LayerCase(
+        ulysses_attention_forward, ulysses_attention_backward, arrays, options=options
+    )
+
+
+def _ring_mpi(rng):
+    options = {"comm": OneRankComm(), "causal": True, "align": "bottom_right"}
+    options.update(layout="striped", mask=_random_mask(rng, batch=1), **TILES)
+    return LayerCase(
+        ring_attention_mpi_forward,
+        ring_attention_mpi_backward,
+        _qkv(rng, lead=(1, 2)),
+        options=options,
+    )
+
+
+def _ulysses_mpi(rng):
+    options = {"comm": OneRankComm(), "causal": True, "mask": _random_mask(rng)}
+    return LayerCase(
+        ulysses_mpi_forward, ulysses_mpi_backward, _qkv(rng), options=options
     )
 
 
 CASES = {
-    "merge_partials (o and lse of two key blocks)": _merge,
-    "ring attention, zigzag causal, 2 ranks": partial(_ring, layout="zigzag"),
-    "ring attention, striped causal, 4 ranks": partial(
-        _ring, layout="striped", n_ranks=4
+    "block attention (not causal)": lambda rng: _block(rng, causal=False),
+    "block attention (causal bottom-right, padding)": lambda rng: _block(
+        rng, causal=True, align="bottom_right", mask=padding_mask([7, 3], 7)
     ),
-    "ring attention, contiguous not causal, 2 ranks": partial(
-        _ring, layout="contiguous", causal=False
+    "block attention (striped positions, an empty row)": lambda rng: _block_positions(
+        rng, [1, 4, 7, 10, 13], [2, 5, 8, 11, 14, 17, 20]
     ),
-    "ulysses attention, causal, 2 ranks": _ulysses,
+    "block attention (zigzag positions, mask)": lambda rng: _block_positions(
+        rng, [0, 1, 2, 13, 14], [0, 1, 2, 3, 12, 13, 14], mask=True
+    ),
+    "merge_partials (exp form, an empty block row)": lambda rng: _merge(rng, "exp"),
+    "merge_partials (sigmoid form)": lambda rng: _merge(rng, "sigmoid"),
+    "ring attention (zigzag, causal bottom-right, N != M, mask, 2 ranks)": (
+        lambda rng: _ring(
+            rng,
+            mask=_random_mask(rng, batch=1),
+            layout="zigzag",
+            causal=True,
+            align="bottom_right",
+        )
+    ),
+    "ring attention (contiguous, causal top-left, N != M, 2 ranks)": lambda rng: _ring(
+        rng, layout="contiguous", causal=True
+    ),
+    "ring attention (striped, causal, self-attention, 4 ranks)": lambda rng: _ring(
+        rng, m=N, layout="striped", causal=True, n_ranks=4
+    ),
+    "ring attention (zigzag, not causal, padding, 2 ranks)": lambda rng: _ring(
+        rng, layout="zigzag", causal=False, mask=padding_mask([5], M)
+    ),
+    "ulysses attention (causal bottom-right, mask, N != M, 3 ranks)": _ulysses,
+    "ring attention over MPI (one-rank communicator)": _ring_mpi,
+    "ulysses over MPI (one-rank communicator)": _ulysses_mpi,
 }

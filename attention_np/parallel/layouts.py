@@ -38,23 +38,26 @@ class Tile(NamedTuple):
     offset: int | None  # causal offset inside the tile, None = no causal rule
 
 
-def check_split(layout, seq_len, n_ranks):
-    """Validate a layout name, N and P; return c = N / P."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    N, P = V.positive_int("seq_len", seq_len), V.positive_int("n_ranks", n_ranks)
+def check_split(layout, seq_len, n_ranks, name="seq_len"):
+    """Validate a layout name, a length (called ``name``) and P; return c = N / P."""
+    V.choice("layout", layout, LAYOUTS)
+    N, P = V.positive_int(name, seq_len), V.positive_int("n_ranks", n_ranks)
     pieces = 2 * P if layout == "zigzag" else P
     if N % pieces:
         raise ValueError(
-            f"the {layout} layout needs seq_len divisible by "
+            f"the {layout} layout needs {name} divisible by "
             f"{'2 * n_ranks' if layout == 'zigzag' else 'n_ranks'} = {pieces}, "
-            f"got seq_len={N}, n_ranks={P}"
+            f"got {name}={N}, n_ranks={P}"
         )
     return N // P
 
 
 def layout_positions(layout, seq_len, n_ranks):
-    """(P, c) int array: row r = the global positions rank r holds, in local order."""
+    """(P, c) int array: row r = the global positions rank r holds, in local order.
+
+    ``seq_len`` may be the number of queries N or of keys M: ring attention splits
+    both with the same layout.
+    """
     c = check_split(layout, seq_len, n_ranks)
     P = n_ranks
     if layout == "contiguous":
@@ -75,24 +78,64 @@ def token_owner(layout, seq_len, n_ranks):
     return rank, local
 
 
+def _check_positions(positions, n_parts=None):
+    """A (P, c) integer array of positions, or a clear error."""
+    if not isinstance(positions, np.ndarray) or positions.dtype.kind not in "iu":
+        got = getattr(positions, "dtype", type(positions).__name__)
+        raise TypeError(f"positions must be a (P, c) integer array, got {got}")
+    if positions.ndim != 2:
+        raise ValueError(f"positions must be (P, c), got shape {positions.shape}")
+    if n_parts is not None and positions.shape[0] != n_parts:
+        raise ValueError(
+            f"positions{positions.shape} has {positions.shape[0]} rows for "
+            f"{n_parts} parts: one row per rank"
+        )
+
+
 def shard(x, positions, axis=-2):
     """The P shards of x along the sequence ``axis``: a list of (..., c, ...) copies."""
+    _check_positions(positions)
+    x = np.asarray(x)
+    length = x.shape[axis] if x.ndim else 0
+    if positions.size and not 0 <= positions.min() <= positions.max() < length:
+        raise ValueError(
+            f"positions must lie in [0, {length}) (x{x.shape} along axis {axis})"
+        )
     return [np.take(x, pos, axis=axis) for pos in positions]
 
 
 def unshard(parts, positions, axis=-2):
     """Inverse of ``shard``: put every rank's part back at its global positions."""
+    _check_positions(positions, len(parts))
     parts = [np.moveaxis(np.asarray(p), axis, 0) for p in parts]  # (c, ...) each
+    for r, part in enumerate(parts):
+        if part.shape[:1] != positions.shape[1:] or part.shape != parts[0].shape:
+            raise ValueError(
+                f"parts[{r}] has shape {part.shape} along axis {axis} first: every "
+                f"part needs {positions.shape[1]} positions and the same shape"
+            )
     full = np.empty((positions.size,) + parts[0].shape[1:], parts[0].dtype)  # (N, ...)
     for pos, part in zip(positions, parts, strict=True):
         full[pos] = part
     return np.moveaxis(full, 0, axis)
 
 
-def step_tiles(layout, rank, src, n_ranks, c, causal=True):
-    """Tiles of the (c, c) block (rank's queries x src's keys) that ring step needs."""
+def _check_step(layout, rank, src, n_ranks, c):
+    check_split(layout, V.positive_int("c", c) * n_ranks, n_ranks, "c * n_ranks")
+    for name, r in (("rank", rank), ("src", src)):
+        if V.positive_int(name, r, allow_zero=True) >= n_ranks:
+            raise ValueError(f"{name} must be < n_ranks = {n_ranks}, got {r}")
+
+
+def step_tiles(layout, rank, src, n_ranks, c, *, causal, align="top_left"):
+    """Tiles of the (c, c) block (rank's queries x src's keys) that ring step needs.
+
+    Self-attention (N = M = c P): ``align`` is checked but changes nothing.
+    """
+    _check_step(layout, rank, src, n_ranks, c)
+    V.causal_offset(causal, align, c, c)  # (validates both)
     everything = slice(0, c)
-    if not V.bool_arg("causal", causal):
+    if not causal:
         return (Tile(everything, everything, None),)
     if src == rank:
         return (Tile(everything, everything, 0),)
@@ -109,6 +152,8 @@ def step_tiles(layout, rank, src, n_ranks, c, causal=True):
 
 def tile_pairs(tile):
     """How many (query, key) pairs of a tile may attend (the tile's useful work)."""
+    if not isinstance(tile, Tile):
+        raise TypeError(f"tile must be a layouts.Tile, got {type(tile).__name__}")
     n_rows = tile.rows.stop - tile.rows.start
     n_cols = tile.cols.stop - tile.cols.start
     if tile.offset is None:
@@ -117,8 +162,10 @@ def tile_pairs(tile):
     return int(np.clip(i + tile.offset + 1, 0, n_cols).sum())
 
 
-def work_formula(layout, seq_len, n_ranks, causal=True):
+def work_formula(layout, seq_len, n_ranks, *, causal, align="top_left"):
     """(P, P) int array [step t, rank r] of unmasked pairs, from the closed forms.
+
+    Self-attention (N = M = seq_len): ``align`` is checked but changes nothing.
 
     contiguous: c(c+1)/2 at t = 0, then c^2 while t <= r, else 0;
     zigzag: c(c+1)/2 at t = 0, then c^2 / 2 (= 2 h h); striped: c(c+1)/2 while
@@ -126,7 +173,7 @@ def work_formula(layout, seq_len, n_ranks, causal=True):
     """
     c = check_split(layout, seq_len, n_ranks)
     t, r = np.indices((n_ranks, n_ranks))  # (P, P) step and rank
-    if not V.bool_arg("causal", causal):
+    if V.causal_offset(causal, align, seq_len, seq_len) is None:
         return np.full((n_ranks, n_ranks), c * c)
     diagonal = c * (c + 1) // 2
     if layout == "contiguous":

@@ -12,8 +12,15 @@ The merge is associative and commutative, so partials may be combined in any ord
 reduction tree. A block in which a query sees no key has L = -inf and o = 0: it is the
 identity element, and two empty blocks merge to an empty block, without NaN.
 
+``merged, cache = merge_partials_forward(o_a, lse_a, o_b, lse_b)`` returns a
+``Partial(out, lse)``; ``merge_partials_backward(dout, cache)`` takes a Partial of
+the two upstream gradients and returns (do_a, dlse_a, do_b, dlse_b).
+``merge_partials`` is the forward without the cache.
+
 Shape legend: o (..., N, d_v), lse (..., N); leading dimensions as in attention.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,7 +29,22 @@ from .. import validate as V
 FORMS = ("exp", "sigmoid")
 
 
-def _check(o_a, lse_a, o_b, lse_b):
+class Partial(NamedTuple):
+    """Attention over some of the keys: output and log-sum-exp of its scores."""
+
+    out: np.ndarray  # (..., N, d_v) normalised over these keys; 0 if none is seen
+    lse: np.ndarray  # (..., N) log-sum-exp; -inf where no key is seen
+
+
+class MergeCache(NamedTuple):
+    """What ``merge_partials_backward`` needs: the two partials and the merge."""
+
+    a: Partial
+    b: Partial
+    merged: Partial
+
+
+def _check(o_a, lse_a, o_b, lse_b, form):
     o_a, lse_a = V.float_array("o_a", o_a, min_ndim=1), V.float_array("lse_a", lse_a)
     o_b, lse_b = V.float_array("o_b", o_b, min_ndim=1), V.float_array("lse_b", lse_b)
     V.same_dtype(o_a=o_a, lse_a=lse_a, o_b=o_b, lse_b=lse_b)
@@ -34,6 +56,9 @@ def _check(o_a, lse_a, o_b, lse_b):
                 f"{name}{lse.shape} must have shape {o_a.shape[:-1]}: "
                 f"o_a{o_a.shape} without its last axis (..., N)"
             )
+        if np.any(lse == np.inf):
+            raise ValueError(f"{name} must be < +inf (-inf = no key seen)")
+    V.choice("form", form, FORMS)
     return o_a, lse_a, o_b, lse_b
 
 
@@ -50,6 +75,24 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _merge_sigmoid(o_a, lse_a, o_b, lse_b):
+    both_empty = np.isneginf(lse_a) & np.isneginf(lse_b)
+    lse_b_safe = np.where(both_empty, 0.0, lse_b)  # never compute -inf - (-inf)
+    gap = lse_b_safe - np.where(both_empty, 0.0, lse_a)  # (..., N); +-inf if one empty
+    o = o_a - _sigmoid(gap)[..., None] * (o_a - o_b)  # (..., N, d_v)
+    hi = np.maximum(lse_a, lse_b)
+    # L_a - log sigmoid(L_a - L_b) = max + log(1 + e^-|gap|): -inf never meets +inf
+    lse = np.where(both_empty, -np.inf, hi + np.log1p(np.exp(-np.abs(gap))))
+    return Partial(o.astype(o_a.dtype, copy=False), lse.astype(lse_a.dtype, copy=False))
+
+
+def _merge(o_a, lse_a, o_b, lse_b, form):
+    if form == "sigmoid":
+        return _merge_sigmoid(o_a, lse_a, o_b, lse_b)
+    w_a, w_b, lse = _weights(lse_a, lse_b)
+    return Partial(w_a[..., None] * o_a + w_b[..., None] * o_b, lse)
+
+
 def merge_partials(o_a, lse_a, o_b, lse_b, *, form="exp"):
     """Exact merge of attention over disjoint key blocks: softmax(L_a, L_b) weights.
 
@@ -60,43 +103,47 @@ def merge_partials(o_a, lse_a, o_b, lse_b, *, form="exp"):
             (o_a - sigmoid(L_b - L_a) (o_a - o_b), the ring-flash-attention form).
 
     Returns:
-        o (..., N, d_v) and lse (..., N) over the union of the two key sets.
+        Partial(out (..., N, d_v), lse (..., N)) over the union of the key sets.
     """
-    o_a, lse_a, o_b, lse_b = _check(o_a, lse_a, o_b, lse_b)
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    if form == "exp":
-        w_a, w_b, lse = _weights(lse_a, lse_b)
-        return w_a[..., None] * o_a + w_b[..., None] * o_b, lse
-    both_empty = np.isneginf(lse_a) & np.isneginf(lse_b)
-    lse_b_safe = np.where(both_empty, 0.0, lse_b)  # never compute -inf - (-inf)
-    gap = lse_b_safe - np.where(both_empty, 0.0, lse_a)  # (..., N); +-inf if one empty
-    o = o_a - _sigmoid(gap)[..., None] * (o_a - o_b)  # (..., N, d_v)
-    hi = np.maximum(lse_a, lse_b)
-    # L_a - log sigmoid(L_a - L_b) = max + log(1 + e^-|gap|): -inf never meets +inf
-    lse = np.where(both_empty, -np.inf, hi + np.log1p(np.exp(-np.abs(gap))))
-    return o.astype(o_a.dtype, copy=False), lse.astype(lse_a.dtype, copy=False)
+    return _merge(*_check(o_a, lse_a, o_b, lse_b, form), form)
 
 
-def merge_partials_backward(do, dlse, o_a, lse_a, o_b, lse_b):
-    """Gradients of merge_partials: (do_a, dlse_a, do_b, dlse_b).
+def merge_partials_forward(o_a, lse_a, o_b, lse_b, *, form="exp"):
+    """``merge_partials`` as a layer: (Partial(out, lse), MergeCache).
+
+    Arguments as in ``merge_partials``; the cache keeps both partials and the merge.
+    """
+    o_a, lse_a, o_b, lse_b = _check(o_a, lse_a, o_b, lse_b, form)
+    merged = _merge(o_a, lse_a, o_b, lse_b, form)
+    return merged, MergeCache(Partial(o_a, lse_a), Partial(o_b, lse_b), merged)
+
+
+def merge_partials_backward(dout, cache):
+    """Gradients of merge_partials_forward: (do_a, dlse_a, do_b, dlse_b).
 
     With w = softmax(L_a, L_b) and o = w_a o_a + w_b o_b:
     do_a = w_a do, and dL_a = w_a (dL + rowsum(do * o_a) - rowsum(do * o)),
     the softmax Jacobian applied to the rows' dot products (the same for b).
 
     Args:
-        do: (..., N, d_v) and dlse: (..., N) upstream gradients of o and lse.
-        o_a, lse_a, o_b, lse_b: the forward's inputs.
+        dout: Partial(out, lse) of the upstream gradients: dout.out (..., N, d_v)
+            (named "dout" in errors) and dout.lse (..., N) (named "dlse").
+        cache: from ``merge_partials_forward``.
     """
-    o_a, lse_a, o_b, lse_b = _check(o_a, lse_a, o_b, lse_b)
-    V.grad_shape("do", do, o_a.shape)
-    V.grad_shape("dlse", dlse, lse_a.shape)
-    w_a, w_b, _ = _weights(lse_a, lse_b)  # (..., N) each
-    o = w_a[..., None] * o_a + w_b[..., None] * o_b  # (..., N, d_v)
-    dot = np.sum(do * o, axis=-1)  # (..., N)
+    a, b, merged = cache
+    if not isinstance(dout, tuple) or len(dout) != 2:
+        raise TypeError(
+            "dout must be a Partial(out, lse) of the two upstream gradients, got "
+            f"{type(dout).__name__}"
+        )
+    do, dlse = dout  # the gradients of merged.out and merged.lse
+    V.grad_shape("dout", do, merged.out.shape)
+    V.grad_shape("dlse", dlse, merged.lse.shape)
+    w_a, w_b, _ = _weights(a.lse, b.lse)  # (..., N) each
+    dot = np.sum(do * merged.out, axis=-1)  # (..., N)
     grads = []
-    for w, o_x in ((w_a, o_a), (w_b, o_b)):
+    for w, part in ((w_a, a), (w_b, b)):
         grads.append(w[..., None] * do)  # forward: o = w_a o_a + ...
-        grads.append(w * (dlse + np.sum(do * o_x, axis=-1) - dot))  # softmax Jacobian
+        row = np.sum(do * part.out, axis=-1)  # (..., N)
+        grads.append(w * (dlse + row - dot))  # softmax Jacobian
     return tuple(grads)

@@ -20,37 +20,62 @@ import traceback
 
 import numpy as np
 
-from .. import validate as V
 from .layouts import LAYOUTS, check_split, layout_positions, unshard
 from .ring_check import check, ring_options
 from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
-from .ulysses import check_heads, ulysses_mpi_backward, ulysses_mpi_forward
+from .ulysses import check_heads
+from .ulysses_mpi import ulysses_mpi_backward, ulysses_mpi_forward
+
+
+def _integer(text, low):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def positive(text):
+    """argparse type: an int >= 1."""
+    return _integer(text, 1)
+
+
+def non_negative(text):
+    """argparse type: an int >= 0 (a seed)."""
+    return _integer(text, 0)
+
+
+def tolerance(text):
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text}")
+    return value
+
+
+PROG = "python -m attention_np.parallel.ring"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m attention_np.parallel.ring",
+        prog=PROG,
         description="Ring attention (or Ulysses) over MPI, checked against one "
         "process. Run it as: mpiexec -n 4 python -m attention_np.parallel.ring",
     )
-    p.add_argument("--seq-len", type=int, default=4096, help="N tokens (default 4096)")
-    p.add_argument("--heads", type=int, default=4, help="H (default 4)")
-    p.add_argument("--head-dim", type=int, default=32, help="d (default 32)")
-    p.add_argument("--batch", type=int, default=1, help="B (default 1)")
+    _sizes(p)
     p.add_argument("--layout", choices=LAYOUTS, default="zigzag")
     p.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--algorithm", choices=("ring", "ulysses"), default="ring")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--block-q", type=int, default=256, help="tile rows")
-    p.add_argument("--block-k", type=int, default=512, help="tile columns")
+    p.add_argument("--seed", type=non_negative, default=0)
     p.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="BLAS threads per rank (default 1: P ranks already share the cores)",
+        "--tol", type=tolerance, default=None, help="default 1e-12 (float64)"
     )
-    p.add_argument("--tol", type=float, default=None, help="default 1e-12 (float64)")
     p.add_argument(
         "--compare-sim",
         action="store_true",
@@ -60,6 +85,22 @@ def parse_args(argv=None):
     if args.tol is None:  # (an explicit --tol 0 asks for bit-identical results)
         args.tol = 1e-12 if args.dtype == "float64" else 1e-4
     return args
+
+
+def _sizes(p):
+    """The size flags: each a positive int, checked by argparse itself."""
+    p.add_argument("--seq-len", type=positive, default=4096, help="N (default 4096)")
+    p.add_argument("--heads", type=positive, default=4, help="H (default 4)")
+    p.add_argument("--head-dim", type=positive, default=32, help="d (default 32)")
+    p.add_argument("--batch", type=positive, default=1, help="B (default 1)")
+    p.add_argument("--block-q", type=positive, default=256, help="tile rows")
+    p.add_argument("--block-k", type=positive, default=512, help="tile columns")
+    p.add_argument(
+        "--blas-threads",
+        type=positive,
+        default=1,
+        help="BLAS threads per rank (default 1: P ranks already share the cores)",
+    )
 
 
 def make_inputs(args):
@@ -72,10 +113,8 @@ def make_inputs(args):
 def check_args(args, n_ranks):
     """The ValueError message for arguments this many ranks cannot run, or None."""
     try:
-        for name in ("seq_len", "heads", "head_dim", "batch", "block_q", "block_k"):
-            V.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
         layout = "contiguous" if args.algorithm == "ulysses" else args.layout
-        check_split(layout, args.seq_len, n_ranks)
+        check_split(layout, args.seq_len, n_ranks, "--seq-len")
         if args.algorithm == "ulysses":
             check_heads(args.heads, n_ranks)
     except ValueError as err:
@@ -83,24 +122,28 @@ def check_args(args, n_ranks):
     return None
 
 
-def run_ring(comm, args, q, k, v, dout):
-    """This rank's (out, dq, dk, dv) and a stats dict."""
-    opts = ring_options(args)
-    out, lse, fwd = ring_attention_mpi_forward(q, k, v, comm, **opts)
-    *grads, bwd = ring_attention_mpi_backward(dout, q, k, v, out, lse, comm, **opts)
-    stats = {
+def _totals(fwd, bwd):
+    """The report's dict from the forward's and the backward's CommStats."""
+    return {
         "pairs": fwd.pairs,
         "sent": fwd.bytes_sent + bwd.bytes_sent,
         "compute": fwd.compute_s + bwd.compute_s,
         "wait": fwd.wait_s + bwd.wait_s,
     }
-    return (out, *grads), stats
+
+
+def run_ring(comm, args, q, k, v, dout):
+    """This rank's (out, dq, dk, dv) and a stats dict."""
+    out, cache = ring_attention_mpi_forward(q, k, v, comm=comm, **ring_options(args))
+    grads = ring_attention_mpi_backward(dout, cache)
+    return (out, *grads), _totals(cache.stats, grads.stats)
 
 
 def run_ulysses(comm, args, q, k, v, dout):
-    out, cache, sent_f = ulysses_mpi_forward(q, k, v, comm, causal=args.causal)
-    *grads, sent_b = ulysses_mpi_backward(dout, cache, comm)
-    return (out, *grads), {"sent": sent_f + sent_b}
+    """This rank's (out, dq, dk, dv) and a stats dict, by Ulysses."""
+    out, cache = ulysses_mpi_forward(q, k, v, comm=comm, causal=args.causal)
+    grads = ulysses_mpi_backward(dout, cache)
+    return (out, *grads), _totals(cache.stats, grads.stats)
 
 
 def gather(comm, x, positions):
@@ -129,8 +172,8 @@ def main(argv=None):
     args.n_ranks = comm.Get_size()
     problem = check_args(args, args.n_ranks)  # every rank decides the same way
     if problem:
-        if comm.rank == 0:
-            print(f"error: {problem}", file=sys.stderr)
+        if comm.rank == 0:  # argparse's format, without its exit
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     try:
         return run_and_check(comm, args)

@@ -9,7 +9,7 @@ verdict.
 
 import numpy as np
 
-from .. import attention_backward, attention_forward, causal_mask
+from .. import attention_backward, attention_forward
 from .ring_sim import ring_attention_backward, ring_attention_forward
 from .ulysses import ulysses_attention_backward, ulysses_attention_forward
 
@@ -28,10 +28,9 @@ def ring_options(args):
 
 def reference(args, q, k, v, dout):
     """Single-process attention, one (batch, head) at a time (bounded memory)."""
-    mask = causal_mask(args.seq_len) if args.causal else None
     results = [np.empty_like(x) for x in (dout, q, k, v)]  # out, dq, dk, dv
     for idx in np.ndindex(q.shape[:-2]):
-        out, cache = attention_forward(q[idx], k[idx], v[idx], mask)
+        out, cache = attention_forward(q[idx], k[idx], v[idx], causal=args.causal)
         grads = attention_backward(dout[idx], cache)
         for res, x in zip(results, (out, *grads), strict=True):
             res[idx] = x
@@ -50,21 +49,19 @@ def simulated(args, q, k, v, dout):
     return (out, *ring_attention_backward(dout, cache))
 
 
-def _rank_rows(args, stats):
-    """One line per rank: work (ring only), MB sent, compute / wait / total seconds."""
-    ring = args.algorithm == "ring"
-    steps = [str(s.get("pairs", "")) for s in stats]
-    w = max(len(x) for x in steps + ["pairs per step (forward, per head)"])
-    head = f"{'pairs per step (forward, per head)':<{w}}  {'pairs':<9}" if ring else ""
-    lines = [f"rank  {head}sent MB  compute s  wait s  total s"]
+def _rank_rows(stats):
+    """One line per rank: work per step and in all, MB sent, compute / wait / total s.
+
+    Ring: one entry per ring step; Ulysses: one entry (its heads' whole sequence).
+    """
+    title = "pairs per step (forward, per head)"
+    steps = [str(s["pairs"]) for s in stats]
+    w = max(len(x) for x in steps + [title])
+    lines = [f"rank  {title:<{w}}  {'pairs':<9}sent MB  compute s  wait s  total s"]
     for r, (s, per_step) in enumerate(zip(stats, steps, strict=True)):
-        if ring:
-            work = f"{per_step:<{w}}  {sum(s['pairs']):<9}"
-            timing = f"{s['compute']:9.3f}  {s['wait']:6.3f}"
-        else:
-            work, timing = "", f"{'-':>9}  {'-':>6}"
-        lines.append(f"{r:4d}  {work}{s['sent'] / 1e6:7.2f}  {timing}  ")
-        lines[-1] += f"{s['seconds']:7.3f}"
+        work = f"{per_step:<{w}}  {sum(s['pairs']):<9}"
+        timing = f"{s['compute']:9.3f}  {s['wait']:6.3f}  {s['seconds']:7.3f}"
+        lines.append(f"{r:4d}  {work}{s['sent'] / 1e6:7.2f}  {timing}")
     return lines
 
 
@@ -78,7 +75,7 @@ def report(args, stats, errors, sim_error):
         f"{kind}, N={N} ({N // P} tokens per rank), B={args.batch}, H={args.heads}, "
         f"d={args.head_dim}, {args.dtype}, {args.blas_threads} BLAS thread(s) per rank"
     )
-    print("\n".join(_rank_rows(args, stats)))
+    print("\n".join(_rank_rows(stats)))
     slowest = max(s["seconds"] for s in stats)
     print(f"forward + backward, slowest rank: {slowest:.3f} s")
     listed = ", ".join(f"{n} {e:.1e}" for n, e in zip(NAMES, errors, strict=True))

@@ -12,50 +12,52 @@ step). Both call the same per-step functions as the simulated ring
 mpi4py's upper-case methods (Isend, Irecv) send NumPy buffers without pickling;
 the buffers must be C-contiguous and must not be touched until the wait.
 
-Shape legend: q (..., c, d), k (..., c, d), v (..., c, d_v) this rank's shards.
+``out, cache = ring_attention_mpi_forward(q, k, v, mask, comm=..., causal=...)``
+gives this rank's output and a cache whose ``stats`` are the forward's CommStats;
+``ring_attention_mpi_backward(dout, cache)`` returns GradsWithStats (dq, dk, dv)
+with ``.stats``. With one rank no message is sent and mpi4py is never imported.
+
+Shape legend: q (..., c, d), k (..., c_k, d), v (..., c_k, d_v) this rank's shards
+(c = N / P, c_k = M / P).
 """
 
-import time
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
-from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
+from .ring_step import (
+    add_into,
+    backward_step,
+    empty_partial,
+    forward_step,
+    make_plan,
+    mask_rows,
+)
+from .stats import CommStats, GradsWithStats, Meter, check_comm
 
 
-class RankStats(NamedTuple):
-    """One rank's account of a pass: useful work, traffic and where time went."""
+class RingMPICache(NamedTuple):
+    """What ``ring_attention_mpi_backward`` needs, and the forward's statistics."""
 
-    pairs: list  # unmasked (query, key) pairs computed at each step
-    bytes_sent: int
-    compute_s: float  # seconds inside the attention kernels
-    wait_s: float  # seconds blocked in Waitall (communication not hidden)
-
-
-class _Meter:
-    """Running totals for RankStats: bytes sent, compute and waiting time."""
-
-    def __init__(self):
-        self.pairs, self.sent, self.compute_s, self.wait_s = [], 0, 0.0, 0.0
-        self.clock = time.perf_counter()
-
-    def lap(self, what):
-        """Charge the time since the last lap to "compute" or "wait"."""
-        now = time.perf_counter()
-        setattr(self, what, getattr(self, what) + now - self.clock)
-        self.clock = now
-
-    def stats(self):
-        return RankStats(self.pairs, self.sent, self.compute_s, self.wait_s)
+    q: np.ndarray  # (..., c, d) this rank's shards
+    k: np.ndarray  # (..., c_k, d)
+    v: np.ndarray  # (..., c_k, d_v)
+    mask: np.ndarray | None  # (..., c, M) this rank's rows of the mask
+    out: np.ndarray  # (..., c, d_v) final output of this rank's queries
+    lse: np.ndarray  # (..., c)
+    plan: object  # ring_step.RingPlan
+    comm: object
+    stats: CommStats
 
 
-def _plan(comm, q, layout, causal, scale, block_q, block_k):
-    """The RingPlan of this communicator's ring, with c = q's local length."""
-    P = comm.Get_size()
-    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
-    return make_plan(layout, q.shape[-2] * P, P, causal=causal, **options)
+def _waitall(requests):
+    """MPI Waitall; with no request (one rank) mpi4py is not even imported."""
+    if requests:
+        from mpi4py import MPI  # optional dependency: imported only here
+
+        MPI.Request.Waitall(requests)
 
 
 def _exchange(comm, send, t, kind, meter):
@@ -85,92 +87,95 @@ def _pass_kv(comm, held, t, plan, meter):
     return incoming, recvs + sends
 
 
+def _check(q, k, v, mask, comm, options):
+    P, rank = check_comm(comm)
+    q, k, v, scale = V.check_qkv(q, k, v, None, options.pop("scale"))
+    N, M = q.shape[-2] * P, k.shape[-2] * P  # global lengths
+    if mask is not None:
+        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        V.bool_mask("mask", mask, lead + (N, M))
+    plan = make_plan(options.pop("layout"), N, P, kv_len=M, scale=scale, **options)
+    return q, k, v, mask_rows(mask, plan, rank), plan, rank
+
+
 def ring_attention_mpi_forward(
     q,
     k,
     v,
-    comm,
+    mask=None,
     *,
+    comm,
+    causal,
+    align="top_left",
     layout="zigzag",
-    causal=True,
     scale=None,
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
 ):
-    """This rank's share of ring attention: (out, lse, RankStats).
+    """This rank's share of ring attention over MPI: (out, RingMPICache).
 
     Args:
-        q: (..., c, d), k: (..., c, d), v: (..., c, d_v) this rank's shards, in the
-            local order of ``layouts.layout_positions(layout, c * P, P)[rank]``.
+        q: (..., c, d), k: (..., c_k, d), v: (..., c_k, d_v) this rank's shards, in
+            the local order of ``layouts.layout_positions(layout, N, P)[rank]`` (and
+            of M for k, v).
+        mask: the GLOBAL boolean mask, broadcastable to (..., N, M), or None.
         comm: an mpi4py communicator (e.g. ``MPI.COMM_WORLD``), P = its size.
-        layout, causal, scale, block_q, block_k: as in ``ring_attention_forward``.
+        causal, align, layout, scale, block_q, block_k: as in
+            ``ring_attention_forward``.
 
     Returns:
-        out (..., c, d_v), lse (..., c) for this rank's queries, and RankStats.
+        out (..., c, d_v) for this rank's queries, and a cache with ``.lse`` (..., c)
+        and ``.stats`` (CommStats of the forward).
     """
-    from mpi4py import MPI  # optional dependency: imported only here
-
-    plan = _plan(comm, q, layout, causal, scale, block_q, block_k)
-    out, lse = empty_partial(q, v)  # (..., c, d_v), (..., c)
-    held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], _Meter()
+    options = {"layout": layout, "causal": causal, "align": align, "scale": scale}
+    options.update(block_q=block_q, block_k=block_k)
+    q, k, v, rows, plan, rank = _check(q, k, v, mask, comm, options)
+    out, lse = empty_partial(q, k, v)  # (..., c, d_v), (..., c)
+    held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], Meter()
     for t in range(plan.n_ranks):
         incoming, reqs = _pass_kv(comm, held, t, plan, meter)  # post the transfer ...
         meter.lap("wait_s")
-        _, tiles = plan.tiles(comm.Get_rank(), t)  # ... compute while it flies ...
-        meter.pairs.append(forward_step(q, *held, out, lse, tiles, plan))
+        work = plan.step(rank, t)  # ... compute while it flies ...
+        meter.pairs.append(forward_step(q, *held, rows, (out, lse), work, plan))
         meter.lap("compute_s")
-        MPI.Request.Waitall(reqs)  # ... and only then wait for it
+        _waitall(reqs)  # ... and only then wait for it
         held = incoming
     meter.lap("wait_s")
-    return out, lse, meter.stats()
+    return out, RingMPICache(q, k, v, rows, out, lse, plan, comm, meter.stats())
 
 
-def ring_attention_mpi_backward(
-    dout,
-    q,
-    k,
-    v,
-    out,
-    lse,
-    comm,
-    *,
-    layout="zigzag",
-    causal=True,
-    scale=None,
-    block_q=BLOCK_Q,
-    block_k=BLOCK_K,
-):
-    """This rank's gradients (dq, dk, dv, RankStats) from its FINAL out and lse.
+def ring_attention_mpi_backward(dout, cache):
+    """This rank's gradients from its FINAL out and lse, by the ring over MPI.
 
     Args:
         dout: (..., c, d_v) upstream gradient of this rank's output.
-        q, k, v, comm, options: as in ``ring_attention_mpi_forward``.
-        out: (..., c, d_v), lse: (..., c) that function's results.
+        cache: from ``ring_attention_mpi_forward`` (its communicator included).
 
     Returns:
-        dq (..., c, d), dk (..., c, d), dv (..., c, d_v) for this rank's tokens.
+        GradsWithStats: dq (..., c, d), dk (..., c_k, d), dv (..., c_k, d_v) of this
+        rank's tokens, and ``.stats`` (CommStats of the backward).
     """
-    V.grad_shape("dout", dout, np.shape(out))
-    from mpi4py import MPI
-
-    plan = _plan(comm, q, layout, causal, scale, block_q, block_k)
-    dq = np.zeros_like(q)  # (..., c, d) stays home
-    held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], _Meter()
+    q, k, v, rows, out, lse, plan, comm, _ = cache
+    V.grad_shape("dout", dout, out.shape)
+    dout = np.asarray(dout, dtype=out.dtype)
+    dq, rank = np.zeros_like(q), comm.Get_rank()  # (..., c, d) stays home
+    held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], Meter()
     acc, acc_recvs, in_flight = None, [], []
     for t in range(plan.n_ranks):
         incoming, kv_reqs = _pass_kv(comm, held, t, plan, meter)
         meter.lap("wait_s")
-        _, tiles = plan.tiles(comm.Get_rank(), t)
         parts = [dq, np.zeros_like(held[0]), np.zeros_like(held[1])]
-        meter.pairs.append(backward_step(dout, q, *held, out, lse, tiles, plan, parts))
+        work = plan.step(rank, t)
+        pairs = backward_step(dout, q, *held, rows, (out, lse), work, plan, parts)
+        meter.pairs.append(pairs)
         meter.lap("compute_s")
-        MPI.Request.Waitall(acc_recvs)  # this block's accumulators have arrived
+        _waitall(acc_recvs)  # this block's accumulators have arrived
         acc = add_into(acc, parts[1:])
         if plan.n_ranks > 1:  # (one rank: the accumulators never leave home)
             acc, acc_recvs, sends = _exchange(comm, acc, t, 1, meter)
             in_flight += sends  # (the sent arrays stay alive in their requests)
-        MPI.Request.Waitall(kv_reqs)
+        _waitall(kv_reqs)
         held = incoming
-    MPI.Request.Waitall(acc_recvs + in_flight)  # after P hops dK, dV are home
+    _waitall(acc_recvs + in_flight)  # after P hops dK, dV are home
     meter.lap("wait_s")
-    return dq, acc[0], acc[1], meter.stats()
+    return GradsWithStats((dq, acc[0], acc[1]), meter.stats())

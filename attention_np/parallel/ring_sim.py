@@ -16,119 +16,47 @@ and after P hops every accumulator is back with the block's owner.
 ``RingCache.trace`` / ``ring_backward_trace`` record, per step and rank, the block
 held, the tiles computed with their number of unmasked pairs, and the messages sent.
 
-Shape legend: q (..., N, d), k (..., N, d), v (..., N, d_v); P ranks, c = N / P.
+Queries are split over N and keys/values over M by the same layout; a ``mask``
+(..., N, M) is split by rows (each rank keeps its queries' rows).
+
+Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v); P ranks, c = N / P.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import validate as V
 from ..efficient.flash import BLOCK_K, BLOCK_Q
-from .layouts import layout_positions, shard, unshard
-from .ring_step import add_into, backward_step, empty_partial, forward_step, make_plan
-
-
-class Message(NamedTuple):
-    """One point-to-point message: who sent what to whom (no payload kept)."""
-
-    step: int
-    sender: int
-    receiver: int
-    block: int  # owner of the key/value block the message carries
-    kind: str  # "kv" (keys and values) or "dkv" (their gradient accumulators)
-    nbytes: int
-
-
-class RankStep(NamedTuple):
-    """What one rank did at one step."""
-
-    rank: int
-    step: int
-    block: int  # whose key/value block it held
-    tiles: tuple  # layouts.Tile rectangles of its local (c, c) score block
-    pairs: int  # unmasked (query, key) pairs in them
-
-
-class StepRecord(NamedTuple):
-    step: int
-    ranks: list  # P RankStep
-    messages: list  # Message, sent during this step
-
-
-@dataclass
-class RankState:
-    """One simulated rank: its shards, the block it holds, its message buffers."""
-
-    rank: int
-    positions: np.ndarray  # (c,) global positions of its tokens
-    q: np.ndarray  # (..., c, d)
-    k: np.ndarray  # (..., c, d)
-    v: np.ndarray  # (..., c, d_v)
-    held_block: int = -1
-    held: dict = field(default_factory=dict)  # travelling arrays now on this rank
-    send_buf: dict | None = None
-    recv_buf: dict | None = None
-    out: np.ndarray | None = None  # (..., c, d_v) running output
-    lse: np.ndarray | None = None  # (..., c) running log-sum-exp
-    dq: np.ndarray | None = None  # (..., c, d) backward: stays on this rank
+from .layouts import shard, unshard
+from .ring_state import (
+    RankStep,
+    StepRecord,
+    check_plan,
+    deliver,
+    init_states,
+    post,
+)
+from .ring_step import add_into, backward_step, forward_step, make_plan
 
 
 class RingCache(NamedTuple):
     out: np.ndarray  # (..., N, d_v)
     lse: np.ndarray  # (..., N)
-    states: list  # P RankState after the forward
+    states: list  # P ring_state.RankState after the forward
     plan: object  # ring_step.RingPlan
-    positions: np.ndarray  # (P, c)
+    positions: np.ndarray  # (P, c) query positions (= plan.q_positions)
     trace: list  # P StepRecord
 
 
-def post(states, t, names, kind, plan):
-    """Phase 1: copy each rank's travelling arrays into its send buffer -> messages."""
-    messages = []
-    for s in states:
-        s.send_buf = {**(s.send_buf or {}), **{n: s.held[n].copy() for n in names}}
-        nbytes = sum(s.held[n].nbytes for n in names)
-        receiver = (s.rank + 1) % plan.n_ranks
-        messages.append(Message(t, s.rank, receiver, s.held_block, kind, nbytes))
-    return messages
-
-
-def deliver(states, messages):
-    """Phase 3: send buffers land in receive buffers; then each rank "waits" and
-    holds what it received (only that: a rank passes on everything it held)."""
-    for msg in messages:
-        states[msg.receiver].recv_buf = states[msg.sender].send_buf
-    for msg in messages:
-        states[msg.sender].send_buf = None
-        receiver = states[msg.receiver]
-        if receiver.recv_buf is not None:
-            receiver.held, receiver.recv_buf = dict(receiver.recv_buf), None
-            receiver.held_block = msg.block
-
-
-def init_states(q, k, v, positions):
-    """One RankState per rank, holding its own key/value block (step 0)."""
-    states = []
-    for r, (q_r, k_r, v_r) in enumerate(
-        zip(*(shard(a, positions) for a in (q, k, v)), strict=True)
-    ):
-        s = RankState(r, positions[r], q_r, k_r, v_r, r, {"k": k_r, "v": v_r})
-        s.out, s.lse = empty_partial(q_r, v_r)
-        states.append(s)
-    return states
-
-
-def _check(q, k, v, n_ranks, layout, causal, options):
-    q, k, v, _ = V.check_qkv(q, k, v, None, options["scale"])
-    if not q.shape[:-1] == k.shape[:-1] == v.shape[:-1]:
-        raise ValueError(
-            f"ring attention is self-attention: q{q.shape}, k{k.shape}, v{v.shape} "
-            "must share every axis but the last (..., N, :)"
-        )
-    plan = make_plan(layout, q.shape[-2], n_ranks, causal=causal, **options)
-    return q, k, v, plan, layout_positions(layout, q.shape[-2], n_ranks)
+def _check(q, k, v, mask, n_ranks, options):
+    q, k, v, scale = V.check_qkv(q, k, v, mask, options.pop("scale"))
+    N, M = q.shape[-2], k.shape[-2]
+    plan = make_plan(
+        options.pop("layout"), N, n_ranks, kv_len=M, scale=scale, **options
+    )
+    return q, k, v, plan
 
 
 def forward_steps(states, plan):
@@ -137,17 +65,18 @@ def forward_steps(states, plan):
     The generator pauses after the compute phase and before delivery: the send
     buffers of the paused step are still full, so every step can be inspected.
     """
-    P = plan.n_ranks
+    P = check_plan(plan).n_ranks
+    if not isinstance(states, list) or len(states) != P:
+        raise ValueError(f"states must be a list of P = {P} RankState (init_states)")
     for t in range(P):
         messages = post(states, t, ("k", "v"), "kv", plan) if t < P - 1 else []
         records = []
         for s in states:
-            src, tiles = plan.tiles(s.rank, t)
-            assert src == s.held_block  # the ring delivered the expected block
-            pairs = forward_step(
-                s.q, s.held["k"], s.held["v"], s.out, s.lse, tiles, plan
-            )
-            records.append(RankStep(s.rank, t, src, tiles, pairs))
+            work = plan.step(s.rank, t)
+            assert work.src == s.held_block  # the ring delivered the expected block
+            kv = s.held["k"], s.held["v"]
+            pairs = forward_step(s.q, *kv, s.mask, (s.out, s.lse), work, plan)
+            records.append(RankStep(s.rank, t, work.src, work.tiles, pairs))
         yield StepRecord(t, records, messages)
         deliver(states, messages)
 
@@ -156,10 +85,12 @@ def ring_attention_forward(
     q,
     k,
     v,
+    mask=None,
     *,
     n_ranks,
+    causal,
+    align="top_left",
     layout="zigzag",
-    causal=True,
     scale=None,
     block_q=BLOCK_Q,
     block_k=BLOCK_K,
@@ -167,19 +98,23 @@ def ring_attention_forward(
     """Exact attention computed by a simulated ring of ``n_ranks`` ranks.
 
     Args:
-        q: (..., N, d), k: (..., N, d), v: (..., N, d_v) full (unsharded) arrays.
-        n_ranks: P; N must split evenly (2P chunks for ``zigzag``).
+        q: (..., N, d), k: (..., M, d), v: (..., M, d_v) full (unsharded) arrays.
+        mask: boolean, broadcastable to (..., N, M); True = may attend.
+        n_ranks: P; N and M must split evenly (2P chunks for ``zigzag``).
+        causal: apply the causal rule by global positions (ANDed with ``mask``).
+        align: "top_left" (j <= i) or "bottom_right" (j <= i + M - N).
         layout: "contiguous", "zigzag" or "striped" (see ``layouts``).
-        causal: causal self-attention (key j visible to query i when j <= i).
         scale, block_q, block_k: as in ``efficient.block_attention_forward``.
 
     Returns:
         out (..., N, d_v) and a RingCache (``.lse`` (..., N), ``.trace``).
     """
-    options = {"scale": scale, "block_q": block_q, "block_k": block_k}
-    q, k, v, plan, positions = _check(q, k, v, n_ranks, layout, causal, options)
-    states = init_states(q, k, v, positions)
+    options = {"layout": layout, "causal": causal, "align": align, "scale": scale}
+    options.update(block_q=block_q, block_k=block_k)
+    q, k, v, plan = _check(q, k, v, mask, n_ranks, options)
+    states = init_states(q, k, v, mask, plan=plan)
     trace = list(forward_steps(states, plan))
+    positions = plan.q_positions
     out = unshard([s.out for s in states], positions)  # (..., N, d_v)
     lse = unshard([s.lse for s in states], positions, axis=-1)  # (..., N)
     return out, RingCache(out, lse, states, plan, positions, trace)
@@ -191,13 +126,14 @@ def _backward_step(states, douts, t, plan):
     messages = post(states, t, ("k", "v"), "kv", plan) if t < P - 1 else []
     records = []
     for s, dout in zip(states, douts, strict=True):
-        src, tiles = plan.tiles(s.rank, t)
+        work = plan.step(s.rank, t)
         parts = [s.dq, np.zeros_like(s.k), np.zeros_like(s.v)]  # (..., c, d) ...
         kv = s.held["k"], s.held["v"]
-        pairs = backward_step(dout, s.q, *kv, s.out, s.lse, tiles, plan, parts)
+        final = s.out, s.lse
+        pairs = backward_step(dout, s.q, *kv, s.mask, final, work, plan, parts)
         arrived = (s.held["dk"], s.held["dv"]) if t > 0 else None
         s.held["dk"], s.held["dv"] = add_into(arrived, parts[1:])
-        records.append(RankStep(s.rank, t, src, tiles, pairs))
+        records.append(RankStep(s.rank, t, work.src, work.tiles, pairs))
     if P > 1:  # (one rank: the accumulators are already home)
         messages += post(states, t, ("dk", "dv"), "dkv", plan)
     deliver(states, messages)
@@ -207,17 +143,18 @@ def _backward_step(states, douts, t, plan):
 def ring_backward_trace(dout, cache):
     """Like ``ring_attention_backward``, also returning the backward's P StepRecords."""
     V.grad_shape("dout", dout, cache.out.shape)
-    plan, positions = cache.plan, cache.positions
-    douts = shard(np.asarray(dout), positions)  # P (..., c, d_v)
+    plan = cache.plan
+    douts = shard(np.asarray(dout, dtype=cache.out.dtype), plan.q_positions)
     states = [  # fresh copies: the cache is not modified
         replace(s, held={"k": s.k, "v": s.v}, held_block=s.rank, dq=np.zeros_like(s.q))
         for s in cache.states
     ]
     trace = [_backward_step(states, douts, t, plan) for t in range(plan.n_ranks)]
     assert all(s.held_block == s.rank for s in states)  # accumulators are home
-    dq = unshard([s.dq for s in states], positions)  # (..., N, d)
-    dk = unshard([s.held["dk"] for s in states], positions)  # (..., N, d)
-    dv = unshard([s.held["dv"] for s in states], positions)  # (..., N, d_v)
+    q_pos, k_pos = plan.q_positions, plan.k_positions
+    dq = unshard([s.dq for s in states], q_pos)  # (..., N, d)
+    dk = unshard([s.held["dk"] for s in states], k_pos)  # (..., M, d)
+    dv = unshard([s.held["dv"] for s in states], k_pos)  # (..., M, d_v)
     return (dq, dk, dv), trace
 
 
@@ -232,6 +169,6 @@ def ring_attention_backward(dout, cache):
         cache: from ``ring_attention_forward``.
 
     Returns:
-        dq (..., N, d), dk (..., N, d), dv (..., N, d_v).
+        dq (..., N, d), dk (..., M, d), dv (..., M, d_v).
     """
     return ring_backward_trace(dout, cache)[0]  # (which checks dout's shape)

@@ -20,18 +20,34 @@ class Coverage(NamedTuple):
     count: np.ndarray  # (N, N) int, how many times the pair was computed
 
 
+def check_trace(trace):
+    """Raise unless ``trace`` is a non-empty list of StepRecord-like records."""
+    if not isinstance(trace, (list, tuple)) or not trace:
+        raise TypeError(
+            "trace must be a non-empty list of StepRecord (RingCache.trace or "
+            f"ring_backward_trace's), got {type(trace).__name__}"
+        )
+    for rec in trace:
+        if not all(hasattr(rec, name) for name in ("step", "ranks", "messages")):
+            raise TypeError(f"trace must hold StepRecord, got {type(rec).__name__}")
+    return trace
+
+
 def holder_table(trace):
     """(P, P) int [t, r]: the rank whose key/value block rank r holds at step t."""
+    check_trace(trace)
     return np.array([[rs.block for rs in rec.ranks] for rec in trace])
 
 
 def work_table(trace):
     """(P, P) int [t, r]: unmasked (query, key) pairs rank r computed at step t."""
+    check_trace(trace)
     return np.array([[rs.pairs for rs in rec.ranks] for rec in trace])
 
 
 def bytes_sent(trace):
     """(P,) int: bytes each rank sent over the whole pass."""
+    check_trace(trace)
     n_ranks = len(trace[0].ranks)
     sent = np.zeros(n_ranks, dtype=np.int64)
     for rec in trace:
@@ -55,7 +71,17 @@ def coverage(trace, positions):
     Args:
         trace: list of StepRecord.
         positions: (P, c) global positions per rank (``layouts.layout_positions``).
+
+    Self-attention traces only (N == M: one positions array for both sides).
     """
+    check_trace(trace)
+    n_ranks = len(trace[0].ranks)
+    if not isinstance(positions, np.ndarray) or positions.dtype.kind not in "iu":
+        raise TypeError("positions must be a (P, c) integer array")
+    if positions.ndim != 2 or positions.shape[0] != n_ranks:
+        raise ValueError(
+            f"positions{positions.shape} must be (P, c) with P = {n_ranks} ranks"
+        )
     N = positions.size
     rank = np.full((N, N), -1)
     step = np.full((N, N), -1)

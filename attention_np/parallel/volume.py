@@ -19,7 +19,8 @@ from .layouts import check_split
 
 def ring_step_elements(seq_len, n_ranks, width):
     """Elements one rank sends per ring step (K and V blocks): 2 c D."""
-    return 2 * check_split("contiguous", seq_len, n_ranks) * width
+    c = check_split("contiguous", seq_len, n_ranks)
+    return 2 * c * V.positive_int("width", width)
 
 
 def ring_elements(seq_len, n_ranks, width, *, backward=False):
@@ -37,6 +38,7 @@ def ulysses_elements(seq_len, n_ranks, width, *, exact=True):
     exact: 4 c D (P - 1) / P (what leaves the rank); else the blog's 4 N D / P.
     """
     c = check_split("contiguous", seq_len, n_ranks)
+    width = V.positive_int("width", width)
     if V.bool_arg("exact", exact):
         return 4 * c * width * (n_ranks - 1) // n_ranks
     return 4 * seq_len * width // n_ranks
@@ -44,6 +46,8 @@ def ulysses_elements(seq_len, n_ranks, width, *, exact=True):
 
 def comm_table(seq_len, ranks, width):
     """Rows (P, ring per step, ring forward, Ulysses forward) for a few values of P."""
+    if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+        raise TypeError(f"ranks must be a list of ints, got {type(ranks).__name__}")
     return [
         (
             P,
