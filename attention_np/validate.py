@@ -307,3 +307,10 @@ def workers_arg(workers):
     if workers is None:
         return default_workers()
     return positive_int("workers", workers)
+
+
+def integer(name, value):
+    """Return ``value`` as an int of any sign, or raise TypeError (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)

@@ -1,25 +1,15 @@
 """Gradient-check cases for the transformer and the modules around it.
 
 Covers transformer/ (embedding, layer norm, GELU, MLP, self-attention with GQA, MQA
-and RoPE, block, cross-entropy, the whole model) and the top-level positional.py
-(RoPE), decoding.py (grouped-query attention) and additive.py (Bahdanau, Luong).
+and RoPE, block, cross-entropy, the whole model); RoPE, grouped-query attention and
+Bahdanau/Luong are in the core's attention_np/gradcheck_cases.py.
 Same contract as attention_np/gradcheck_cases.py: ``case(rng) -> (forward,
 backward, inputs)``; small, all-different sizes.
 """
 
 import numpy as np
 
-from ..additive import (
-    additive_attention_backward,
-    additive_attention_forward,
-    init_additive_params,
-    luong_attention_backward,
-    luong_attention_forward,
-)
-from ..decoding import gqa_attention_backward, gqa_attention_forward
 from ..gradcheck import LayerCase
-from ..masks import causal_mask
-from ..positional import rope_backward, rope_forward
 from . import layers as L
 from .block import block_backward, block_forward, init_block_params
 from .loss import cross_entropy_backward, cross_entropy_forward
@@ -135,63 +125,6 @@ def _model(rng, pos="learned", n_kv_heads=None):
     return forward, backward, params
 
 
-def _rope(rng, layout="interleaved"):
-    positions = np.array([0, 5, 2, 9, 1])
-    forward = lambda p: rope_forward(p["x"], positions, layout=layout)
-    backward = lambda dout, cache: {"x": rope_backward(dout, cache)}
-    return forward, backward, {"x": rng.standard_normal((B, 3, N, 6))}
-
-
-def _gqa(rng, G=2):
-    inputs = {
-        "q": rng.standard_normal((B, 4, N, 3)),
-        "k": rng.standard_normal((B, G, M + 2, 3)),
-        "v": rng.standard_normal((B, G, M + 2, 5)),
-    }
-    mask = causal_mask(N, M + 2, align="bottom_right")
-    forward = lambda p: gqa_attention_forward(p["q"], p["k"], p["v"], mask)
-    backward = lambda dout, cache: dict(
-        zip("qkv", gqa_attention_backward(dout, cache), strict=True)
-    )
-    return forward, backward, inputs
-
-
-def _additive(rng):
-    params = init_additive_params(3, 5, 6, rng=rng)
-    inputs = {
-        "q": rng.standard_normal((B, N, 3)),
-        "k": rng.standard_normal((B, M, 5)),
-        "v": rng.standard_normal((B, M, 7)),
-        **params,
-    }
-    mask = rng.random((B, N, M)) > 0.3
-
-    def forward(p):
-        return additive_attention_forward(
-            p["q"], p["k"], p["v"], {k: p[k] for k in params}, mask
-        )
-
-    def backward(dout, cache):
-        dq, dk, dv, grads = additive_attention_backward(dout, cache)
-        return {"q": dq, "k": dk, "v": dv, **grads}
-
-    return forward, backward, inputs
-
-
-def _luong_general(rng):
-    inputs = {
-        "q": rng.standard_normal((B, N, 3)),
-        "k": rng.standard_normal((B, M, 5)),
-        "v": rng.standard_normal((B, M, 7)),
-        "W_a": 0.5 * rng.standard_normal((3, 5)),
-    }
-    forward = lambda p: luong_attention_forward(p["q"], p["k"], p["v"], p["W_a"])
-    backward = lambda dout, cache: dict(
-        zip(("q", "k", "v", "W_a"), luong_attention_backward(dout, cache), strict=True)
-    )
-    return forward, backward, inputs
-
-
 CASES = {
     "embedding (repeated tokens)": _embedding,
     "layer norm": _layernorm,
@@ -204,10 +137,4 @@ CASES = {
     "cross-entropy (masked)": _cross_entropy,
     "transformer model + loss (learned positions)": _model,
     "transformer model + loss (RoPE, GQA)": lambda rng: _model(rng, "rope", 1),
-    "RoPE (interleaved)": _rope,
-    "RoPE (rotate-half)": lambda rng: _rope(rng, "half"),
-    "grouped-query attention (G=2, bottom-right causal)": _gqa,
-    "multi-query attention (G=1)": lambda rng: _gqa(rng, 1),
-    "additive (Bahdanau) attention": _additive,
-    "Luong general attention": _luong_general,
 }
