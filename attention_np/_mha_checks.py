@@ -97,9 +97,16 @@ def check_kv_cache(kv_cache, x_q, H, G, causal, align):
     return kv_cache.length + N
 
 
-def check_call(x_q, x_kv, H, mask, causal, align, dropout_p, rng, kv_cache, G):
+def check_call(
+    x_q, x_kv, H, G, mask, causal, align, dropout_p, rng, positions, kv_cache
+):
     """Check the options before anything runs (and before a KV cache changes)."""
-    (B, N, _), M = x_q.shape, x_kv.shape[1]
+    (B, N, D), M = x_q.shape, x_kv.shape[1]
+    if positions is not None and (D // H) % 2:
+        raise ValueError(
+            f"positions (RoPE) rotate pairs of dims: the head width d = D / H = "
+            f"{D} / {H} must be even"
+        )
     if kv_cache is not None:
         M = check_kv_cache(kv_cache, x_q, H, G, causal, align)
     V.causal_offset(causal, align, N, M)

@@ -156,7 +156,9 @@ def mha_forward(
     has_bias = check_mha_params(
         params, x_q.shape[-1], x_kv.shape[-1], H, G, dtype=x_q.dtype
     )
-    check_call(x_q, x_kv, H, mask, causal, align, dropout_p, rng, kv_cache, G)
+    check_call(
+        x_q, x_kv, H, G, mask, causal, align, dropout_p, rng, positions, kv_cache
+    )
     q, cq = _project(x_q, params, "q", H, has_bias)  # (B, H, N, d)
     k, ck = _project(x_kv, params, "k", G, has_bias)  # (B, G, M, d)
     v, cv = _project(x_kv, params, "v", G, has_bias)  # (B, G, M, d)
