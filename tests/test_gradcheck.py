@@ -116,30 +116,6 @@ def test_cli_exits_one_on_failure(monkeypatch):
     assert main(["gradcheck", "-k", "broken"]) == 1
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "attention_np", *args], capture_output=True, text=True
-    )
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["gradcheck", "-k", "no_such_layer"], "no gradcheck case matches"),
-        (["gradcheck", "--seed", "-1"], "--seed: must be >= 0, got -1"),
-        (["gradcheck", "--seed", "1.5"], "--seed: must be an integer"),
-        (["gradcheck", "--bogus"], "unrecognized arguments: --bogus"),
-        (["gradchek"], "invalid choice: 'gradchek'"),
-        ([], "the following arguments are required: command"),
-    ],
-)
-def test_cli_usage_errors_exit_two_with_an_argparse_message(args, message):
-    result = run_cli(*args)
-    assert result.returncode == 2
-    assert "error: " in result.stderr and message in result.stderr
-    assert "Traceback" not in result.stderr and "layers ok" not in result.stdout
-
-
 def test_main_returns_two_for_a_pattern_that_matches_nothing(capsys):
     from attention_np.__main__ import main
 
