@@ -49,6 +49,21 @@ def full_mask(mask, shape):
         ) from None
 
 
+def heads_grid(weights, mask, head_titles):
+    """weights (H, N, M) or (L, H, N, M) as float (L, H, N, M), with its full mask;
+    ``head_titles``, when given, must hold H titles."""
+    arr = drop_leading_ones("weights", weights, np.ndim(weights)).astype(np.float64)
+    if arr.ndim == 3:
+        arr = arr[None]  # (1, H, N, M)
+    arr = drop_leading_ones("weights (H, N, M) or (L, H, N, M)", arr, 4)
+    H = arr.shape[1]
+    if head_titles is not None and len(head_titles) != H:
+        raise ValueError(
+            f"head_titles must hold H = {H} titles, got {len(head_titles)}"
+        )
+    return arr, full_mask(mask, arr.shape)
+
+
 def check_flags(**flags):
     """TypeError unless every flag is True or False (``annotate=None``: automatic)."""
     for name, value in flags.items():

@@ -37,6 +37,7 @@ from ._heatmap import (
     drop_leading_ones,
     full_mask,
     hatch_cells,
+    heads_grid,
     label_axes,
     panel_size,
     settle_layout,
@@ -138,16 +139,8 @@ def plot_heads(
     check_flags(diverging=diverging, annotate=annotate)
     check_options(vmax, fmt, label)
     panel = V.real("panel", panel, lo=0.0, lo_open=True)
-    arr = drop_leading_ones("weights", weights, np.ndim(weights)).astype(np.float64)
-    if arr.ndim == 3:
-        arr = arr[None]  # (1, H, N, M)
-    arr = drop_leading_ones("weights (H, N, M) or (L, H, N, M)", arr, 4)
+    arr, mask = heads_grid(weights, mask, head_titles)  # (L, H, N, M) each
     L, H, N, M = arr.shape
-    mask = full_mask(mask, arr.shape)  # (L, H, N, M)
-    if head_titles is not None and len(head_titles) != H:
-        raise ValueError(
-            f"head_titles must hold H = {H} titles, got {len(head_titles)}"
-        )
     import matplotlib.pyplot as plt  # after the checks: a bad call costs no import
 
     cmap, vmin, vmax = color_limits(arr, diverging, vmax)
