@@ -3,7 +3,8 @@
 Every layer is a pair ``out, cache = thing_forward(...)`` /
 ``grads = thing_backward(dout, cache)``; every backward is checked against finite
 differences (``python -m attention_np gradcheck``). Masks are boolean, True = may
-attend.
+attend; every attention function takes ``causal=True/False`` (required, keyword-only)
+and ``align="top_left" | "bottom_right"`` (CONTRIBUTING.md).
 
 Shape legend: B batch, H heads, N query positions, M key positions, D model width,
 d = D / H head width.

@@ -1,7 +1,9 @@
 """Command line: ``python -m attention_np gradcheck [-k PATTERN] [--seed S]``.
 
 Runs the finite-difference check on every layer in the package and prints one report
-per layer; the exit code is 1 when any gradient disagrees.
+per layer; the exit code is 1 when any gradient disagrees, 2 for a usage error (a bad
+flag, a negative seed, or a -k pattern that matches no layer: argparse's
+``error: ...``).
 """
 
 import argparse
@@ -39,9 +41,14 @@ def all_cases():
 
 
 def run_gradcheck(pattern="", seed=0, file=None):
-    """Check every case whose name contains ``pattern``; return the failed names."""
+    """Check every case whose name contains ``pattern``; return the failed names.
+
+    Raises ValueError when no case matches: checking nothing is not a pass.
+    """
     failed = []
     cases = {n: c for n, c in all_cases().items() if pattern.lower() in n.lower()}
+    if not cases:
+        raise ValueError(f"no gradcheck case matches -k {pattern!r}")
     for name, case in cases.items():
         rng = np.random.default_rng(seed)
         forward, backward, inputs = as_check(case(rng))
@@ -55,18 +62,31 @@ def run_gradcheck(pattern="", seed=0, file=None):
     return failed
 
 
+def seed_arg(text):
+    """argparse type for --seed: a non-negative integer (what default_rng accepts)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
+    return seed
+
+
 def main(argv=None):
+    """Exit status: 0 every gradient agrees, 1 some disagree, 2 a usage error."""
     parser = argparse.ArgumentParser(prog="python -m attention_np")
     sub = parser.add_subparsers(dest="command", required=True)
     gc = sub.add_parser("gradcheck", help="finite-difference check of every backward")
     gc.add_argument(
         "-k", "--pattern", default="", help="only layers whose name contains this"
     )
-    gc.add_argument("--seed", type=int, default=0)
+    gc.add_argument("--seed", type=seed_arg, default=0, help="an integer >= 0")
     args = parser.parse_args(argv)
-    if args.command == "gradcheck":
-        return 1 if run_gradcheck(args.pattern, args.seed) else 0
-    return 2
+    names = [n for n in all_cases() if args.pattern.lower() in n.lower()]
+    if not names:
+        gc.error(f"argument -k/--pattern: no gradcheck case matches {args.pattern!r}")
+    return 1 if run_gradcheck(args.pattern, args.seed) else 0
 
 
 if __name__ == "__main__":

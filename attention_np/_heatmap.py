@@ -23,6 +23,8 @@ CROWDED_ROOM = 0.25  # inches per tick below which rotated token labels shrink
 def drop_leading_ones(name, x, ndim):
     """(1, 1, N, M) -> (N, M): drop leading length-1 axes until ``ndim`` remain."""
     arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":  # strings, objects, complex numbers
+        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     while arr.ndim > ndim and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != ndim:
@@ -47,11 +49,42 @@ def full_mask(mask, shape):
         ) from None
 
 
+def heads_grid(weights, mask, head_titles):
+    """weights (H, N, M) or (L, H, N, M) as float (L, H, N, M), with its full mask;
+    ``head_titles``, when given, must hold H titles."""
+    arr = drop_leading_ones("weights", weights, np.ndim(weights)).astype(np.float64)
+    if arr.ndim == 3:
+        arr = arr[None]  # (1, H, N, M)
+    arr = drop_leading_ones("weights (H, N, M) or (L, H, N, M)", arr, 4)
+    H = arr.shape[1]
+    if head_titles is not None and len(head_titles) != H:
+        raise ValueError(
+            f"head_titles must hold H = {H} titles, got {len(head_titles)}"
+        )
+    return arr, full_mask(mask, arr.shape)
+
+
 def check_flags(**flags):
     """TypeError unless every flag is True or False (``annotate=None``: automatic)."""
     for name, value in flags.items():
         if not (name == "annotate" and value is None):
             V.bool_arg(name, value)
+
+
+def check_options(vmax=None, fmt=".2f", label=None):
+    """vmax None or finite > 0; fmt a number format spec; label None or a string."""
+    if vmax is not None:
+        V.real("vmax", vmax, lo=0.0, lo_open=True)
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be a format string like '.2f', got {fmt!r}")
+    try:
+        format(0.5, fmt)
+    except ValueError:
+        raise ValueError(
+            f"fmt must be a number format like '.2f', got {fmt!r}"
+        ) from None
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a string or None, got {label!r}")
 
 
 def color_limits(values, diverging, vmax):

@@ -31,6 +31,7 @@ def init_additive_params(d_q, d_k, d_attn, *, rng, dtype=np.float64):
     D_k = V.positive_int("d_k", d_k)
     A = V.positive_int("d_attn", d_attn)
     V.rng_arg(rng)
+    dtype = V.dtype_arg(dtype)
     return {
         "W_a": (rng.standard_normal((D_q, A)) / np.sqrt(D_q)).astype(dtype),
         "U_a": (rng.standard_normal((D_k, A)) / np.sqrt(D_k)).astype(dtype),
@@ -53,25 +54,28 @@ class AdditiveCache(NamedTuple):
         return self.softmax_cache[0]
 
 
-def _check_additive(q, k, v, params):
+def _check_additive(q, k, v, params, mask):
+    """Validated (q, k, v, params): one float dtype, equal leading axes, params
+    W_a (D_q, A), U_a (D_k, A), v_a (A,) with A >= 1."""
     q = V.float_array("q", q, min_ndim=2)
     k = V.float_array("k", k, min_ndim=2)
     v = V.float_array("v", v, min_ndim=2)
+    V.same_dtype(q=q, k=k, v=v)
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]) or k.shape[-2] != v.shape[-2]:
         raise ValueError(
             f"q{q.shape}, k{k.shape}, v{v.shape} must share leading axes, and k, v "
             "the length M"
         )
-    missing = [key for key in ADDITIVE_KEYS if key not in params]
-    if missing:
-        raise ValueError(f"params: missing keys {missing}")
-    A = params["v_a"].shape
-    if params["W_a"].shape[1:] != A or params["U_a"].shape[1:] != A:
-        raise ValueError(
-            f"W_a{params['W_a'].shape} and U_a{params['U_a'].shape} need A = "
-            f"len(v_a) = {A} columns"
-        )
-    return q, k, v
+    V.check_keys(params, ADDITIVE_KEYS)
+    v_a = V.float_array("params['v_a']", params["v_a"], ndim=1)
+    if v_a.shape[0] == 0:
+        raise ValueError("params['v_a'] must have A >= 1 entries, got shape (0,)")
+    A = v_a.shape[0]
+    shapes = {"W_a": (q.shape[-1], A), "U_a": (k.shape[-1], A), "v_a": (A,)}
+    params = V.check_params(params, shapes, dtype=q.dtype)
+    if mask is not None:
+        V.bool_mask("mask", mask, q.shape[:-2] + (q.shape[-2], k.shape[-2]))
+    return q, k, v, params
 
 
 def additive_attention_forward(q, k, v, params, mask=None, *, causal, align="top_left"):
@@ -88,11 +92,8 @@ def additive_attention_forward(q, k, v, params, mask=None, *, causal, align="top
     Returns:
         out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
     """
-    q, k, v = _check_additive(q, k, v, params)
-    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    q, k, v, params = _check_additive(q, k, v, params, mask)
     N, M = q.shape[-2], k.shape[-2]
-    if mask is not None:
-        V.bool_mask("mask", mask, lead + (N, M))
     mask = attention_mask(mask, causal=causal, align=align, N=N, M=M)
     a, q_cache = linear_forward(q, params["W_a"])  # (..., N, A)
     u, k_cache = linear_forward(k, params["U_a"])  # (..., M, A)
@@ -118,6 +119,33 @@ def additive_attention_backward(dout, cache):
     return dq, dk, dv, {"W_a": dW_a, "U_a": dU_a, "v_a": dv_a}
 
 
+class LuongCache(NamedTuple):
+    """What ``luong_attention_backward`` needs; ``.weights`` is P (..., N, M)."""
+
+    q_cache: tuple | None  # the q W_a projection's cache, None for "dot"
+    attn_cache: tuple
+
+    @property
+    def weights(self):
+        return self.attn_cache.weights
+
+
+def _check_luong(q, k, W_a):
+    """W_a must be a (D_q, D_k) float array of q's dtype (None: the "dot" score)."""
+    q = V.float_array("q", q, min_ndim=2)
+    k = V.float_array("k", k, min_ndim=2)
+    if W_a is None:
+        return q
+    W_a = V.float_array("W_a", W_a, ndim=2)
+    if W_a.shape != (q.shape[-1], k.shape[-1]):
+        raise ValueError(
+            f"W_a{W_a.shape} must be (D_q, D_k) = ({q.shape[-1]}, {k.shape[-1]}) "
+            f"for q{q.shape} and k{k.shape}"
+        )
+    V.same_dtype(q=q, k=k, W_a=W_a)
+    return q
+
+
 def luong_attention_forward(q, k, v, W_a=None, mask=None, *, causal, align="top_left"):
     """Luong attention, unscaled: "dot" (W_a None) or "general" (q W_a k^T).
 
@@ -128,15 +156,16 @@ def luong_attention_forward(q, k, v, W_a=None, mask=None, *, causal, align="top_
         causal, align: as in ``attention_forward``.
 
     Returns:
-        out (..., N, d_v) and a cache; ``cache[1].weights`` is P (..., N, M).
+        out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
     """
+    q = _check_luong(q, k, W_a)
     q_cache = None
     if W_a is not None:
         q, q_cache = linear_forward(q, W_a)  # (..., N, D_k) projected queries
     out, attn_cache = attention_forward(
         q, k, v, mask, causal=causal, align=align, scale=1.0
     )
-    return out, (q_cache, attn_cache)
+    return out, LuongCache(q_cache, attn_cache)
 
 
 def luong_attention_backward(dout, cache):

@@ -18,8 +18,19 @@ import numpy as np
 from . import validate as V
 
 
-def _weights_and_mask(weights, mask):
+def _weights(weights):
+    """(..., N, M) float weights, finite and >= 0 (a log of a negative is NaN)."""
     P = V.float_array("weights", weights, min_ndim=2)
+    if not np.all(np.isfinite(P)) or np.any(P < 0):
+        raise ValueError(
+            f"weights{P.shape} must be finite and >= 0 (attention weights), got "
+            f"min {np.min(P, initial=0.0)}"
+        )
+    return P
+
+
+def _weights_and_mask(weights, mask):
+    P = _weights(weights)
     if mask is None:
         return P, None
     V.bool_mask("mask", mask, P.shape)
@@ -75,9 +86,11 @@ def entropy_per_head(weights, mask=None, *, normalized=False):
 
 
 def sink_mass(weights, n_sink=1):
-    """(..., N) weight each query puts on the first ``n_sink`` keys."""
-    P = V.float_array("weights", weights, min_ndim=2)
+    """(..., N) weight each query puts on the first ``n_sink`` keys (n_sink <= M)."""
+    P = _weights(weights)
     n_sink = V.positive_int("n_sink", n_sink)
+    if n_sink > P.shape[-1]:
+        raise ValueError(f"n_sink={n_sink} must be <= M, the keys of weights{P.shape}")
     return P[..., :n_sink].sum(axis=-1)  # (..., N)
 
 
@@ -89,7 +102,13 @@ def sink_mass_per_head(weights, n_sink=1, *, skip_first=True):
     """
     skip_first = V.bool_arg("skip_first", skip_first)
     mass = sink_mass(weights, n_sink)  # (..., N)
-    return mass[..., n_sink if skip_first else 0 :].mean(axis=-1)
+    first = n_sink if skip_first else 0
+    if first >= mass.shape[-1]:  # no query left: the mean would be NaN
+        raise ValueError(
+            f"weights{np.shape(weights)} need more than {first} queries to average "
+            f"(n_sink={n_sink}, skip_first={skip_first})"
+        )
+    return mass[..., first:].mean(axis=-1)
 
 
 def offset_mass(weights, offset):
@@ -98,9 +117,10 @@ def offset_mass(weights, offset):
     offset = -1 scores a previous-token head; with M != N, key and query positions
     are aligned bottom-right (query i sits at position i + M - N).
     """
-    P = V.float_array("weights", weights, min_ndim=2)
+    P = _weights(weights)
+    offset = V.integer("offset", offset)  # any sign; int(0.5) would round silently
     N, M = P.shape[-2:]
-    j = np.arange(N) + (M - N) + int(offset)  # (N,) key index for each query
+    j = np.arange(N) + (M - N) + offset  # (N,) key index for each query
     valid = (j >= 0) & (j < M)
     out = np.zeros(P.shape[:-1], dtype=P.dtype)  # (..., N)
     rows = np.arange(N)[valid]

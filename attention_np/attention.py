@@ -4,7 +4,8 @@
 
 ``causal`` is required (True or False, keyword-only): key j is visible to query i
 when j <= i ("top_left") or j <= i + M - N ("bottom_right", ``align``), ANDed with
-``mask``.
+``mask``. NaN/inf in q, k, v are not scanned for (README): they reach the output rows
+that may attend them (and, through 0 * NaN in P @ v, every row for a NaN value).
 
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), S and P (..., N, M),
 out (..., N, d_v). Leading dimensions ("...", e.g. (B, H)) broadcast like ``@``;

@@ -180,10 +180,10 @@ class KVCache:
             raise ValueError(
                 f"cache full: {self.length} + {n} tokens > capacity {self.capacity}"
             )
-        if k_new.dtype != self.k.dtype:
+        if k_new.dtype != self.k.dtype or v_new.dtype != self.k.dtype:
             raise TypeError(
-                f"k_new and v_new have dtype {k_new.dtype} but the cache stores "
-                f"{self.k.dtype}"
+                f"k_new and v_new have dtypes {k_new.dtype}, {v_new.dtype} but the "
+                f"cache stores {self.k.dtype}"
             )
         return k_new, v_new
 
@@ -202,42 +202,41 @@ class KVCache:
         return self.k[:, :, :t], self.v[:, :, :t]  # (B, G, t, d), (B, G, t, d_v) views
 
 
-def cached_attention(q_new, k_new, v_new, cache, *, causal, scale=None):
+def cached_attention(q_new, k_new, v_new, cache, mask=None, *, causal, scale=None):
     """Append n new tokens to ``cache`` and attend over everything cached.
 
     Args:
         q_new: (B, H, n, d) queries of the new tokens.
-        k_new, v_new: (B, G, n, d) their keys and values.
+        k_new, v_new: (B, G, n, d), (B, G, n, d_v) their keys and values.
         cache: a KVCache; the new tokens take positions t0 .. t0 + n - 1.
+        mask: boolean, broadcastable to (B, H, n, t0 + n); True = may attend.
         causal: True for generation: new token t0 + i sees the keys at positions
-            <= t0 + i (its absolute position; the bottom-right alignment). False:
-            every new query sees every cached and new key.
+            <= t0 + i (its absolute position). False: every new query sees every
+            cached and new key.
         scale: score scale, default 1/sqrt(d).
 
     Returns:
-        (B, H, n, d) outputs. A prefill passes all prompt tokens at once (n > 1); a
-        decode step passes one. Everything is checked before the cache changes.
+        (B, H, n, d_v) outputs. A prefill passes all prompt tokens at once (n > 1);
+        a decode step passes one. Everything is checked before the cache changes.
     """
     if not isinstance(cache, KVCache):
         raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
     causal = V.causal_arg(causal)
     k_new, v_new = cache.check(k_new, v_new)
     q_new = V.float_array("q_new", q_new, ndim=4)
-    B, G, n, d = k_new.shape
-    if q_new.shape[0] != B or q_new.shape[2] != n or q_new.shape[3] != d:
+    V.same_dtype(q_new=q_new, k_new=k_new)
+    (B, H, n, d), G = q_new.shape, k_new.shape[1]
+    if (B, n, d) != (k_new.shape[0],) + k_new.shape[2:] or H % G:
         raise ValueError(
-            f"q_new{q_new.shape} must be (B, H, n, d) = ({B}, H, {n}, {d}) for "
+            f"q_new{q_new.shape} must be (B, H, n, d) with H a multiple of G for "
             f"k_new{k_new.shape}: one query per new key"
         )
-    if q_new.shape[1] % G:
-        raise ValueError(
-            f"q_new{q_new.shape} needs a number of heads H divisible by G={G}"
-        )
     V.scale_arg(scale, d)
+    if mask is not None:
+        V.bool_mask("mask", mask, (B, H, n, cache.length + n))
     k_all, v_all = cache.append(k_new, v_new)  # (B, G, t, d)
-    align = "bottom_right"  # the new queries are the last n positions
-    out, _ = gqa_attention_forward(
-        q_new, k_all, v_all, causal=causal, align=align, scale=scale
+    out, _ = gqa_attention_forward(  # the new queries are the last n positions
+        q_new, k_all, v_all, mask, causal=causal, align="bottom_right", scale=scale
     )
     return out
 

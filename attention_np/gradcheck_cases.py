@@ -13,7 +13,15 @@ command line finds every such module by itself.
 
 import numpy as np
 
+from .additive import (
+    additive_attention_backward,
+    additive_attention_forward,
+    init_additive_params,
+    luong_attention_backward,
+    luong_attention_forward,
+)
 from .attention import attention_backward, attention_forward
+from .decoding import gqa_attention_backward, gqa_attention_forward
 from .gradcheck import LayerCase
 from .linear import linear_backward, linear_forward
 from .masks import padding_mask
@@ -24,6 +32,7 @@ from .multihead import (
     mha_forward,
     split_heads,
 )
+from .positional import rope_backward, rope_forward
 from .softmax import softmax_backward, softmax_forward
 
 B, H, N, M, d, d_v = 2, 3, 4, 5, 6, 7
@@ -83,10 +92,56 @@ def _mha(rng, cross=False, bias=True, n_kv_heads=None, positions=False):
     options = {"n_heads": H, "n_kv_heads": n_kv_heads, "causal": not cross}
     if cross:
         options["mask"] = padding_mask([M, 2], M)
-    if positions:
+    if positions is True:
         options["positions"] = np.array([3, 1, 4, 1])  # any positions, repeats too
+    elif positions is not False:
+        options["positions"] = positions
     arrays = {"x_q": x_q, "x_kv": x_kv}
     return LayerCase(mha_forward, mha_backward, arrays, params, options)
+
+
+def _gqa(rng, G=1, **options):
+    arrays = {
+        "q": rng.standard_normal((B, 4, N, d)),  # H = 4 query heads
+        "k": rng.standard_normal((B, G, M, d)),
+        "v": rng.standard_normal((B, G, M, d_v)),
+    }
+    options = {"causal": True, "align": "bottom_right", **options}
+    return LayerCase(
+        gqa_attention_forward, gqa_attention_backward, arrays, None, options
+    )
+
+
+def _additive(rng, **options):
+    params = init_additive_params(3, 5, 6, rng=rng)
+    arrays = {
+        "q": rng.standard_normal((B, N, 3)),
+        "k": rng.standard_normal((B, M, 5)),
+        "v": rng.standard_normal((B, M, d_v)),
+    }
+    options = {"mask": rng.random((B, N, M)) > 0.3, "causal": False, **options}
+    return LayerCase(
+        additive_attention_forward, additive_attention_backward, arrays, params, options
+    )
+
+
+def _luong(rng, general=True, **options):
+    arrays = {
+        "q": rng.standard_normal((B, N, 3 if general else 5)),
+        "k": rng.standard_normal((B, M, 5)),
+        "v": rng.standard_normal((B, M, d_v)),
+        "W_a": 0.5 * rng.standard_normal((3, 5)) if general else None,
+    }
+    options = {"causal": False, **options}
+    return LayerCase(
+        luong_attention_forward, luong_attention_backward, arrays, None, options
+    )
+
+
+def _rope(rng, layout="interleaved", positions=(0, 5, 2, 9)):
+    arrays = {"x": rng.standard_normal((B, H, N, d))}
+    options = {"positions": np.array(positions), "layout": layout}
+    return LayerCase(rope_forward, rope_backward, arrays, None, options)
 
 
 CASES = {
@@ -114,4 +169,23 @@ CASES = {
         rng, n_kv_heads=1, positions=True
     ),
     "multi-head cross-attention (padding)": lambda rng: _mha(rng, cross=True),
+    "multi-head attention (RoPE positions (B, N), no biases)": lambda rng: _mha(
+        rng, bias=False, positions=np.array([[3, 1, 4, 1], [0, 1, 2, 3]])
+    ),
+    "grouped-query attention (G = 2, bottom-right causal)": lambda rng: _gqa(rng, 2),
+    "multi-query attention (G = 1, bottom-right causal)": _gqa,
+    "grouped-query attention (G = 2, top-left causal, padding)": lambda rng: _gqa(
+        rng, 2, align="top_left", mask=padding_mask([4, 2], M)
+    ),
+    "additive (Bahdanau) attention (masked)": _additive,
+    "additive (Bahdanau) attention (causal, bottom-right)": lambda rng: _additive(
+        rng, mask=None, causal=True, align="bottom_right"
+    ),
+    "Luong general attention": _luong,
+    "Luong dot attention (causal)": lambda rng: _luong(rng, False, causal=True),
+    "RoPE (interleaved)": _rope,
+    "RoPE (rotate-half)": lambda rng: _rope(rng, "half"),
+    "RoPE (positions (B, N), float)": lambda rng: _rope(
+        rng, positions=[[0, 5, 2, 9], [1.5, 0.0, 7.25, 3.0]]
+    ),
 }

@@ -29,7 +29,7 @@ def embedding_forward(ids, W):
     """
     W = V.float_array("W", W, ndim=2)
     ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
+    if ids.dtype.kind not in "iu":  # bools and floats would index the wrong rows
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
     if ids.size and (ids.min() < 0 or ids.max() >= W.shape[0]):
         raise ValueError(
@@ -66,6 +66,8 @@ def layernorm_forward(x, gamma, beta, *, eps=1e-5):
         raise ValueError(
             f"gamma{gamma.shape} and beta{beta.shape} must be (D,) for x{x.shape}"
         )
+    V.same_dtype(x=x, gamma=gamma, beta=beta)
+    eps = V.real("eps", eps, lo=0.0, lo_open=True)  # eps = 0: 1/0 on a constant row
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu  # (..., D) centred
     inv_std = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)

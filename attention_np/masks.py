@@ -99,9 +99,15 @@ def attention_mask(mask, *, causal, align="top_left", N, M):
 
     The causal rule (``causal_mask(N, M, align=align)``) ANDed with ``mask``; None
     when there is neither (nothing masked). Every module that takes ``mask``,
-    ``causal`` and ``align`` gives them this meaning.
+    ``causal`` and ``align`` gives them this meaning. ``mask`` must be boolean and
+    broadcast to (..., N, M).
     """
+    N = V.positive_int("N", N, allow_zero=True)
+    M = V.positive_int("M", M, allow_zero=True)
     offset = V.causal_offset(causal, align, N, M)
+    if mask is not None:
+        lead = np.shape(mask)[:-2]  # any leading axes, e.g. (B, H)
+        V.bool_mask("mask", mask, lead + (N, M))
     if offset is None:
         return mask
     rule = causal_mask(N, M, align=align)  # (N, M)

@@ -18,12 +18,18 @@ from typing import NamedTuple
 import numpy as np
 
 from . import validate as V
+from ._mha_checks import (  # noqa: F401 (BIAS_KEYS, check_mha_params: public here)
+    BIAS_KEYS,
+    WEIGHT_KEYS,
+    check_call,
+    check_heads,
+    check_inputs,
+    check_mha_params,
+    mha_param_shapes,
+)
 from .decoding import gqa_attention_backward, gqa_attention_forward
 from .linear import linear_backward, linear_forward
 from .positional import rope_backward, rope_forward
-
-WEIGHT_KEYS = ("W_q", "W_k", "W_v", "W_o")
-BIAS_KEYS = ("b_q", "b_k", "b_v", "b_o")
 
 
 def split_heads(x, n_heads):
@@ -76,50 +82,16 @@ def init_mha_params(
     H = V.positive_int("n_heads", n_heads)
     G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
     D_kv = D if d_kv is None else V.positive_int("d_kv", d_kv)
-    if D % H:
-        raise ValueError(f"n_heads={H} must divide d_model={D}")
-    if H % G:
-        raise ValueError(f"n_kv_heads={G} must divide n_heads={H}")
+    check_heads(D, H, G)
     V.rng_arg(rng)
     dtype = V.dtype_arg(dtype)
-    width = G * (D // H)  # keys and values: G heads of width d
-    shapes = {"W_q": (D, D), "W_k": (D_kv, width), "W_v": (D_kv, width), "W_o": (D, D)}
-    params = {
-        name: (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(dtype)
-        for name, shape in shapes.items()
+    shapes = mha_param_shapes(D, D_kv, H, G, bias=V.bool_arg("bias", bias))
+    return {  # weights ~ N(0, 1 / D_in), biases 0
+        name: (rng.standard_normal(s) / np.sqrt(s[0])).astype(dtype)
+        if name in WEIGHT_KEYS
+        else np.zeros(s, dtype)
+        for name, s in shapes.items()
     }
-    if V.bool_arg("bias", bias):
-        params.update({f"b_{n[2:]}": np.zeros(s[1], dtype) for n, s in shapes.items()})
-    return params
-
-
-def mha_param_shapes(d_model, d_kv, n_heads, n_kv_heads, *, bias):
-    """{key: shape} of multi-head attention params (biases only when ``bias``)."""
-    D, G, H = d_model, n_kv_heads, n_heads
-    width = G * (D // H)
-    shapes = {"W_q": (D, D), "W_k": (d_kv, width), "W_v": (d_kv, width), "W_o": (D, D)}
-    if bias:
-        shapes.update({f"b_{n[2:]}": (s[1],) for n, s in shapes.items()})
-    return shapes
-
-
-def check_mha_params(params, d_model, d_kv, n_heads, n_kv_heads=None, *, dtype=None):
-    """Raise a clear error unless ``params`` fits; return whether it has biases.
-
-    A params dict carries all four biases or none. With ``dtype``, every array must
-    also have that dtype.
-    """
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    G = n_heads if n_kv_heads is None else n_kv_heads
-    if d_model % n_heads:
-        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
-    if n_heads % G:
-        raise ValueError(f"n_kv_heads={G} must divide n_heads={n_heads}")
-    has_bias = any(k in params for k in BIAS_KEYS)
-    shapes = mha_param_shapes(d_model, d_kv, n_heads, G, bias=has_bias)
-    V.check_params(params, shapes, dtype=dtype)
-    return has_bias
 
 
 class MHACache(NamedTuple):
@@ -144,25 +116,6 @@ def _project(x, params, name, n_heads, has_bias):
     b = params[f"b_{name}"] if has_bias else None
     t, cache = linear_forward(x, params[f"W_{name}"], b)  # (B, length, heads * d)
     return split_heads(t, n_heads), cache
-
-
-def _check_inputs(x_q, x_kv, n_heads, positions, kv_cache):
-    x_q = V.float_array("x_q", x_q, ndim=3)
-    x_kv = V.float_array("x_kv", x_kv, ndim=3)
-    n_heads = V.positive_int("n_heads", n_heads)
-    if x_q.shape[0] != x_kv.shape[0]:
-        raise ValueError(
-            f"x_q{x_q.shape} and x_kv{x_kv.shape} must share the batch size B"
-        )
-    V.same_dtype(x_q=x_q, x_kv=x_kv)
-    if (positions is not None or kv_cache is not None) and x_kv.shape[1] != x_q.shape[
-        1
-    ]:
-        raise ValueError(
-            "positions and kv_cache are for self-attention: x_q"
-            f"{x_q.shape} and x_kv{x_kv.shape} must have the same length"
-        )
-    return x_q, x_kv, n_heads
 
 
 def mha_forward(
@@ -191,16 +144,20 @@ def mha_forward(
         causal, align: as in ``attention_forward``.
         positions: (N,) or (B, N) token positions: RoPE on q and k (self-attention).
         kv_cache: a ``decoding.KVCache``: append this call's keys and values and
-            attend over the whole cache (M = cached length). Inference only.
+            attend over the whole cache (M = cached length; a causal step needs
+            ``align="bottom_right"``). Inference only; a failed call leaves it as
+            it was.
         dropout_p, rng: attention dropout, as in ``attention_forward``.
 
     Returns:
         out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
     """
-    x_q, x_kv, H = _check_inputs(x_q, x_kv, n_heads, positions, kv_cache)
-    G = H if n_kv_heads is None else V.positive_int("n_kv_heads", n_kv_heads)
+    x_q, x_kv, H, G = check_inputs(x_q, x_kv, n_heads, n_kv_heads, positions, kv_cache)
     has_bias = check_mha_params(
         params, x_q.shape[-1], x_kv.shape[-1], H, G, dtype=x_q.dtype
+    )
+    check_call(
+        x_q, x_kv, H, G, mask, causal, align, dropout_p, rng, positions, kv_cache
     )
     q, cq = _project(x_q, params, "q", H, has_bias)  # (B, H, N, d)
     k, ck = _project(x_kv, params, "k", G, has_bias)  # (B, G, M, d)

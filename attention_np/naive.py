@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from . import validate as V
+
 
 def softmax_naive(x, mask=None):
     """Softmax over the last axis, one row at a time (masked entries get 0)."""
@@ -35,6 +37,7 @@ def attention_naive(q, k, v, mask=None, *, causal, align="top_left", scale=None)
     """
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
     N, d, M, d_v = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    shift = V.causal_offset(causal, align, N, M)  # None: not causal
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     q, k, v = (np.broadcast_to(a, lead + a.shape[-2:]) for a in (q, k, v))
@@ -49,8 +52,7 @@ def attention_naive(q, k, v, mask=None, *, causal, align="top_left", scale=None)
         for i in range(N):
             scores = [float(np.dot(q[idx][i], k[idx][j])) * scale for j in range(M)]
             row = np.array(allow[idx][i])
-            if causal:
-                shift = 0 if align == "top_left" else M - N
+            if shift is not None:
                 row &= np.arange(M) <= i + shift  # key j in the past of query i
             weights[idx][i] = softmax_naive(np.array(scores), row)
             for j in range(M):

@@ -38,13 +38,15 @@ def _even_width(name, d):
 def frequencies(d, *, base=10000.0):
     """(d/2,) angular frequencies w_i = base^(-2i/d), i = 0 .. d/2 - 1."""
     d = _even_width("d", d)
+    base = V.real("base", base, lo=0.0, lo_open=True)  # base <= 0: NaN frequencies
     return base ** (-np.arange(0, d, 2) / d)  # (d/2,)
 
 
 def sinusoidal_encoding(n_positions, d_model, *, base=10000.0):
     """(N, D) table: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i)."""
     n = V.positive_int("n_positions", n_positions, allow_zero=True)
-    angles = np.arange(n)[:, None] * frequencies(d_model, base=base)  # (N, D/2)
+    w = frequencies(_even_width("d_model", d_model), base=base)  # (D/2,)
+    angles = np.arange(n)[:, None] * w  # (N, D/2)
     pe = np.empty((n, d_model))  # (N, D)
     pe[:, 0::2] = np.sin(angles)
     pe[:, 1::2] = np.cos(angles)
@@ -57,7 +59,8 @@ def sinusoidal_shift_matrix(k, d_model, *, base=10000.0):
     Each 2x2 block rotates (sin a, cos a) into (sin(a + b), cos(a + b)), b = k w_i;
     it does not depend on p, so a shift by k is a fixed linear map of the encoding.
     """
-    b = k * frequencies(d_model, base=base)  # (D/2,)
+    k = V.real("k", k)
+    b = k * frequencies(_even_width("d_model", d_model), base=base)  # (D/2,)
     R = np.zeros((d_model, d_model))  # (D, D)
     i = np.arange(0, d_model, 2)
     R[i, i], R[i, i + 1] = np.cos(b), np.sin(b)  # sin(a+b) = sin a cos b + cos a sin b
@@ -86,14 +89,43 @@ def _rotate(x, cos, sin, layout):
     return out
 
 
+def _positions(positions, x):
+    """positions as an array that broadcasts to x.shape[:-1] = (..., N).
+
+    Integer or float, finite; (B, N) for x of shape (B, H, N, d) is one row of
+    positions per sequence, shared by the heads.
+    """
+    N = x.shape[-2]
+    if positions is None:
+        return np.arange(N)  # (N,)
+    pos = np.asarray(positions)
+    if pos.dtype.kind not in "iuf":
+        raise TypeError(f"positions must be integers or floats, got dtype {pos.dtype}")
+    if pos.dtype.kind == "f" and not np.all(np.isfinite(pos)):
+        raise ValueError(f"positions must be finite, got NaN or inf in {pos.shape}")
+    if pos.ndim == 2 and x.ndim == 4:
+        pos = pos[:, None, :]  # (B, 1, N): the same positions for every head
+    try:
+        fits = np.broadcast_shapes(pos.shape, x.shape[:-1]) == x.shape[:-1]
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"positions{np.shape(positions)} must be (N,) = ({N},), (B, N) or "
+            f"broadcast to x{x.shape}[:-1]"
+        )
+    return pos
+
+
 def rope_forward(x, positions=None, *, base=10000.0, layout="interleaved"):
     """Rotary position embedding: rotate pair i of position p by the angle p w_i.
 
     Args:
         x: (..., N, d) queries or keys (d even).
-        positions: positions of the N rows, broadcastable to (..., N); default 0..N-1.
-            A KV-cache step passes its absolute positions, e.g. [t].
-        base: frequency base (10000 in the paper).
+        positions: integer or float positions of the N rows, (N,), (B, N) for x
+            (B, H, N, d), or broadcastable to (..., N); default 0..N-1. A KV-cache
+            step passes its absolute positions, e.g. [t].
+        base: frequency base (10000 in the paper), finite and > 0.
         layout: "interleaved" pairs (x_2i, x_2i+1) as in RoFormer, or "half" pairs
             (x_i, x_i+d/2) as in GPT-NeoX / LLaMA code.
 
@@ -101,17 +133,9 @@ def rope_forward(x, positions=None, *, base=10000.0, layout="interleaved"):
         out (..., N, d) and a cache (cos, sin, layout, x.shape).
     """
     x = V.float_array("x", x, min_ndim=2)
-    N, d = x.shape[-2:]
-    _even_width("x.shape[-1]", d)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    pos = np.arange(N) if positions is None else np.asarray(positions)
-    try:
-        np.broadcast_shapes(pos.shape, x.shape[:-1])
-    except ValueError:
-        raise ValueError(
-            f"positions{pos.shape} must broadcast to x{x.shape}[:-1]"
-        ) from None
+    d = _even_width("x.shape[-1]", x.shape[-1])
+    layout = V.choice("layout", layout, LAYOUTS)
+    pos = _positions(positions, x)  # broadcasts to (..., N)
     angles = pos[..., None] * frequencies(d, base=base)  # (..., N, d/2)
     cos, sin = np.cos(angles).astype(x.dtype), np.sin(angles).astype(x.dtype)
     return _rotate(x, cos, sin, layout), (cos, sin, layout, x.shape)
@@ -124,6 +148,13 @@ def rope_backward(dout, cache):
     return _rotate(dout, cos, -sin, layout)  # forward: out = R_p x -> dx = R_p^T dout
 
 
+def _half_perm(x):
+    """x as a float array and the (d,) permutation from interleaved to half pairs."""
+    x = V.float_array("x", x, min_ndim=1)
+    d = _even_width("x.shape[-1]", x.shape[-1])
+    return x, np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])  # (d,)
+
+
 def interleaved_to_half(x):
     """Permute the last axis from interleaved pairs to rotate-half pairs.
 
@@ -131,16 +162,14 @@ def interleaved_to_half(x):
     dims (2i, 2i+1) to dims (i, i + d/2); then
     ``rope(x, layout="half")`` of the permuted x is the permuted ``rope(x)``.
     """
-    d = _even_width("x.shape[-1]", np.shape(x)[-1])
-    perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])  # (d,)
-    return np.asarray(x)[..., perm]
+    x, perm = _half_perm(x)
+    return x[..., perm]
 
 
 def half_to_interleaved(x):
     """Inverse of ``interleaved_to_half``."""
-    d = _even_width("x.shape[-1]", np.shape(x)[-1])
-    perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])  # (d,)
-    return np.asarray(x)[..., np.argsort(perm)]
+    x, perm = _half_perm(x)
+    return x[..., np.argsort(perm)]
 
 
 # --- ALiBi ---------------------------------------------------------------------------
@@ -170,8 +199,7 @@ def alibi_bias(n_heads, N, M=None, *, form="distance"):
     """
     N = V.positive_int("N", N, allow_zero=True)
     M = N if M is None else V.positive_int("M", M, allow_zero=True)
-    if form not in ("distance", "key"):
-        raise ValueError(f"form must be 'distance' or 'key', got {form!r}")
+    form = V.choice("form", form, ("distance", "key"))
     m = alibi_slopes(n_heads)[:, None, None]  # (H, 1, 1)
     j = np.arange(M)[None, None, :]  # (1, 1, M)
     if form == "key":

@@ -4,6 +4,11 @@
 nothing mathematically (softmax is shift-invariant) but keeps ``exp`` from overflowing.
 Entries where ``mask`` is False (or ``x`` is -inf) get weight exactly 0; a row with no
 allowed entry is all zeros (never NaN).
+
+Non-finite scores are not scanned for (README, "NaN and inf in inputs propagate"): a NaN
+or +inf in an allowed entry makes its whole row NaN and leaves the other rows alone;
+-inf is a valid score meaning "weight 0"; an entry where ``mask`` is False is dropped
+whatever its value, NaN included.
 """
 
 import numpy as np

@@ -385,3 +385,10 @@ def int_array(name, x, *, ndim=None, lo=None, hi=None):
         bad = x.min() if x.min() < low else x.max()
         raise ValueError(f"{name} must lie in [{low}, {high}), got {bad}")
     return x
+
+
+def integer(name, value):
+    """Return ``value`` as an int of any sign, or raise TypeError (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)

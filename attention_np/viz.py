@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate as V
 from ._heatmap import (
     ALLOWED_COLOR,
     ANNOTATE_MAX,
@@ -29,12 +30,14 @@ from ._heatmap import (
     MASKED_COLOR,
     SEQUENTIAL,
     check_flags,
+    check_options,
     color_limits,
     default_label,
     draw_matrix,
     drop_leading_ones,
     full_mask,
     hatch_cells,
+    heads_grid,
     label_axes,
     panel_size,
     settle_layout,
@@ -91,11 +94,12 @@ def plot_attention(
     Returns:
         the matplotlib Axes (``ax.figure`` is the figure).
     """
-    import matplotlib.pyplot as plt
-
     check_flags(diverging=diverging, annotate=annotate, colorbar=colorbar)
+    check_options(vmax, fmt, label)
     values = drop_leading_ones("weights", weights, 2).astype(np.float64)
     mask = full_mask(mask, values.shape)
+    import matplotlib.pyplot as plt  # after the checks: a bad call costs no import
+
     if ax is None:
         _, ax = plt.subplots(figsize=panel_size(values.shape), layout="constrained")
     cmap, vmin, vmax = color_limits(values, diverging, vmax)
@@ -132,15 +136,13 @@ def plot_heads(
     the size of one panel in inches; ``head_titles`` (H strings) replace the
     default "head h" titles. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
-
     check_flags(diverging=diverging, annotate=annotate)
-    arr = np.asarray(weights, dtype=np.float64)
-    if arr.ndim == 3:
-        arr = arr[None]  # (1, H, N, M)
-    arr = drop_leading_ones("weights (H, N, M) or (L, H, N, M)", arr, 4)
+    check_options(vmax, fmt, label)
+    panel = V.real("panel", panel, lo=0.0, lo_open=True)
+    arr, mask = heads_grid(weights, mask, head_titles)  # (L, H, N, M) each
     L, H, N, M = arr.shape
-    mask = full_mask(mask, arr.shape)  # (L, H, N, M)
+    import matplotlib.pyplot as plt  # after the checks: a bad call costs no import
+
     cmap, vmin, vmax = color_limits(arr, diverging, vmax)
     fig, axes = plt.subplots(
         L,
@@ -186,13 +188,13 @@ def plot_mask(mask, q_labels=None, k_labels=None, *, ax=None, title=None, legend
     labels (for a mask panel with more panels to its right), False leaves it out.
     Returns the Axes.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
     if legend is not True and legend is not False and legend != "below":
         raise TypeError(f"legend must be True, False or 'below', got {legend!r}")
     m = drop_leading_ones("mask", mask, 2)
     m = full_mask(m, m.shape)
+    import matplotlib.pyplot as plt  # after the checks: a bad call costs no import
+    from matplotlib.patches import Patch
+
     if ax is None:
         _, ax = plt.subplots(figsize=panel_size(m.shape), layout="constrained")
     ax.imshow(np.where(m, 1.0, np.nan), cmap=solid_cmap(ALLOWED_COLOR), vmin=0, vmax=1)
@@ -249,6 +251,7 @@ def save_figure(fig, name, directory=None, *, dpi=120):
     Returns None, so a notebook cell that ends with it shows the figure and no
     path; the file is ``figures_dir(directory) / f"{name}.png"``.
     """
+    V.real("dpi", dpi, lo=0.0, lo_open=True)
     name = str(name).removesuffix(".png")
     if not name or "/" in name or os.sep in name:
         raise ValueError(
@@ -274,11 +277,11 @@ def explore_attention(weights, q_labels=None, k_labels=None, *, mask=None, title
     a static viewer; without IPython or ipywidgets only the static figure is
     drawn. Args as in ``plot_heads``; weights (N, M) or (H, N, M). Returns None.
     """
-    import matplotlib.pyplot as plt
-
-    arr = np.asarray(weights, dtype=np.float64)
+    arr = drop_leading_ones("weights", weights, np.ndim(weights)).astype(np.float64)
     arr = arr[None] if arr.ndim == 2 else drop_leading_ones("weights", arr, 3)
     mask = full_mask(mask, arr.shape)  # (H, N, M)
+    import matplotlib.pyplot as plt  # after the checks: a bad call costs no import
+
     if arr.shape[0] == 1:
         ax = plot_attention(arr[0], q_labels, k_labels, mask=mask[0], title=title)
         fig = ax.figure

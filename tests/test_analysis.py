@@ -43,7 +43,7 @@ def test_fully_masked_row_has_entropy_zero_and_is_left_out_of_head_means(rng):
     mask = np.ones((1, 3, 4), bool)
     mask[0, 1] = False
     q, k = rng.standard_normal((1, 3, 2)), rng.standard_normal((1, 4, 2))
-    P = attention_weights(q, k, mask)
+    P = attention_weights(q, k, mask, causal=False)
     H = attention_entropy(P, mask)
     assert H[0, 1] == 0 and np.all(np.isfinite(H))
     assert entropy_per_head(P, mask)[0] == pytest.approx((H[0, 0] + H[0, 2]) / 2)
@@ -60,7 +60,7 @@ def test_uniform_causal_head_has_normalised_entropy_exactly_one():
 def test_single_key_rows_are_left_out_of_the_normalised_head_mean(rng):
     mask = causal_mask(5, 7)  # rows 0 .. 4 may attend 1 .. 5 keys
     P = attention_weights(
-        rng.standard_normal((5, 3)), rng.standard_normal((7, 3)), mask
+        rng.standard_normal((5, 3)), rng.standard_normal((7, 3)), mask, causal=False
     )
     H = attention_entropy(P, mask, normalized=True)
     assert entropy_per_head(P, mask, normalized=True) == pytest.approx(
@@ -83,7 +83,9 @@ def test_head_with_only_single_key_rows_has_normalised_entropy_zero():
 
 def test_entropy_per_head_shape(rng):
     P = attention_weights(
-        rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 6, 4))
+        rng.standard_normal((2, 3, 5, 4)),
+        rng.standard_normal((2, 3, 6, 4)),
+        causal=False,
     )
     assert entropy_per_head(P).shape == (2, 3)
 
@@ -116,3 +118,26 @@ def test_boolean_options_must_be_bools(call):
     P = np.full((1, 2, 3, 3), 1 / 3)
     with pytest.raises(TypeError, match="must be True or False"):
         call(P)
+
+
+def test_causal_flag_weights_read_like_the_causal_mask(rng):
+    q, k = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    mask = causal_mask(6)
+    P = attention_weights(q, k, causal=True)
+    P_mask = attention_weights(q, k, mask, causal=False)
+    np.testing.assert_array_equal(
+        attention_entropy(P, mask, normalized=True),
+        attention_entropy(P_mask, mask, normalized=True),
+    )
+    np.testing.assert_array_equal(offset_mass(P, 1), 0.0)  # the future gets nothing
+
+
+def test_offset_mass_takes_negative_and_numpy_integer_offsets():
+    P = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(offset_mass(P, np.int64(-2)), [0, 0, 8, 13])
+    np.testing.assert_array_equal(offset_mass(P, 5), 0.0)  # beyond every key
+
+
+def test_sink_mass_with_every_key_a_sink_is_the_row_sum():
+    P = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.2, 0.3, 0.5]])
+    np.testing.assert_allclose(sink_mass(P, 3), 1.0)

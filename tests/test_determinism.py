@@ -39,7 +39,7 @@ def mha_run(seed, dropout_p=0.3):
     x_q, x_kv = rng.standard_normal((2, 4, 12)), rng.standard_normal((2, 5, 8))
     mask = an.combine_masks(an.padding_mask([5, 3], 5), an.causal_mask(4, 5))
     out, cache = an.mha_forward(
-        x_q, x_kv, params, 3, mask, dropout_p=dropout_p, rng=rng
+        x_q, x_kv, params, mask, n_heads=3, causal=False, dropout_p=dropout_p, rng=rng
     )
     dx_q, dx_kv, grads = an.mha_backward(rng.standard_normal(out.shape), cache)
     return [*params.values(), out, cache.weights, dx_q, dx_kv, *grads.values()]
@@ -61,7 +61,7 @@ def test_attention_with_dropout_same_seed_is_bit_identical():
     runs = []
     for _ in range(2):
         out, cache = an.attention_forward(
-            q, k, v, dropout_p=0.4, rng=np.random.default_rng(42)
+            q, k, v, causal=True, dropout_p=0.4, rng=np.random.default_rng(42)
         )
         runs.append([out, cache.keep, *an.attention_backward(dout, cache)])
     for a, b in zip(*runs, strict=True):
@@ -118,9 +118,9 @@ def call_every_stochastic_entry_point():
     rng = np.random.default_rng(11)
     mha_run(5)
     q = rng.standard_normal((2, 3, 4))
-    out, cache = an.attention_forward(q, q, q, dropout_p=0.5, rng=rng)
+    out, cache = an.attention_forward(q, q, q, causal=True, dropout_p=0.5, rng=rng)
     an.attention_backward(out, cache)
-    an.attention_weights(q, q, an.causal_mask(3))
+    an.attention_weights(q, q, an.causal_mask(3), causal=False)
     an.softmax_forward(q, q > 0)
     an.init_mha_params(8, 2, rng=rng, bias=False)
     an.check_layer(

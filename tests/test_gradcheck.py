@@ -14,7 +14,7 @@ from attention_np import (
     rel_error,
 )
 from attention_np.__main__ import run_gradcheck
-from attention_np.gradcheck import check_layer
+from attention_np.gradcheck import as_check, check_layer
 
 
 def test_numerical_grad_of_a_known_function(rng):
@@ -59,7 +59,7 @@ def test_check_layer_reports_a_planted_bug(rng, backward, expected):
     inputs = {n: rng.standard_normal((2, 3, 4)) for n in "qkv"}
     out = io.StringIO()
     ok = check_layer(
-        lambda p: attention_forward(p["q"], p["k"], p["v"]),
+        lambda p: attention_forward(p["q"], p["k"], p["v"], causal=False),
         lambda dout, cache: dict(zip("qkv", backward(dout, cache), strict=False)),
         inputs,
         rng=rng,
@@ -104,7 +104,8 @@ def test_cli_exit_codes():
 def test_cli_exits_one_on_failure(monkeypatch):
     from attention_np import gradcheck_cases
 
-    forward, _, inputs = gradcheck_cases.CASES["softmax"](np.random.default_rng(0))
+    case = gradcheck_cases.CASES["softmax"](np.random.default_rng(0))
+    forward, _, inputs = as_check(case)
 
     def broken(rng):  # softmax's forward with a wrong backward
         return forward, lambda dout, cache: {"x": dout}, inputs
@@ -113,3 +114,24 @@ def test_cli_exits_one_on_failure(monkeypatch):
     from attention_np.__main__ import main
 
     assert main(["gradcheck", "-k", "broken"]) == 1
+
+
+def test_main_returns_two_for_a_pattern_that_matches_nothing(capsys):
+    from attention_np.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["gradcheck", "-k", "no_such_layer"])
+    assert info.value.code == 2
+    assert "no gradcheck case matches 'no_such_layer'" in capsys.readouterr().err
+
+
+def test_run_gradcheck_refuses_to_check_nothing():
+    with pytest.raises(ValueError, match="no_such_layer"):
+        run_gradcheck("no_such_layer", file=io.StringIO())
+
+
+def test_cli_seed_selects_the_upstream_gradient():
+    a, b = io.StringIO(), io.StringIO()
+    assert run_gradcheck("softmax", seed=0, file=a) == []
+    assert run_gradcheck("softmax", seed=3, file=b) == []
+    assert a.getvalue() != b.getvalue()  # other inputs, other differences

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from attention_np import causal_mask, combine_masks, padding_mask
+from attention_np.masks import attention_mask
 
 
 def test_causal_top_left_is_lower_triangular():
@@ -41,3 +42,24 @@ def test_combine_masks_is_logical_and_with_broadcasting():
 def test_zero_sizes(align):
     assert causal_mask(0, 3, align=align).shape == (0, 3)
     assert padding_mask([0], 0).shape == (1, 1, 1, 0)
+
+
+def test_attention_mask_without_causal_is_the_mask_itself():
+    pad = padding_mask([2, 4], 4)
+    assert attention_mask(pad, causal=False, N=3, M=4) is pad
+    assert attention_mask(None, causal=False, align="bottom_right", N=3, M=4) is None
+
+
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_attention_mask_is_the_causal_rule_anded_with_the_mask(align):
+    pad = padding_mask([2, 4], 4)  # (2, 1, 1, 4)
+    got = attention_mask(pad, causal=True, align=align, N=3, M=4)
+    np.testing.assert_array_equal(got, pad & causal_mask(3, 4, align=align))
+    alone = attention_mask(None, causal=True, align=align, N=3, M=4)
+    np.testing.assert_array_equal(alone, causal_mask(3, 4, align=align))
+
+
+def test_attention_mask_default_alignment_is_top_left():
+    np.testing.assert_array_equal(
+        attention_mask(None, causal=True, N=2, M=5), causal_mask(2, 5)
+    )

@@ -184,3 +184,51 @@ def test_alibi_last_query_row_matches_a_decode_step():
     full = alibi_bias(2, 6)
     step = alibi_bias(2, 1, 6)  # one query at position 5 over 6 keys
     np.testing.assert_array_equal(step[:, 0], full[:, -1])
+
+
+# --- RoPE positions: shapes and dtypes -----------------------------------------------
+
+
+def test_rope_positions_b_n_rotate_each_sequence_by_its_own_positions(rng):
+    x = rng.standard_normal((2, 3, 4, D))  # (B, H, N, d)
+    pos = np.array([[0, 1, 2, 3], [7, 3, 9, 4]])  # (B, N)
+    out, _ = rope_forward(x, pos)
+    for b in range(2):
+        np.testing.assert_array_equal(out[b], rope_forward(x[b], pos[b])[0])
+
+
+def test_rope_positions_broadcastable_to_the_leading_axes_are_accepted(rng):
+    x = rng.standard_normal((2, 3, 4, D))
+    pos = rng.integers(0, 50, (2, 3, 4))  # one position per (batch, head, row)
+    out, _ = rope_forward(x, pos)
+    np.testing.assert_array_equal(out[1, 2], rope_forward(x[1, 2], pos[1, 2])[0])
+
+
+def test_rope_float_positions_interpolate_between_integer_ones(rng):
+    x = rng.standard_normal((1, D))
+    half = rope_forward(x, [2.5])[0]
+    twice = rope_forward(rope_forward(x, [1.25])[0], [1.25])[0]  # rotations add
+    np.testing.assert_allclose(half, twice, atol=1e-14)
+
+
+def test_rope_base_sets_the_frequencies(rng):
+    x = rng.standard_normal((3, D))
+    out, _ = rope_forward(x, [0, 1, 2], base=100.0)
+    i, angle = 3, 2 * 100.0 ** (-2 * 3 / D)  # pair 3 of position 2
+    a, b = x[2, 2 * i], x[2, 2 * i + 1]
+    np.testing.assert_allclose(
+        out[2, 2 * i], a * np.cos(angle) - b * np.sin(angle), atol=1e-14
+    )
+    assert not np.allclose(out, rope_forward(x, [0, 1, 2])[0])
+
+
+@pytest.mark.parametrize("positions", [np.arange(5), np.ones((2, 3, 5)), [[0, 1]]])
+def test_rope_positions_that_do_not_fit_x_are_refused(positions):
+    with pytest.raises(ValueError, match="positions"):
+        rope_forward(np.ones((2, 3, 4, D)), positions)
+
+
+def test_rope_positions_that_would_grow_x_are_refused():
+    # (2, N) positions for x (N, d) broadcast to (2, N): the output would grow
+    with pytest.raises(ValueError, match="positions"):
+        rope_forward(np.ones((4, D)), np.zeros((2, 4)))

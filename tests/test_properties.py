@@ -35,6 +35,7 @@ from attention_np import (
     softmax_backward,
     softmax_forward,
 )
+from attention_np.masks import attention_mask
 from attention_np.multihead import BIAS_KEYS, WEIGHT_KEYS
 from attention_np.naive import attention_naive, mha_naive, softmax_naive
 
@@ -62,6 +63,10 @@ def budget(n):
 
 
 DTYPES = [np.float32, np.float64]
+# (causal, align): every test of attention draws one; bottom-right with N > M hides
+# whole rows, so it also covers fully masked rows without a mask
+CAUSALITY = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
+causalities = st.sampled_from(CAUSALITY)
 ORACLE_TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
@@ -78,11 +83,23 @@ def finite(*arrays):
     return all(np.all(np.isfinite(a)) for a in arrays)
 
 
-def dropped_rows(mask, shape):
-    """(..., N) True where a query may attend no key (all-False row of the mask)."""
+def dropped_rows(mask, shape, causality=(False, "top_left")):
+    """(..., N) True where a query may attend no key (all-False row of the mask,
+    ANDed with the causal rule)."""
+    causal, align = causality
+    if causal:
+        N, M = shape[-2:]
+        mask = attention_mask(mask, causal=True, align=align, N=N, M=M)
     if mask is None:
         return np.zeros(shape[:-1], bool)
     return ~np.broadcast_to(mask, shape).any(axis=-1)
+
+
+def allowed(mask, shape, causality):
+    """The boolean (..., N, M) pattern a call means: mask AND the causal rule."""
+    causal, align = causality
+    full = attention_mask(mask, causal=causal, align=align, N=shape[-2], M=shape[-1])
+    return np.ones(shape, bool) if full is None else np.broadcast_to(full, shape)
 
 
 # --- strategies -------------------------------------------------------------------
@@ -152,12 +169,14 @@ EDGE_CASES = [
 
 
 def with_edge_cases(dtypes=DTYPES):
-    """Decorator: run the test on every EDGE_CASES entry of the given dtypes too."""
+    """Decorator: run the test on every EDGE_CASES entry of the given dtypes too,
+    under every (causal, align)."""
 
     def decorate(test):
         for case in EDGE_CASES:
-            if case[0].dtype.type in dtypes:
-                test = example(case=case)(test)
+            for causality in CAUSALITY:
+                if case[0].dtype.type in dtypes:
+                    test = example(case=case, causality=causality)(test)
         return test
 
     return decorate
@@ -165,7 +184,8 @@ def with_edge_cases(dtypes=DTYPES):
 
 @st.composite
 def mha_cases(draw, cross, dtypes=(np.float64,), max_h=3, max_d=3, max_n=4):
-    """(x_q, x_kv, params, n_heads, mask); self-attention passes the same array."""
+    """(x_q, x_kv, params, mask, kw): kw holds n_heads, causal and align;
+    self-attention passes the same array."""
     dtype = draw(st.sampled_from(dtypes))
     B, H = draw(st.integers(1, 2)), draw(st.integers(1, max_h))
     D = H * draw(st.integers(1, max_d))
@@ -178,7 +198,9 @@ def mha_cases(draw, cross, dtypes=(np.float64,), max_h=3, max_d=3, max_n=4):
     if draw(st.booleans()):
         shapes.update({name: (D,) for name in BIAS_KEYS})
     params = {name: arrays(draw, dtype, s, 1.0) for name, s in shapes.items()}
-    return x_q, x_kv, params, H, draw(masks((B, H, N, M)))
+    causal, align = draw(causalities)
+    kw = {"n_heads": H, "causal": causal, "align": align}
+    return x_q, x_kv, params, draw(masks((B, H, N, M))), kw
 
 
 # --- softmax ----------------------------------------------------------------------
@@ -255,41 +277,50 @@ def test_softmax_float32_scores_of_magnitude_1e4_stay_finite(case, seed):
 
 @budget(100)
 @with_edge_cases()
-@given(case=attention_cases())
-def test_attention_matches_naive_oracle(case):
+@given(case=attention_cases(), causality=causalities)
+def test_attention_matches_naive_oracle(case, causality):
     q, k, v, mask = case
+    kw = dict(zip(("causal", "align"), causality, strict=True))
     with strict_numerics():
-        out, cache = attention_forward(q, k, v, mask)
-    ref_out, ref_w = attention_naive(q, k, v, mask)
+        out, cache = attention_forward(q, k, v, mask, **kw)
+    ref_out, ref_w = attention_naive(q, k, v, mask, **kw)
     tol = ORACLE_TOL[q.dtype.type]
     np.testing.assert_allclose(out, ref_out, atol=tol, rtol=tol)
     np.testing.assert_allclose(cache.weights, ref_w, atol=tol)
-    np.testing.assert_allclose(attention_weights(q, k, mask), ref_w, atol=tol)
+    np.testing.assert_allclose(attention_weights(q, k, mask, **kw), ref_w, atol=tol)
 
 
 @budget(100)
 @with_edge_cases()
-@given(case=attention_cases())
-def test_attention_weights_sum_to_one_masked_are_zero_dead_rows_give_zero(case):
+@given(case=attention_cases(), causality=causalities)
+def test_attention_weights_sum_to_one_masked_are_zero_dead_rows_give_zero(
+    case, causality
+):
     q, k, v, mask = case
+    causal, align = causality
     with strict_numerics():
-        out, cache = attention_forward(q, k, v, mask)
+        out, cache = attention_forward(q, k, v, mask, causal=causal, align=align)
     w = cache.weights
-    dead = dropped_rows(mask, w.shape)
+    dead = dropped_rows(mask, w.shape, causality)
     tol = 1e-5 if q.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(w.sum(axis=-1), np.where(dead, 0.0, 1.0), atol=tol)
-    if mask is not None:
-        assert np.all(w[~np.broadcast_to(mask, w.shape)] == 0.0)
+    assert np.all(w[~allowed(mask, w.shape, causality)] == 0.0)
     assert np.all(out[dead] == 0.0)
 
 
 @budget(60)
 @with_edge_cases([np.float64])
-@given(case=attention_cases(dtypes=[np.float64], max_n=4, max_m=4, max_d=3))
-def test_attention_backward_matches_finite_differences(case):
+@given(
+    case=attention_cases(dtypes=[np.float64], max_n=4, max_m=4, max_d=3),
+    causality=causalities,
+)
+def test_attention_backward_matches_finite_differences(case, causality):
     q, k, v, mask = case
+    causal, align = causality
     fd_check(
-        lambda p: attention_forward(p["q"], p["k"], p["v"], mask),
+        lambda p: attention_forward(
+            p["q"], p["k"], p["v"], mask, causal=causal, align=align
+        ),
         lambda dout, cache: dict(
             zip("qkv", attention_backward(dout, cache), strict=True)
         ),
@@ -303,21 +334,23 @@ def test_attention_backward_matches_finite_differences(case):
     case=attention_cases(dtypes=[np.float32]),
     magnitude=st.sampled_from([1.0, 1e2, 1e4]),
     seed=st.integers(0, 99),
+    causality=causalities,
 )
 def test_attention_never_nan_or_inf_even_with_float32_scores_of_1e4(
-    case, magnitude, seed
+    case, magnitude, seed, causality
 ):
     q, k, v, mask = case
+    causal, align = causality
     q64 = q.astype(np.float64)
     top = np.abs(q64 @ np.swapaxes(k, -1, -2)).max()  # largest |q . k|
     if top > 1e-3:  # rescale q so that the largest score has the drawn magnitude
         q = (q64 * (magnitude * np.sqrt(q.shape[-1]) / top)).astype(np.float32)
     dout = np.random.default_rng(seed).standard_normal(q.shape[:-1] + v.shape[-1:])
     with strict_numerics():
-        out, cache = attention_forward(q, k, v, mask)
+        out, cache = attention_forward(q, k, v, mask, causal=causal, align=align)
         grads = attention_backward(dout.astype(np.float32), cache)
     assert finite(out, cache.weights, *grads)
-    dead = dropped_rows(mask, cache.weights.shape)
+    dead = dropped_rows(mask, cache.weights.shape, causality)
     assert np.all(out[dead] == 0.0) and np.all(grads[0][dead] == 0.0)
 
 
@@ -326,9 +359,10 @@ def test_attention_never_nan_or_inf_even_with_float32_scores_of_1e4(
     case=attention_cases(dtypes=[np.float64]),
     data=st.data(),
     block_bytes=st.sampled_from([1, 8, 64, 256, 4096, 1 << 18]),
+    causality=causalities,
 )
 def test_per_row_score_shifts_change_nothing_in_any_row_block_layout(
-    case, data, block_bytes
+    case, data, block_bytes, causality
 ):
     # Appending c_i / scale to q_i and 1 to every key adds c_i to row i of the
     # scores, which softmax ignores. Shifts drawn far apart make neighbouring rows'
@@ -341,13 +375,14 @@ def test_per_row_score_shifts_change_nothing_in_any_row_block_layout(
     )
     q_shift = np.concatenate([q, c / scale], axis=-1)
     k_shift = np.concatenate([k, np.ones(k.shape[:-1] + (1,))], axis=-1)
-    ref_out, ref_w = attention_naive(q, k, v, mask)
-    out0, cache0 = attention_forward(q, k, v, mask)
+    kw = dict(zip(("causal", "align"), causality, strict=True))
+    ref_out, ref_w = attention_naive(q, k, v, mask, **kw)
+    out0, cache0 = attention_forward(q, k, v, mask, **kw)
     dout = np.random.default_rng(0).standard_normal(out0.shape)
     grads0 = attention_backward(dout, cache0)
     with mock.patch.object(attention_module, "_BLOCK_BYTES", block_bytes):
         with strict_numerics():
-            out, cache = attention_forward(q_shift, k_shift, v, mask, scale=scale)
+            out, cache = attention_forward(q_shift, k_shift, v, mask, scale=scale, **kw)
             dq, dk, dv = attention_backward(dout, cache)
     np.testing.assert_allclose(out, ref_out, atol=1e-9)
     np.testing.assert_allclose(cache.weights, ref_w, atol=1e-9)
@@ -357,25 +392,28 @@ def test_per_row_score_shifts_change_nothing_in_any_row_block_layout(
 
 @st.composite
 def dropout_cases(draw, dtypes=DTYPES, **sizes):
+    """(q, k, v, mask, p, seed, kw) with kw the drawn causal= and align=."""
     q, k, v, mask = draw(attention_cases(dtypes=dtypes, **sizes))
     p = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))
-    return q, k, v, mask, p, draw(st.integers(0, 2**32 - 1))
+    kw = dict(zip(("causal", "align"), draw(causalities), strict=True))
+    return q, k, v, mask, p, draw(st.integers(0, 2**32 - 1)), kw
 
 
 @budget(60)
 @given(case=dropout_cases())
 def test_dropout_output_is_the_kept_weights_rescaled_times_v(case):
-    q, k, v, mask, p, seed = case
+    q, k, v, mask, p, seed, kw = case
     with strict_numerics():
         out, cache = attention_forward(
-            q, k, v, mask, dropout_p=p, rng=np.random.default_rng(seed)
+            q, k, v, mask, dropout_p=p, rng=np.random.default_rng(seed), **kw
         )
     kept = cache.weights if cache.keep is None else cache.weights * cache.keep
     tol = ORACLE_TOL[q.dtype.type] * 10
     np.testing.assert_allclose(out, kept / (1 - p) @ v, atol=tol, rtol=tol)
-    assert np.all(out[dropped_rows(mask, cache.weights.shape)] == 0.0)
+    causality = (kw["causal"], kw["align"])
+    assert np.all(out[dropped_rows(mask, cache.weights.shape, causality)] == 0.0)
     again, _ = attention_forward(
-        q, k, v, mask, dropout_p=p, rng=np.random.default_rng(seed)
+        q, k, v, mask, dropout_p=p, rng=np.random.default_rng(seed), **kw
     )
     np.testing.assert_array_equal(again, out)  # same seed, same bits
 
@@ -383,10 +421,16 @@ def test_dropout_output_is_the_kept_weights_rescaled_times_v(case):
 @budget(40)
 @given(case=dropout_cases(dtypes=[np.float64], max_n=4, max_m=4, max_d=3))
 def test_dropout_backward_matches_finite_differences(case):
-    q, k, v, mask, p, seed = case
+    q, k, v, mask, p, seed, kw = case
     fd_check(  # a fresh Generator per call: every forward draws the same keep-mask
         lambda a: attention_forward(
-            a["q"], a["k"], a["v"], mask, dropout_p=p, rng=np.random.default_rng(seed)
+            a["q"],
+            a["k"],
+            a["v"],
+            mask,
+            dropout_p=p,
+            rng=np.random.default_rng(seed),
+            **kw,
         ),
         lambda dout, cache: dict(
             zip("qkv", attention_backward(dout, cache), strict=True)
@@ -409,10 +453,10 @@ def mha_grads(dout, cache, self_attention):
 @budget(60)
 @given(case=mha_cases(cross=False, dtypes=DTYPES))
 def test_mha_self_attention_matches_naive_loop_over_heads(case):
-    x, _, params, H, mask = case
+    x, _, params, mask, kw = case
     with strict_numerics():
-        out, cache = mha_forward(x, x, params, H, mask)
-    ref_out, ref_w = mha_naive(x, x, params, H, mask)
+        out, cache = mha_forward(x, x, params, mask, **kw)
+    ref_out, ref_w = mha_naive(x, x, params, mask, **kw)
     tol = 1e-4 if x.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, ref_out, atol=tol, rtol=tol)
     np.testing.assert_allclose(cache.weights, ref_w, atol=tol)
@@ -421,10 +465,10 @@ def test_mha_self_attention_matches_naive_loop_over_heads(case):
 @budget(60)
 @given(case=mha_cases(cross=True, dtypes=DTYPES))
 def test_mha_cross_attention_matches_naive_loop_over_heads(case):
-    x_q, x_kv, params, H, mask = case
+    x_q, x_kv, params, mask, kw = case
     with strict_numerics():
-        out, cache = mha_forward(x_q, x_kv, params, H, mask)
-    ref_out, ref_w = mha_naive(x_q, x_kv, params, H, mask)
+        out, cache = mha_forward(x_q, x_kv, params, mask, **kw)
+    ref_out, ref_w = mha_naive(x_q, x_kv, params, mask, **kw)
     tol = 1e-4 if x_q.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, ref_out, atol=tol, rtol=tol)
     np.testing.assert_allclose(cache.weights, ref_w, atol=tol)
@@ -433,9 +477,9 @@ def test_mha_cross_attention_matches_naive_loop_over_heads(case):
 @budget(30)
 @given(case=mha_cases(cross=False, max_h=2, max_d=2, max_n=3))
 def test_mha_self_attention_backward_matches_finite_differences(case):
-    x, _, params, H, mask = case
+    x, _, params, mask, kw = case
     fd_check(
-        lambda p: mha_forward(p["x"], p["x"], {n: p[n] for n in params}, H, mask),
+        lambda p: mha_forward(p["x"], p["x"], {n: p[n] for n in params}, mask, **kw),
         lambda dout, cache: mha_grads(dout, cache, self_attention=True),
         {"x": x, **params},
         np.random.default_rng(x.size),
@@ -445,9 +489,11 @@ def test_mha_self_attention_backward_matches_finite_differences(case):
 @budget(30)
 @given(case=mha_cases(cross=True, max_h=2, max_d=2, max_n=3))
 def test_mha_cross_attention_backward_matches_finite_differences(case):
-    x_q, x_kv, params, H, mask = case
+    x_q, x_kv, params, mask, kw = case
     fd_check(
-        lambda p: mha_forward(p["x_q"], p["x_kv"], {n: p[n] for n in params}, H, mask),
+        lambda p: mha_forward(
+            p["x_q"], p["x_kv"], {n: p[n] for n in params}, mask, **kw
+        ),
         lambda dout, cache: mha_grads(dout, cache, self_attention=False),
         {"x_q": x_q, "x_kv": x_kv, **params},
         np.random.default_rng(x_kv.size),
@@ -457,12 +503,12 @@ def test_mha_cross_attention_backward_matches_finite_differences(case):
 @budget(40)
 @given(case=mha_cases(cross=True, dtypes=(np.float32,)), seed=st.integers(0, 99))
 def test_mha_float32_with_huge_projections_stays_finite(case, seed):
-    x_q, x_kv, params, H, mask = case
+    x_q, x_kv, params, mask, kw = case
     big = {
         n: a * np.float32(30.0) if n in WEIGHT_KEYS else a for n, a in params.items()
     }
     with strict_numerics():
-        out, cache = mha_forward(x_q, x_kv, big, H, mask)
+        out, cache = mha_forward(x_q, x_kv, big, mask, **kw)
         dout = np.random.default_rng(seed).standard_normal(out.shape)
         dx_q, dx_kv, grads = mha_backward(dout.astype(np.float32), cache)
     assert finite(out, dx_q, dx_kv, *grads.values())

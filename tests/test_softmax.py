@@ -74,3 +74,47 @@ def test_backward_of_ones_is_zero_which_is_why_checks_use_random_dout(rng):
 def test_empty_last_axis_gives_empty_output():
     y, _ = softmax_forward(np.zeros((3, 0)))
     assert y.shape == (3, 0)
+
+
+# --- NaN and inf (README: not scanned for, they propagate to the rows they touch) ---
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_plus_inf_in_a_row_makes_only_that_row_nan(rng, bad):
+    x = rng.standard_normal((3, 5))
+    x_bad = x.copy()
+    x_bad[1, 2] = bad
+    with np.errstate(invalid="ignore"):  # inf - inf: NumPy may warn
+        y, _ = softmax_forward(x_bad)
+    np.testing.assert_array_equal(np.isnan(y).all(axis=-1), [False, True, False])
+    np.testing.assert_array_equal(y[[0, 2]], softmax_forward(x)[0][[0, 2]])
+
+
+def test_minus_inf_is_a_weight_of_zero_not_an_error(rng):
+    x = rng.standard_normal((2, 5))
+    x[0, 2] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _ = softmax_forward(x)
+    assert y[0, 2] == 0.0 and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_masked_non_finite_score_is_dropped(rng, bad):
+    x = rng.standard_normal((2, 5))
+    x[0, 2] = bad
+    mask = np.ones(x.shape, bool)
+    mask[0, 2] = False
+    y, _ = softmax_forward(x, mask)
+    assert np.all(np.isfinite(y)) and y[0, 2] == 0.0
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, atol=1e-12)
+
+
+def test_nan_in_a_row_reaches_only_that_row_of_the_backward(rng):
+    x = rng.standard_normal((3, 4))
+    x[2, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        y, cache = softmax_forward(x)
+        dx = softmax_backward(rng.standard_normal(y.shape), cache)
+    np.testing.assert_array_equal(np.isnan(dx).all(axis=-1), [False, False, True])

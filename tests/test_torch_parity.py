@@ -90,8 +90,10 @@ def torch_sdpa(q, k, v, dout, **kwargs):
     return numpy_of(out), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy()
 
 
-def ours_sdpa(q, k, v, dout, mask=None, scale=None):
-    out, cache = an.attention_forward(q, k, v, mask, scale=scale)
+def ours_sdpa(q, k, v, dout, mask=None, scale=None, causal=False, align="top_left"):
+    out, cache = an.attention_forward(
+        q, k, v, mask, causal=causal, align=align, scale=scale
+    )
     return (out, *an.attention_backward(dout, cache))
 
 
@@ -120,6 +122,11 @@ def test_sdpa_custom_scale(rng):
 
 def test_sdpa_is_causal_is_our_top_left_causal_mask_with_n_not_m(rng):
     compare_sdpa(rng, {"mask": an.causal_mask(N, M)}, {"is_causal": True})
+
+
+def test_sdpa_is_causal_is_our_causal_flag_with_n_not_m(rng):
+    compare_sdpa(rng, {"causal": True}, {"is_causal": True})
+    compare_sdpa(rng, {"causal": True, "align": "top_left"}, {"is_causal": True})
 
 
 def test_sdpa_causal_as_a_boolean_mask_needs_no_conversion(rng):
@@ -160,6 +167,13 @@ def test_bottom_right_causal_matches_torch_causal_lower_right(rng, n, m):
         n=n,
         m=m,
     )
+    compare_sdpa(
+        rng,
+        {"causal": True, "align": "bottom_right"},
+        {"attn_mask": lower_right(n, m)},
+        n=n,
+        m=m,
+    )
 
 
 def test_sdpa_float32_agrees_to_float32_precision(rng):
@@ -171,6 +185,26 @@ def test_sdpa_float32_agrees_to_float32_precision(rng):
         dtype=np.float32,
         atol=2e-5,
     )
+
+
+@pytest.mark.parametrize("G", [1, 3])
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_gqa_matches_sdpa_enable_gqa(rng, G, align):
+    from attention_np.decoding import gqa_attention_backward, gqa_attention_forward
+
+    lower_right = pytest.importorskip("torch.nn.attention.bias").causal_lower_right
+    Hq = 6  # query heads; SDPA repeats each of the G key/value heads Hq / G times
+    q = rng.standard_normal((B, Hq, N, d))
+    k, v = rng.standard_normal((B, G, M, d)), rng.standard_normal((B, G, M, d_v))
+    dout = rng.standard_normal((B, Hq, N, d_v))
+    out, cache = gqa_attention_forward(q, k, v, causal=True, align=align)
+    ours = (out, *gqa_attention_backward(dout, cache))
+    causal = {"is_causal": True} if align == "top_left" else {}
+    if align == "bottom_right":
+        causal = {"attn_mask": lower_right(N, M)}
+    theirs = torch_sdpa(q, k, v, dout, enable_gqa=True, **causal)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), ours, theirs, strict=True):
+        assert_close(a, b, name)
 
 
 # --- nn.MultiheadAttention ------------------------------------------------------------
@@ -239,7 +273,7 @@ def run_torch_mha(mha, x_q, x_kv, dout, self_attention, **kwargs):
     return numpy_of(out), tq.grad.numpy(), dx_kv, weights
 
 
-def compare_mha(rng, *, cross, bias=True, mask=None, torch_masks=None):
+def compare_mha(rng, *, cross, bias=True, mask=None, torch_masks=None, causal=False):
     """Our mha_forward/backward against nn.MultiheadAttention; returns our out."""
     d_kv = D_KV if cross else D
     x_q = rng.standard_normal((B, N, D))
@@ -247,7 +281,7 @@ def compare_mha(rng, *, cross, bias=True, mask=None, torch_masks=None):
     dout = rng.standard_normal((B, N, D))
     params = random_params(rng, d_kv, bias)
     mha = torch_mha(params, d_kv, bias)
-    out, cache = an.mha_forward(x_q, x_kv, params, H, mask)
+    out, cache = an.mha_forward(x_q, x_kv, params, mask, n_heads=H, causal=causal)
     dx_q, dx_kv, grads = an.mha_backward(dout, cache)
     t_out, t_dx_q, t_dx_kv, _ = run_torch_mha(
         mha, x_q, x_kv, dout, not cross, need_weights=False, **(torch_masks or {})
@@ -282,6 +316,16 @@ def test_mha_causal_mask_is_inverted_for_torch(rng):
         cross=False,
         mask=mask,
         torch_masks={"attn_mask": torch.from_numpy(~mask)},  # torch: True = blocked
+    )
+
+
+def test_mha_causal_flag_is_torch_inverted_causal_mask(rng):
+    blocked = ~an.causal_mask(N, M)  # torch: True = blocked
+    compare_mha(
+        rng,
+        cross=True,
+        causal=True,
+        torch_masks={"attn_mask": torch.from_numpy(blocked)},
     )
 
 
@@ -327,7 +371,7 @@ def test_mha_per_head_weights_match_torch_need_weights(rng):
     mask = an.causal_mask(N, M, align="bottom_right")  # N < M: no fully masked row
     x_q, x_kv = rng.standard_normal((B, N, D)), rng.standard_normal((B, M, D_KV))
     params = random_params(rng, D_KV, bias=True)
-    _, cache = an.mha_forward(x_q, x_kv, params, H, mask)
+    _, cache = an.mha_forward(x_q, x_kv, params, mask, n_heads=H, causal=False)
     _, _, _, weights = run_torch_mha(
         torch_mha(params, D_KV, bias=True),
         x_q,

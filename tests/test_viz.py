@@ -30,7 +30,7 @@ def figures_in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def weights(rng):
     q, k = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
-    return attention_weights(q, k, causal_mask(5))  # (5, 5)
+    return attention_weights(q, k, causal_mask(5), causal=False)  # (5, 5)
 
 
 def image_panels(fig):
@@ -122,7 +122,7 @@ def test_small_matrices_get_their_values_written_in_the_cells(weights):
 
 def test_plot_heads_draws_one_panel_per_head_and_one_colorbar(rng):
     weights = attention_weights(
-        rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 5, 2))
+        rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 5, 2)), causal=False
     )
     fig = viz.plot_heads(weights, mask=causal_mask(4, 5))  # (H, N, M) = (3, 4, 5)
     panels = image_panels(fig)
