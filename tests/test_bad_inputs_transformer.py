@@ -1152,10 +1152,6 @@ def test_a_fully_masked_query_gives_finite_self_attention(rng):
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx))
 
 
-@pytest.mark.xfail(
-    reason="core mha_forward appends to the KV cache before attention checks the "
-    "mask (reported to the lead; the transformer's model_forward is not affected)",
-)
 def test_a_refused_cached_self_attention_call_leaves_the_cache_alone():
     from attention_np.decoding import KVCache
 
