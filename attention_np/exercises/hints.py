@@ -11,7 +11,10 @@ Three ways to write a test:
 - ``raised(pattern, text)``: the student's function raised an exception whose
   "Type: message" matches the regular expression.
 
-``COMMON`` rules apply to every checker after its own rules.
+A ``matches`` rule fires only when the variant really differs from the right
+answer on that case, so a hint is shown only for a mistake that produces exactly the
+student's output. ``COMMON`` rules apply to every checker after its own rules; when
+none fires, the framework prints ``neutral``: the case to compare, nothing more.
 """
 
 import re
@@ -112,11 +115,6 @@ def in_rows(rows_key, kinds=("nonfinite",)):
 def nonfinite_in_rows(rows_key):
     """Test: a NaN/inf appeared in a row flagged True in ``case.info[rows_key]``."""
     return in_rows(rows_key)
-
-
-def nonfinite_case(flag):
-    """Test: a NaN/inf appeared in a case whose ``info[flag]`` is true."""
-    return lambda f: f.kind == "nonfinite" and bool(f.case.info.get(flag))
 
 
 def kind(*kinds):
