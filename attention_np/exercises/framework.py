@@ -118,19 +118,12 @@ def _run(checker, fn, seed, file):
     hints_shown, passed, first = set(), 0, None
     for index, case in enumerate(cases, start=1):
         failure = run_case(checker, fn, case, watch)
-        if isinstance(failure, Stop):
-            line = (
-                NOT_IMPLEMENTED
-                if failure.kind == "not implemented"
-                else (f"{FAIL} {case.name}: {failure.line}")
-            )
-            out("  " + line)
-            summary = (
-                "not implemented yet"
-                if failure.kind == "not implemented"
-                else (f"{case.name}: {failure.line}")
-            )
-            return False, f"{checker.title}: {summary}"
+        if isinstance(failure, Stop):  # the check ends here
+            if failure.kind == "not implemented":
+                out("  " + NOT_IMPLEMENTED)
+                return False, f"{checker.title}: not implemented yet"
+            out(f"  {FAIL} {case.name}: {failure.line}")
+            return False, f"{checker.title}: {case.name}: {failure.line}"
         if failure is None:
             passed += 1
             out(f"  {PASS} {case.name}")
