@@ -39,7 +39,7 @@ bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (table
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
-student: $(STAMP)  ## student copies of the exercise notebooks in student/
+student: $(STAMP)  ## the student kit in student/: notebooks with stubs, a wheel, a README
 	$(BIN)/python -m attention_np.exercises build student
 
 clean:

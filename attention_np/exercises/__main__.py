@@ -1,34 +1,53 @@
-"""Command line: ``python -m attention_np.exercises build OUT [--src DIR]``.
+"""Command line for teachers.
 
-Writes student copies of the solution notebooks (``make student`` runs it with
-OUT = student/). See ``attention_np/exercises/build.py``.
+python -m attention_np.exercises build OUT [--src DIR] [--no-wheel]
+    the student kit: student copies of the notebooks, a wheel of the package,
+    requirements.txt and a README (``make student`` runs it with OUT = student/)
+python -m attention_np.exercises audit DIR
+    lines in submitted notebooks that try to get around the checks (exit 1
+    when there are any)
 """
 
 import argparse
 import sys
 
-from .build import MarkerError, build_student_copies, default_source
+from .audit import audit
+from .build import MarkerError, default_source
+from .kit import build_kit
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m attention_np.exercises")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser(
-        "build", help="write student copies (solutions replaced by stubs) into OUT"
+        "build", help="write the student kit (notebooks with stubs and a wheel) to OUT"
     )
     build.add_argument("out", help="output folder, e.g. student")
     build.add_argument(
         "--src", default=None, help="solution notebooks (default notebooks/exercises)"
     )
+    build.add_argument("--no-wheel", action="store_true", help="notebooks only")
+    check = sub.add_parser("audit", help="flag suspicious lines in submitted notebooks")
+    check.add_argument("folder", help="e.g. submitted/ of an nbgrader course")
     args = parser.parse_args(argv)
+    if args.command == "audit":
+        return _audit(args.folder)
     try:
         src = args.src or default_source()
-        written = build_student_copies(src, args.out)
+        written = build_kit(src, args.out, wheel=not args.no_wheel)
     except (FileNotFoundError, MarkerError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(written)} student notebooks in {args.out}/ (see {args.out}/README.md)")
     return 0
+
+
+def _audit(folder):
+    findings = audit(folder)
+    for f in findings:
+        print(f"{f.path}:cell {f.cell}:line {f.line}: {f.reason}: {f.text}")
+    print(f"{len(findings)} suspicious line(s)")
+    return 1 if findings else 0
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ nbgrader's markers::
         ...
         ### END SOLUTION
 
-``build_student_copies(src, out)`` writes each notebook to ``out`` with every marked
+``student_notebook_files(src, out)`` writes each notebook to ``out`` with every marked
 region of a code cell replaced by ``# YOUR CODE HERE`` / ``raise
 NotImplementedError()`` at the indentation of the BEGIN line (a region in a markdown
 cell becomes ``YOUR ANSWER HERE``; nbgrader's stubs, so both tools give the same
-copies), outputs and execution counts cleared, everything else kept. Plain JSON: no
-nbformat, no server, no database.
+copies), outputs and execution counts cleared, everything else kept (cell metadata
+too, so nbgrader's locked and graded cells stay locked and graded). Plain JSON: no
+nbformat, no server, no database. ``kit.py`` puts the copies and a wheel of the
+package into
+the folder handed out to students.
 """
 
 import json
@@ -100,15 +103,15 @@ def default_source():
     )
 
 
-def build_student_copies(src, out, *, log=print):
-    """Write a student copy of every ``src/*.ipynb`` into ``out``; return the paths."""
+def student_notebook_files(src, out, *, log=print):
+    """Write a student copy of every ``src/*.ipynb`` into the folder ``out``.
+
+    Returns (paths written, [(file name, title)]).
+    """
     src, out = Path(src), Path(out)
-    if out.resolve() == src.resolve():
-        raise ValueError(f"refusing to overwrite the solutions in {src}")
     notebooks = sorted(src.glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no .ipynb files in {src}")
-    out.mkdir(parents=True, exist_ok=True)
     written, titles = [], []
     for path in notebooks:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -122,27 +125,4 @@ def build_student_copies(src, out, *, log=print):
         written.append(target)
         titles.append((path.name, title(nb)))
         log(f"wrote {target} ({count} exercise{'s' if count != 1 else ''} to fill in)")
-    (out / "README.md").write_text(_readme(titles), encoding="utf-8")
-    return written
-
-
-def _readme(titles):
-    rows = "\n".join(f"| `{name}` | {text} |" for name, text in titles)
-    return f"""# Exercises: attention from scratch in NumPy
-
-Work through the notebooks in order. In each one:
-
-1. read the task and the math;
-2. replace every `# YOUR CODE HERE` / `raise NotImplementedError()` with your code
-   (keep the `def` line and the docstring);
-3. run the check cell below it. It tries your function on several cases (including
-   edge cases such as fully masked rows and very large scores) and prints ✓ or ✗
-   for each, with a hint that names the likely mistake. Fix, re-run, repeat.
-
-Until you fill a stub in, its check prints "not implemented yet": the notebook still
-runs from top to bottom.
-
-| notebook | topic |
-|---|---|
-{rows}
-"""
+    return written, titles

@@ -3,7 +3,9 @@
 Results are flattened to ``{name: value}`` ("dq", "grads['W_q']", ...) so a
 function returning one array, a tuple or a dict of gradients is compared the same
 way. ``compare_one`` returns None when a value is right, else a ``Difference``
-whose ``kind`` (shape, nonfinite, value, ...) the hint rules can test.
+whose ``kind`` (shape, nonfinite, value, ...) the hint rules can test. Nothing here
+trusts the student's value: an object whose conversion to an array raises is a
+difference of kind "unreadable", not a crash.
 """
 
 from typing import Any, NamedTuple
@@ -21,10 +23,14 @@ class Expect(NamedTuple):
 class Difference(NamedTuple):
     """Where a student's output differs from the expected one."""
 
-    kind: str  # count, key, type, dtype, shape, nonfinite, value
+    kind: str  # count, key, type, unreadable, dtype, shape, nonfinite, value
     name: str  # which output, e.g. "dk"
     message: str  # the verdict text, e.g. "dk has shape (2, 3), expected (2, 5)"
     index: tuple | None = None  # element of the worst difference, when there is one
+
+
+class CountError(ValueError):
+    """The student's function returned the wrong number of values."""
 
 
 def flatten(value, outputs):
@@ -46,10 +52,6 @@ def flatten(value, outputs):
         else:
             flat[name] = item
     return flat
-
-
-class CountError(ValueError):
-    """The student's function returned the wrong number of values."""
 
 
 def fmt(x):
@@ -97,39 +99,58 @@ def _array_difference(name, got, exp, atol, rtol):
     return Difference("value", name, msg, index)
 
 
+def short(value, limit=60, *, as_text=repr):
+    """repr (or str) of a student's value, cut short; never raises."""
+    try:
+        text = as_text(value)
+    except Exception:  # a broken __repr__ or __str__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def compare_one(name, got, exp, *, atol, rtol):
     """None when ``got`` matches ``exp``, else the Difference to report."""
     if isinstance(exp, Expect):
-        ok = _safe_test(exp.test, got)
-        return (
-            None
-            if ok
-            else Difference(
-                "value", name, f"{name} = {got!r}, expected {exp.description}"
-            )
+        if _safe_test(exp.test, got):
+            return None
+        return Difference(
+            "value", name, f"{name} = {short(got)}, expected {exp.description}"
         )
-    if isinstance(exp, (bool, str, set, frozenset)):
-        if isinstance(exp, (set, frozenset)) and isinstance(got, (list, tuple)):
-            got = set(got)
-        ok = got == exp if not isinstance(exp, bool) else got is exp or got == exp
-        return (
-            None
-            if ok is True
-            else Difference("value", name, f"{name} = {got!r}, expected {exp!r}")
-        )
+    if isinstance(exp, bool):
+        if not isinstance(got, (bool, np.bool_)):
+            msg = f"{name} is a {type(got).__name__} ({short(got)}), expected a bool"
+            return Difference("type", name, msg)
+        if bool(got) is exp:
+            return None
+        return Difference("value", name, f"{name} = {bool(got)}, expected {exp}")
+    if isinstance(exp, (str, set, frozenset)):
+        if _safe_test(lambda g: _same_collection(g, exp), got):
+            return None
+        return Difference("value", name, f"{name} = {short(got)}, expected {exp!r}")
     exp = np.asarray(exp)
-    if got is None or not _is_numeric(got):
+    if got is None or isinstance(got, (str, bytes, dict, set)):
         kind = type(got).__name__
         msg = f"{name} is a {kind}, expected an array of shape {exp.shape}"
         return Difference("type", name, msg)
-    return _array_difference(name, np.asarray(got), exp, atol, rtol)
-
-
-def _is_numeric(x):
     try:
-        return np.asarray(x).dtype.kind in "biuf"
-    except (TypeError, ValueError):
-        return False
+        arr = np.asarray(got)
+    except Exception as exc:  # the student's object cannot become an array
+        msg = (
+            f"{name} could not be read as an array "
+            f"({type(exc).__name__}: {short(exc, 80, as_text=str)})"
+        )
+        return Difference("unreadable", name, msg)
+    if arr.dtype.kind not in "biuf":
+        msg = f"{name} is a {type(got).__name__} of {arr.dtype} values, expected an "
+        msg += f"array of numbers of shape {exp.shape}"
+        return Difference("type", name, msg)
+    return _array_difference(name, arr, exp, atol, rtol)
+
+
+def _same_collection(got, exp):
+    if isinstance(exp, (set, frozenset)):
+        return isinstance(got, (set, frozenset, list, tuple)) and set(got) == exp
+    return isinstance(got, str) and got == exp
 
 
 def _safe_test(test, got):
@@ -148,7 +169,7 @@ def close(got, alt, *, atol=1e-8, rtol=1e-6):
         if got.shape != alt.shape or got.dtype.kind not in "biuf":
             return False
         return bool(np.allclose(got, alt, atol=atol, rtol=rtol, equal_nan=True))
-    except (TypeError, ValueError):
+    except Exception:  # anything the student returned that is not an array
         return False
 
 
@@ -172,7 +193,13 @@ def changed_argument(before, after, names):
     for name, a, b in zip(names, before, after, strict=False):
         pairs = a.items() if isinstance(a, dict) else [("", a)]
         for key, x in pairs:
-            y = b[key] if key else b
-            if isinstance(x, np.ndarray) and not np.array_equal(x, y, equal_nan=True):
+            if not isinstance(x, np.ndarray):
+                continue
+            try:
+                y = b[key] if key else b
+                same = np.array_equal(x, y, equal_nan=True)
+            except Exception:  # the student replaced an entry by something odd
+                same = False
+            if not same:
                 return f"{name}[{key!r}]" if key else name
     return None

@@ -1,22 +1,21 @@
-"""Checkers for exercise 15: writing into a fast-weight memory.
+"""Checkers for exercise 16a: writing into a fast-weight memory.
 
 Student signatures:
     fast_weight_update(A, h, lam, eta) -> A_new
         Ba et al. (2016): A_new = lam * A + eta * h^T h, one outer product per batch
         row; A, A_new (B, D_h, D_h), h (B, D_h) (row vectors).
     delta_rule_update(S, k, v, beta) -> S_new
-        the delta rule (Schlag et al. 2021), row-vector convention of the package:
+        one write of the delta rule (Schlag et al. 2021), row-vector convention:
         S_new = S + beta * k^T (v - k S); S, S_new (..., d_k, d_v), k (..., d_k),
         v (..., d_v), beta (...) (a number per memory).
 
-References: ``memory.fast_weight_update`` and one step of
-``memory.delta_rule_forward`` (a sequence of length 1 starting from S).
+Both return a new array (the inputs stay unchanged).
 """
 
 import numpy as np
 
-from ..memory import delta_rule_forward, fast_weight_update
-from .framework import Case, Checker
+from . import answer_key
+from .framework import Case, Checker, grade
 from .hints import Hint, kind, matches, matches_any, raised
 
 
@@ -37,7 +36,7 @@ def _fast_cases(rng):
     for name, B, D, lam, eta in specs:
         A, h = g((B, D, D)), g((B, D))  # a non-zero memory: the decay matters
         label = f"{name}: A {A.shape}, h {h.shape}, lam {lam}, eta {eta}"
-        expected = fast_weight_update(A, h, lam=lam, eta=eta)
+        expected = lam * A + eta * _outer(h, h)  # (B, D_h, D_h)
         out.append(Case(label, (A, h, lam, eta), expected))
     return out
 
@@ -61,32 +60,32 @@ def _decay_on_new(c):
 FAST_HINTS = (
     matches(
         lambda c: _fast(c, decay_old=False),
-        "the old memory must decay: A_new = lam * A + eta * h^T h. Without lam the "
-        "memory never forgets, and old states swamp the new ones.",
+        "the old memory must decay by lam: without it the memory never forgets, "
+        "and old states swamp the new ones.",
     ),
     matches_any(
         _decay_on_new,
-        "lam multiplies the OLD memory only: A_new = lam * A + eta * h^T h. The new "
-        "state is written at full strength eta.",
+        "lam multiplies the OLD memory only; the new state is written at full "
+        "strength eta.",
     ),
     matches(
         lambda c: _fast(c, write=lambda h: np.sum(h * h, -1)[:, None, None]),
         "h^T h is an outer product, a (D_h, D_h) matrix per batch row, not the "
-        "number h . h: h[:, :, None] * h[:, None, :].",
+        "number h . h.",
     ),
     matches(
         lambda c: _fast(c, write=lambda h: np.einsum("bi,bj->ij", h, h)[None]),
-        "one outer product per batch row: each sequence has its own memory, so do "
-        "not sum h^T h over the batch; h[:, :, None] * h[:, None, :] is (B, D_h, D_h).",
+        "one outer product per batch row: each sequence has its own memory, so "
+        "h^T h must not be summed over the batch.",
     ),
     matches(
         lambda c: _fast(c, eta=False),
-        "the write strength is missing: A_new = lam * A + eta * h^T h.",
+        "the write strength eta is missing.",
     ),
     Hint(
         lambda f: kind("shape")(f) or raised("could not be broadcast", "").test(f),
-        "A_new has the shape of A, (B, D_h, D_h): one outer product per batch row, "
-        "h[:, :, None] * h[:, None, :] (np.outer flattens a batch into one matrix).",
+        "A_new has the shape of A, (B, D_h, D_h): one (D_h, D_h) outer product per "
+        "batch row (np.outer flattens a whole batch into one matrix).",
     ),
 )
 
@@ -96,31 +95,34 @@ FAST_WEIGHT_UPDATE = Checker(
     outputs=("A_new",),
     arg_names=("A", "h"),
     hints=FAST_HINTS,
-    fallback="A_new = lam * A + eta * h[:, :, None] * h[:, None, :].",
+    forbidden=answer_key.FAST_WEIGHTS + answer_key.REFERENCE,
+    call="check_fast_weight_update(fast_weight_update)",
 )
 
 
 def _delta_reference(S, k, v, beta):
-    """One step of the package's delta rule: a length-1 sequence starting at S."""
-    k1, v1 = k[..., None, :], v[..., None, :]  # (..., 1, d_k), (..., 1, d_v)
-    beta1 = np.asarray(beta, dtype=float)[..., None]  # (..., 1)
-    return delta_rule_forward(k1, k1, v1, beta1, initial_state=S)[1].final_state
+    """S + beta k^T (v - k S), batched over the leading axes."""
+    stored = (k[..., None, :] @ S)[..., 0, :]  # (..., d_v) what k reads now
+    return S + np.asarray(beta)[..., None, None] * _outer(k, v - stored)
 
 
 def _delta_cases(rng):
     g = rng.standard_normal
     unit = g(4)
     unit /= np.linalg.norm(unit)  # with beta = 1, k S_new = v exactly
-    betas = np.array([0.3, 0.9])  # one write strength per memory
+    betas = rng.uniform(0.1, 1.0, size=(2, 3))  # one write strength per memory
     specs = [  # name, S, k, v, beta
         ("square memory, d_k = d_v", g((3, 3)), g(3), g(3), np.float64(0.5)),
         ("d_k != d_v", g((4, 2)), g(4), g(2), np.float64(0.8)),
-        ("batch of 2 memories", g((2, 4, 3)), g((2, 4)), g((2, 3)), betas),
+        ("batch of 2 memories", g((2, 4, 3)), g((2, 4)), g((2, 3)), betas[0, :2]),
+        ("batch and heads, 2 x 3 memories", g((2, 3, 4, 3)), g((2, 3, 4)),
+         g((2, 3, 3)), betas),
         ("unit key, beta = 1: overwrite", g((4, 3)), unit, g(3), np.float64(1.0)),
     ]  # fmt: skip
     out = []
     for name, S, k, v, beta in specs:
-        label = f"{name}: S {S.shape}, k {k.shape}, v {v.shape}, beta {beta}"
+        b = f"beta {float(beta):g}" if np.ndim(beta) == 0 else f"beta {beta.shape}"
+        label = f"{name}: S {S.shape}, k {k.shape}, v {v.shape}, {b}"
         out.append(Case(label, (S, k, v, beta), _delta_reference(S, k, v, beta)))
     return out
 
@@ -147,31 +149,31 @@ DELTA_HINTS = (
         _sum_rules,
         "this is the sum rule S + beta k^T v: the delta rule first reads what the "
         "memory already stores under k, v_old = k S, and writes only the "
-        "correction v - v_old: S + beta * outer(k, v - k @ S).",
+        "correction v - v_old.",
     ),
     matches(
         lambda c: _delta(c, transposed=True),
         "the outer product is transposed: the update k^T (v - k S) has the shape of "
-        "S, (d_k, d_v): outer(k, v - k @ S), not outer(v - k @ S, k).",
+        "S, (d_k, d_v), with k along the rows.",
     ),
     matches(
         lambda c: _delta(c, read="Sk"),
-        "read the stored value as a row vector times the matrix, v_old = k S "
-        "(k @ S), shape (d_v,); S @ k reads the memory transposed.",
+        "read the stored value as a row vector times the matrix, v_old = k S, shape "
+        "(d_v,); S k reads the memory transposed.",
     ),
     matches(
         lambda c: _delta(c, sign=-1.0),
-        "the sign of the correction is flipped: add beta * outer(k, v - k S), which "
-        "moves what k reads towards v.",
+        "the sign of the correction is flipped: the write must move what k reads "
+        "towards v.",
     ),
     matches(
         lambda c: _delta(c, use_beta=False),
-        "the write strength is missing: S_new = S + beta * outer(k, v - k S).",
+        "the write strength beta is missing.",
     ),
     Hint(
         lambda f: kind("shape")(f) or raised("could not be broadcast", "").test(f),
-        "the update must have the shape of S, (..., d_k, d_v): outer(k, v - k S) "
-        "is k[..., :, None] * err[..., None, :] (k along the rows, d_k of them).",
+        "the update must have the shape of S, (..., d_k, d_v); beta has one number "
+        "per memory, shape (...), so it needs two new axes to multiply it.",
     ),
 )
 
@@ -181,24 +183,27 @@ DELTA_RULE_UPDATE = Checker(
     outputs=("S_new",),
     arg_names=("S", "k", "v"),
     hints=DELTA_HINTS,
-    fallback="v_old = k @ S; S_new = S + beta * outer(k, v - v_old) (batched: "
-    "k[..., :, None] * (v - v_old)[..., None, :]).",
+    forbidden=answer_key.DELTA_RULE + answer_key.REFERENCE + (_delta_reference,),
+    call="check_delta_rule_update(delta_rule_update)",
 )
 
 
-def check_fast_weight_update(fn):
+def check_fast_weight_update(fn, *, seed=None):
     """Check a student's ``fast_weight_update(A, h, lam, eta) -> A_new``.
 
     A (B, D_h, D_h), h (B, D_h); A_new = lam * A + eta * h^T h per batch row.
-    Returns True when every case passes.
+    Raises AssertionError unless every case passes.
     """
-    return FAST_WEIGHT_UPDATE.run(fn)
+    __tracebackhide__ = True
+    grade(FAST_WEIGHT_UPDATE, fn, seed=seed)
 
 
-def check_delta_rule_update(fn):
+def check_delta_rule_update(fn, *, seed=None):
     """Check a student's ``delta_rule_update(S, k, v, beta) -> S_new``.
 
     S (..., d_k, d_v), k (..., d_k), v (..., d_v), beta (...);
-    S_new = S + beta * k^T (v - k S). Returns True when every case passes.
+    S_new = S + beta * k^T (v - k S). Raises AssertionError unless every case
+    passes.
     """
-    return DELTA_RULE_UPDATE.run(fn)
+    __tracebackhide__ = True
+    grade(DELTA_RULE_UPDATE, fn, seed=seed)

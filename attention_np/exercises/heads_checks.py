@@ -1,4 +1,4 @@
-"""Checker for exercise 06: splitting the feature axis into heads and merging back.
+"""Checkers for exercise 05a: splitting the feature axis into heads and merging back.
 
 Student signatures:
     split_heads(x, n_heads) -> (B, H, N, d)    x (B, N, D), D = H * d; head h takes
@@ -6,18 +6,21 @@ Student signatures:
     merge_heads(x) -> (B, N, H * d)            x (B, H, N, d); the inverse of split
 """
 
-from ..multihead import merge_heads, split_heads
-from .framework import Case, Checker, run_checks
-from .hints import matches, shape_swaps_axes, when
+import numpy as np
+
+from . import _ref, answer_key
+from .framework import Case, Checker, grade
+from .hints import matches, when
 
 
 def _split_cases(rng):
-    cases = [((2, 3, 8), 2), ((1, 5, 6), 3), ((2, 4, 4), 1), ((1, 2, 3), 3)]
+    cases = [((2, 3, 8), 2), ((1, 5, 6), 3), ((2, 4, 4), 1), ((1, 2, 3), 3),
+             ((2, 4, 12), 4)]  # fmt: skip
     out = []
-    for shape, n_heads in cases:
+    for shape, H in cases:
         x = rng.standard_normal(shape)
-        name = f"x {shape}, n_heads={n_heads}"
-        out.append(Case(name, (x, n_heads), split_heads(x, n_heads), {"H": n_heads}))
+        name = f"x {shape}, n_heads={H}"
+        out.append(Case(name, (x, H), _ref.split_heads(x, H), {"H": H}))
     return out
 
 
@@ -33,21 +36,32 @@ def _interleaved(c):
     return x.reshape(B, N, D // H, H).transpose(0, 3, 1, 2)
 
 
+def _permuted_shape(f):
+    """Test: the right axis sizes in another order."""
+    got, exp = np.shape(f.got), np.shape(f.case.expected)
+    return f.kind == "shape" and sorted(got) == sorted(exp)
+
+
 SPLIT_HINTS = (
     matches(
         _reshape_only,
         "heads split without the transpose: x.reshape(B, H, N, d) mixes positions "
-        "and features. Reshape to (B, N, H, d) first, then .transpose(0, 2, 1, 3).",
+        "and features (see the example above the task).",
     ),
     matches(
         _interleaved,
-        "head h must take the contiguous columns h*d : (h+1)*d: reshape to "
-        "(B, N, H, d), not (B, N, d, H).",
+        "head h must take the contiguous columns h*d : (h+1)*d; yours takes every "
+        "H-th column.",
+    ),
+    matches(
+        lambda c: _ref.split_heads(*c.args).transpose(0, 2, 1, 3),
+        "the axes are in the wrong order: the result is (B, H, N, d), heads before "
+        "positions.",
     ),
     when(
-        shape_swaps_axes,
+        _permuted_shape,
         "the axes are in the wrong order: the result is (B, H, N, d), heads before "
-        "positions: .transpose(0, 2, 1, 3).",
+        "positions.",
     ),
 )
 
@@ -57,28 +71,29 @@ SPLIT = Checker(
     outputs=("heads",),
     arg_names=("x",),
     hints=SPLIT_HINTS,
-    fallback="x.reshape(B, N, H, d).transpose(0, 2, 1, 3).",
+    forbidden=answer_key.HEADS + answer_key.REFERENCE,
+    call="check_split_heads(split_heads)",
 )
 
 
 def _merge_cases(rng):
     out = []
-    for shape in [(2, 2, 3, 4), (1, 3, 5, 2), (2, 1, 4, 3)]:
+    for shape in [(2, 2, 3, 4), (1, 3, 5, 2), (2, 1, 4, 3), (1, 4, 2, 2)]:
         x = rng.standard_normal(shape)
-        out.append(Case(f"x {shape}", (x,), merge_heads(x)))
+        out.append(Case(f"x {shape}", (x,), _ref.merge_heads(x)))
     return out
 
 
 MERGE_HINTS = (
     matches(
         lambda c: c.args[0].reshape(c.expected.shape),
-        "heads merged without the transpose: bring positions back before heads "
-        "with .transpose(0, 2, 1, 3), then reshape to (B, N, H * d).",
+        "heads merged without the transpose: positions must come back before heads "
+        "before the reshape to (B, N, H * d).",
     ),
     matches(
         lambda c: c.args[0].transpose(0, 2, 3, 1).reshape(c.expected.shape),
-        "the columns of head h must be contiguous (h*d : (h+1)*d): transpose to "
-        "(B, N, H, d) with .transpose(0, 2, 1, 3), not (B, N, d, H).",
+        "the columns of head h must be contiguous (h*d : (h+1)*d); yours interleave "
+        "the heads.",
     ),
 )
 
@@ -88,14 +103,20 @@ MERGE = Checker(
     outputs=("merged",),
     arg_names=("x",),
     hints=MERGE_HINTS,
-    fallback="x.transpose(0, 2, 1, 3).reshape(B, N, H * d).",
+    forbidden=answer_key.HEADS + answer_key.REFERENCE,
+    call="check_merge_heads(merge_heads)",
 )
 
 
-def check_split_merge(split_fn, merge_fn):
-    """Check a student's ``split_heads(x, n_heads)`` and ``merge_heads(x)``.
+def check_split_heads(fn, *, seed=None):
+    """Check a student's ``split_heads(x, n_heads)``: (B, N, D) -> (B, H, N, d),
+    head h = columns h*d:(h+1)*d. Raises AssertionError unless every case passes."""
+    __tracebackhide__ = True
+    grade(SPLIT, fn, seed=seed)
 
-    split: (B, N, D) -> (B, H, N, d), head h = columns h*d:(h+1)*d; merge: the
-    inverse, (B, H, N, d) -> (B, N, H * d). Returns True when both pass every case.
-    """
-    return run_checks([(SPLIT, split_fn), (MERGE, merge_fn)])
+
+def check_merge_heads(fn, *, seed=None):
+    """Check a student's ``merge_heads(x)``: (B, H, N, d) -> (B, N, H * d), the
+    inverse of split_heads. Raises AssertionError unless every case passes."""
+    __tracebackhide__ = True
+    grade(MERGE, fn, seed=seed)

@@ -11,7 +11,10 @@ Three ways to write a test:
 - ``raised(pattern, text)``: the student's function raised an exception whose
   "Type: message" matches the regular expression.
 
-``COMMON`` rules apply to every checker after its own rules.
+A ``matches`` rule fires only when the variant really differs from the right
+answer on that case, so a hint is shown only for a mistake that produces exactly the
+student's output. ``COMMON`` rules apply to every checker after its own rules; when
+none fires, the framework prints ``neutral``: the case to compare, nothing more.
 """
 
 import re
@@ -29,6 +32,24 @@ class Hint(NamedTuple):
     text: str
 
 
+def _explains(f, alt, atol, rtol):
+    """True when ``alt`` (the answer with a mistake planted) is the student's output
+    and really differs from the right answer (a variant that happens to equal the
+    right answer on this case explains nothing)."""
+    if alt is None:
+        return False
+    expected = flatten(f.case.expected, f.outputs)
+    if close(alt, expected.get(f.name), atol=1e-10, rtol=1e-8):
+        return False
+    return close(f.got, alt, atol=atol, rtol=rtol)
+
+
+def _pick(alt, f):
+    if isinstance(alt, dict):
+        return alt.get(f.name)
+    return flatten(alt, f.outputs).get(f.name)
+
+
 def matches(variant, text, *, atol=1e-7, rtol=1e-5):
     """Fires when the failing output equals ``variant(case)`` (one mistake planted).
 
@@ -39,12 +60,7 @@ def matches(variant, text, *, atol=1e-7, rtol=1e-5):
     def test(f):
         if f.kind not in ("value", "nonfinite", "shape"):
             return False
-        alt = variant(f.case)
-        if isinstance(alt, dict) and f.name in alt:
-            alt = alt[f.name]
-        else:
-            alt = flatten(alt, f.outputs).get(f.name)
-        return close(f.got, alt, atol=atol, rtol=rtol)
+        return _explains(f, _pick(variant(f.case), f), atol, rtol)
 
     return Hint(test, text)
 
@@ -54,10 +70,11 @@ def matches_any(variants, text, *, atol=1e-7, rtol=1e-5):
     {output name: value} dicts), e.g. every partial sum of three gradient paths."""
 
     def test(f):
-        if f.kind not in ("value", "nonfinite"):
+        if f.kind not in ("value", "nonfinite", "shape"):
             return False
-        alts = [alt.get(f.name) for alt in variants(f.case)]
-        return any(close(f.got, alt, atol=atol, rtol=rtol) for alt in alts)
+        return any(
+            _explains(f, alt.get(f.name), atol, rtol) for alt in variants(f.case)
+        )
 
     return Hint(test, text)
 
@@ -100,11 +117,6 @@ def nonfinite_in_rows(rows_key):
     return in_rows(rows_key)
 
 
-def nonfinite_case(flag):
-    """Test: a NaN/inf appeared in a case whose ``info[flag]`` is true."""
-    return lambda f: f.kind == "nonfinite" and bool(f.case.info.get(flag))
-
-
 def kind(*kinds):
     """Test: the failure is of one of these kinds (shape, dtype, count, ...)."""
     return lambda f: f.kind in kinds
@@ -125,6 +137,15 @@ def shape_swaps_axes(f):
     return swapped or rows
 
 
+def neutral(index, case):
+    """The hint for a failure no rule recognises: name the case, give nothing away."""
+    return (
+        f"no common mistake gives exactly this result. Compare your output with the "
+        f"expected one in case {index} ({case.name.split(':')[0]}) and work through "
+        "that case step by step."
+    )
+
+
 COMMON = (
     when(
         kind("mutated"),
@@ -136,9 +157,13 @@ COMMON = (
         "your function returned None: is the `return` line missing?",
     ),
     when(
+        kind("type", "unreadable"),
+        "return a NumPy array of numbers (np.asarray turns a list into one).",
+    ),
+    when(
         kind("dtype"),
         "return a boolean array (True = may attend): a comparison such as "
-        "`j <= i` gives one directly; or use .astype(bool).",
+        "`a <= b` gives one directly.",
     ),
     when(
         kind("count"),
@@ -152,7 +177,7 @@ COMMON = (
     raised(
         r"matmul|shapes .* not aligned",
         "a matrix product got mismatched shapes: check which operand needs a "
-        "transpose. On batched arrays use np.swapaxes(k, -1, -2); `k.T` reverses "
+        "transpose. On batched arrays use np.swapaxes(a, -1, -2); `a.T` reverses "
         "ALL axes of a (B, H, M, d) array.",
     ),
     raised(
@@ -166,7 +191,7 @@ COMMON = (
     ),
     raised(
         r"",
-        "read the error message above and test your function on the "
-        "small example shown in the case name.",
+        "read the error message above and call your function on a small example "
+        "of the shapes in the case name.",
     ),
 )

@@ -1,21 +1,17 @@
-"""Checker for exercise 12: the backward pass of layer norm.
+"""Checker for exercise 09a: the backward pass of layer norm.
 
 Student signature:
     layernorm_backward(dout, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)
         forward (over the last axis): out = gamma * xhat + beta,
         xhat = (x - mu) / sqrt(var + eps), var the biased variance (1/D);
-        dout, x, dx (..., D); gamma, dgamma, dbeta (D,).
-
-Planted mistakes reuse the package's ``layernorm_backward(dout, cache)``: its cache
-is (xhat, gamma, inv_std), so a student who computed the statistics wrongly (eps in
-the wrong place, the unbiased variance) is the reference fed those statistics.
+        dout, x, dx (..., D) with any number of leading axes; gamma, dgamma,
+        dbeta (D,).
 """
 
 import numpy as np
 
-from ..gradcheck import numerical_grads
-from ..layers import layernorm_backward, layernorm_forward
-from .framework import Case, Checker
+from . import _ref, answer_key
+from .framework import Case, Checker, grade
 from .hints import kind, matches, matches_any, when
 
 OUTPUTS = ("dx", "dgamma", "dbeta")
@@ -25,15 +21,19 @@ def _case(name, rng, x, eps):
     D = x.shape[-1]
     gamma = 1.0 + 0.5 * rng.standard_normal(D)
     beta = 0.5 * rng.standard_normal(D)  # the forward's shift: dbeta must not need it
-    out, cache = layernorm_forward(x, gamma, beta, eps=eps)
+    out, (xhat, inv) = _ref.layernorm(x, gamma, beta, eps)
     dout = rng.standard_normal(out.shape)  # random, never ones
-    forward = lambda p: layernorm_forward(p["x"], p["gamma"], p["beta"], eps=eps)[0]
-    fd = numerical_grads(forward, {"x": x, "gamma": gamma, "beta": beta}, dout)
-    label = f"{name}: x {x.shape}, eps {eps:g}"
-    expected = layernorm_backward(dout, cache)
-    return Case(
-        label, (dout, x, gamma, eps), expected, fd=(fd["x"], fd["gamma"], fd["beta"])
+    forward = lambda p: _ref.layernorm(p["x"], p["gamma"], p["beta"], eps)[0]
+    fd = _ref.numerical_grads(forward, {"x": x, "gamma": gamma, "beta": beta}, dout)
+    rows = lambda a: a.reshape(-1, D).sum(axis=0)  # sum over every row
+    expected = (
+        _ref.layernorm_dx(dout, gamma, xhat, inv),
+        rows(dout * xhat),
+        rows(dout),
     )
+    label = f"{name}: x {x.shape}, eps {eps:g}"
+    fd = (fd["x"], fd["gamma"], fd["beta"])
+    return Case(label, (dout, x, gamma, eps), expected, fd=fd)
 
 
 def _cases(rng):
@@ -41,6 +41,7 @@ def _cases(rng):
     return [
         _case("rows of 5 features", rng, 2.0 * g((3, 5)) + 1.0, 1e-5),
         _case("batch of sequences", rng, g((2, 4, 6)), 1e-5),
+        _case("batch, heads and positions", rng, g((2, 2, 3, 4)), 1e-5),
         _case("small variance, eps matters", rng, 0.1 * g((4, 3)), 0.01),
         _case("two features per row", rng, g((3, 2)) + 3.0, 1e-5),
     ]
@@ -55,17 +56,11 @@ def _stats(c, *, inv_std=None, ddof=0):
     return xc * inv, inv
 
 
-def _reference_with(c, **planted):
-    dout, _, gamma, _ = c.args
-    xhat, inv = _stats(c, **planted)
-    return layernorm_backward(dout, (xhat, gamma, inv))
-
-
-def _dx_paths(c, mean=True, var=True):
-    """dx with the mean path and/or the variance path left out."""
-    dout, _, gamma, _ = c.args
-    xhat, inv = _stats(c)
-    g = dout * gamma  # (..., D)
+def _dx(c, mean=True, var=True, gamma=True, **stats):
+    """dx with the mean path, the variance path or gamma left out, or other stats."""
+    dout, _, g_, _ = c.args
+    xhat, inv = _stats(c, **stats)
+    g = dout * g_ if gamma else dout  # (..., D)
     dx = g
     if mean:
         dx = dx - g.mean(axis=-1, keepdims=True)
@@ -82,7 +77,7 @@ def _unbiased(c):
     g = dout * gamma  # (..., D)
     row = (g * xhat).sum(axis=-1, keepdims=True) / (x.shape[-1] - 1)  # (..., 1)
     exact = inv * (g - g.mean(axis=-1, keepdims=True) - xhat * row)
-    return [{"dx": _reference_with(c, ddof=1)[0]}, {"dx": exact}]
+    return [_dx(c, ddof=1), {"dx": exact}]
 
 
 def _wrong_eps(c):
@@ -90,13 +85,9 @@ def _wrong_eps(c):
         lambda var, eps: 1.0 / (np.sqrt(var) + eps),
         lambda var, eps: 1.0 / np.sqrt(var),
         lambda var, eps: 1.0 / np.sqrt(var) + eps,
+        lambda var, eps: 1.0 / np.sqrt(var + 1e-5),
     ]
-    return [{"dx": _reference_with(c, inv_std=rule)[0]} for rule in rules]
-
-
-def _no_gamma(c):
-    xhat, inv = _stats(c)
-    return {"dx": layernorm_backward(c.args[0], (xhat, 1.0, inv))[0]}
+    return [_dx(c, inv_std=rule) for rule in rules]
 
 
 def _dgamma_of_x(c):
@@ -112,43 +103,42 @@ HINTS = (
     when(
         _param_shape,
         "gamma and beta are shared by every row, so their gradients add up over "
-        "every row (every axis but the last): "
-        "(dout * xhat).reshape(-1, D).sum(axis=0), shape (D,).",
+        "every row, that is over every axis but the last: shape (D,).",
     ),
     matches(
-        lambda c: _dx_paths(c, mean=False, var=False),
-        "you treated the mean and the standard deviation as constants "
-        "(dx = gamma * dout / sigma). Both depend on every x of the row: "
-        "dx = inv_std * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * gamma.",
+        lambda c: _dx(c, mean=False, var=False),
+        "you treated the mean and the standard deviation as constants. Both depend "
+        "on every x of the row, which adds the two terms with means in the formula "
+        "for dx.",
     ),
     matches(
-        lambda c: _dx_paths(c, mean=False),
-        "the path through the mean is missing: mu depends on every x of the row, "
-        "which subtracts mean(g) (g = dout * gamma) from every entry.",
+        lambda c: _dx(c, mean=False),
+        "the path through the mean is missing: mu depends on every x of the row "
+        "(the term -mean(g) of the formula).",
     ),
     matches(
-        lambda c: _dx_paths(c, var=False),
+        lambda c: _dx(c, var=False),
         "the path through the variance is missing: sigma depends on every x of the "
-        "row, which subtracts xhat * mean(g * xhat) (g = dout * gamma).",
+        "row (the term with mean(g * xhat)).",
     ),
     matches_any(
         _wrong_eps,
-        "eps goes inside the square root: inv_std = 1 / np.sqrt(var + eps), the same "
-        "as in the forward pass (see the case with eps = 0.01).",
+        "eps goes inside the square root, 1 / sqrt(var + eps), with the eps "
+        "argument: the same as in the forward pass (see the case with eps = 0.01).",
     ),
     matches_any(
         _unbiased,
-        "layer norm uses the biased variance, mean((x - mu)**2) = np.var(x) with "
-        "ddof=0, not the unbiased 1/(D - 1) version (ddof=1).",
+        "layer norm uses the biased variance, mean((x - mu)**2) (np.var's ddof=0), "
+        "not the unbiased 1/(D - 1) version.",
     ),
     matches(
-        _no_gamma,
+        lambda c: _dx(c, gamma=False),
         "forward: out = gamma * xhat + beta, so the gradient reaching xhat is "
-        "g = dout * gamma: multiply by gamma first.",
+        "dout * gamma.",
     ),
     matches(
         _dgamma_of_x,
-        "dgamma = sum of dout * xhat (the normalised x), not dout * x.",
+        "dgamma sums dout * xhat (the normalised x), not dout * x.",
     ),
 )
 
@@ -158,18 +148,18 @@ LAYERNORM_BACKWARD = Checker(
     outputs=OUTPUTS,
     arg_names=("dout", "x", "gamma"),
     hints=HINTS,
-    fallback="xhat = (x - mu) * inv_std; g = dout * gamma; "
-    "dx = inv_std * (g - mean(g) - xhat * mean(g * xhat)); dgamma = sum(dout * xhat), "
-    "dbeta = sum(dout) over every row.",
+    forbidden=answer_key.LAYERNORM + answer_key.REFERENCE,
+    call="check_layernorm_backward(layernorm_backward)",
 )
 
 
-def check_layernorm_backward(fn):
+def check_layernorm_backward(fn, *, seed=None):
     """Check a student's ``layernorm_backward(dout, x, gamma, eps=1e-5)``.
 
     Returns (dx, dgamma, dbeta) for out = gamma * (x - mu) / sqrt(var + eps) + beta
-    over the last axis (biased variance): dout, x, dx (..., D); gamma, dgamma,
-    dbeta (D,). Compared with the reference and with central finite differences.
-    Returns True when every case passes.
+    over the last axis (biased variance): dout, x, dx (..., D) with any leading
+    axes; gamma, dgamma, dbeta (D,). Compared with the reference and with central
+    finite differences. Raises AssertionError unless every case passes.
     """
-    return LAYERNORM_BACKWARD.run(fn)
+    __tracebackhide__ = True
+    grade(LAYERNORM_BACKWARD, fn, seed=seed)

@@ -1,25 +1,30 @@
-"""Checker for exercise 04: causal and key-padding masks (True = may attend).
+"""Checkers for exercise 03a: causal and key-padding masks (True = may attend).
 
 Student signatures:
     causal_mask(N, M) -> (N, M) bool       query i may attend key j when j <= i
     padding_mask(lengths, M) -> (B, 1, 1, M) bool
                                            key j of sequence b is real when
-                                           j < lengths[b]; broadcasts over heads
-                                           and queries
+                                           j < lengths[b]; lengths a (B,) integer
+                                           array; broadcasts over heads and queries
+
+Sizes and lengths are drawn at random on every run.
 """
 
 import numpy as np
 
-from ..masks import causal_mask, padding_mask
-from .framework import Case, Checker, run_checks
-from .hints import kind, matches, when
+from . import _ref, answer_key
+from .framework import Case, Checker, grade
+from .hints import kind, matches, matches_any, when
 
 
 def _causal_cases(rng):
-    sizes = [(4, 4), (3, 5), (5, 3), (1, 1)]
+    n = int(rng.integers(3, 8))
+    m_more, n_more = int(rng.integers(n + 1, n + 4)), int(rng.integers(n + 1, n + 4))
+    sizes = [("N = M", n, n), ("N < M", n, m_more), ("N > M", n_more, n),
+             ("one query", 1, int(rng.integers(2, 6)))]  # fmt: skip
     return [
-        Case(f"N={n}, M={m}", (n, m), causal_mask(n, m), {"N": n, "M": m})
-        for n, m in sizes
+        Case(f"{name}: N={N}, M={M}", (N, M), _ref.causal_allow(N, M), {"N": N, "M": M})
+        for name, N, M in sizes
     ]
 
 
@@ -36,13 +41,12 @@ def _bottom_right(c):
 CAUSAL_HINTS = (
     matches(
         lambda c: _grid(c)[1] < _grid(c)[0],
-        "the diagonal is missing: a token may attend to itself, so allow j <= i "
-        "(np.tril keeps the diagonal; k=-1 drops it).",
+        "the diagonal is missing: a token may attend to itself (key j = query i).",
     ),
     matches(
         lambda c: _grid(c)[1] >= _grid(c)[0],
-        "this lets queries see the future: allow key j only when j <= i (lower "
-        "triangle, np.tril), not the upper triangle.",
+        "this lets queries see the future: key j is visible to query i only when "
+        "j <= i (the lower triangle).",
     ),
     matches(
         lambda c: ~c.expected,
@@ -53,6 +57,11 @@ CAUSAL_HINTS = (
         _bottom_right,
         "your diagonal is aligned bottom-right (j <= i + M - N, the KV-cache "
         "convention). This exercise asks for top-left alignment, j <= i.",
+    ),
+    matches(
+        lambda c: (_grid(c)[1] <= _grid(c)[0]).T,
+        "the mask is transposed: one row per query (N rows) and one column per key "
+        "(M columns).",
     ),
     when(
         kind("shape"),
@@ -65,27 +74,26 @@ CAUSAL = Checker(
     make_cases=_causal_cases,
     outputs=("mask",),
     hints=CAUSAL_HINTS,
-    fallback="mask[i, j] = (j <= i): compare np.arange(M)[None, :] with "
-    "np.arange(N)[:, None].",
+    forbidden=answer_key.MASKS + answer_key.REFERENCE,
+    call="check_causal_mask(causal_mask)",
 )
 
 
 def _padding_cases(rng):
-    cases = [([3, 5], 5), ([0, 2, 4], 4), ([1], 3), ([2, 2], 2)]
-    return [
-        Case(
-            f"lengths={lengths}, M={m}",
-            (np.array(lengths), m),
-            padding_mask(lengths, m),
-            {"M": m},
-        )
-        for lengths, m in cases
-    ]
+    out = []
+    for name, B in [("two sequences", 2), ("three sequences", 3), ("one sequence", 1)]:
+        M = int(rng.integers(3, 8))
+        lengths = rng.integers(0, M + 1, size=B)
+        if B > 1:
+            lengths[rng.permutation(B)[:2]] = [0, M]  # an empty and a full sequence
+        label = f"{name}: lengths={lengths.tolist()}, M={M}"
+        out.append(Case(label, (lengths, M), _ref.padding_allow(lengths, M), {"M": M}))
+    return out
 
 
-def _keys(c, op):
+def _keys(c, op, shift=0):
     lengths, m = c.args
-    keep = op(np.arange(m)[None, :], lengths[:, None])  # (B, M)
+    keep = op(np.arange(m)[None, :], lengths[:, None] + shift)  # (B, M)
     return keep[:, None, None, :]  # (B, 1, 1, M)
 
 
@@ -95,15 +103,15 @@ PADDING_HINTS = (
         "inverted mask: True means 'may attend', so the real keys (j < length) must "
         "be True and the padding False.",
     ),
-    matches(
-        lambda c: _keys(c, np.less_equal),
-        "off by one: positions are 0-based, so a sequence of length L has real keys "
-        "0 .. L-1: use j < length, not j <= length.",
+    matches_any(
+        lambda c: [{"mask": _keys(c, np.less_equal)}, {"mask": _keys(c, np.less, -1)}],
+        "off by one: positions are counted from 0, so a sequence of length L has "
+        "the real keys 0 .. L-1.",
     ),
     when(
         lambda f: f.kind == "shape" and np.size(f.got) == np.size(f.case.expected),
-        "right values, wrong shape: return (B, 1, 1, M) so the mask broadcasts over "
-        "heads and queries, e.g. keep[:, None, None, :].",
+        "right number of entries, wrong shape: return (B, 1, 1, M) so the mask "
+        "broadcasts over heads and queries.",
     ),
 )
 
@@ -113,15 +121,20 @@ PADDING = Checker(
     outputs=("mask",),
     arg_names=("lengths",),
     hints=PADDING_HINTS,
-    fallback="mask[b, 0, 0, j] = (j < lengths[b]).",
+    forbidden=answer_key.MASKS + answer_key.REFERENCE,
+    call="check_padding_mask(padding_mask)",
 )
 
 
-def check_masks(causal_fn, padding_fn):
-    """Check a student's ``causal_mask(N, M)`` and ``padding_mask(lengths, M)``.
+def check_causal_mask(fn, *, seed=None):
+    """Check a student's ``causal_mask(N, M)``: an (N, M) boolean array, True where
+    j <= i (top-left aligned). Raises AssertionError unless every case passes."""
+    __tracebackhide__ = True
+    grade(CAUSAL, fn, seed=seed)
 
-    causal_mask returns an (N, M) boolean array, True where j <= i (top-left
-    aligned); padding_mask returns (B, 1, 1, M), True where j < lengths[b].
-    Returns True when every case of both passes.
-    """
-    return run_checks([(CAUSAL, causal_fn), (PADDING, padding_fn)])
+
+def check_padding_mask(fn, *, seed=None):
+    """Check a student's ``padding_mask(lengths, M)``: a (B, 1, 1, M) boolean array,
+    True where j < lengths[b]. Raises AssertionError unless every case passes."""
+    __tracebackhide__ = True
+    grade(PADDING, fn, seed=seed)

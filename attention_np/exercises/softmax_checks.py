@@ -1,87 +1,97 @@
-"""Checkers for exercise 01 (stable softmax) and 02 (softmax backward).
+"""Checkers for exercises 01a (stable softmax) and 07a (softmax backward).
 
 Student signatures:
-    softmax(x) -> y                 x (..., M) scores, softmax over the last axis;
-                                    -inf entries get weight 0, an all -inf row -> 0
-    softmax_backward(dy, y) -> dx   dy, y (..., M); y = softmax(x); dx (..., M)
+    softmax(x) -> y                   x (..., M) scores, softmax over the last axis;
+                                      -inf entries get weight 0, an all -inf row -> 0
+    softmax_backward(dout, y) -> dx   dout, y (..., M); y = softmax(x); dx (..., M)
 """
 
 import numpy as np
 
-from ..gradcheck import numerical_grad
-from ..softmax import softmax_backward, softmax_forward
-from .framework import Case, Checker
-from .hints import in_rows, kind, matches, nonfinite_case, nonfinite_in_rows, when
+from . import _ref, answer_key
+from .framework import Case, Checker, grade
+from .hints import matches, matches_any, when
 
 INF = np.inf
 
 
-def _ref(x):
-    return softmax_forward(x)[0]
-
-
-def _rowmax(x):
-    m = np.max(x, axis=-1, keepdims=True)  # (..., 1)
-    return np.where(np.isfinite(m), m, 0.0)
-
-
 def _softmax_cases(rng):
-    masked = rng.standard_normal((3, 4))
-    masked[0, 1], masked[2, [0, 3]] = -INF, -INF
-    empty = rng.standard_normal((3, 4))
-    empty[1] = -INF
-    large = np.array([[1e4, 1e4 - 1, 1e4 - 3], [1.0, 2.0, 0.5], [-1e4, -1e4 + 1, -1e4]])
+    g = rng.standard_normal
+    masked = g((3, 4))
+    masked[0, rng.integers(4)] = -INF  # a masked entry per row, two in the last
+    masked[1, rng.integers(4)] = -INF
+    masked[2, rng.permutation(4)[:2]] = -INF
+    large = np.stack([1e4 + 3 * g(3), g(3), -1e4 + 3 * g(3)])  # (3, 3)
+    empty = g((2, 3, 4))
+    empty[1, rng.integers(3)] = -INF  # one row of batch 1: every key masked
     cases = [
-        ("random rows", rng.standard_normal((3, 5)), {}),
-        ("batch of matrices", 3 * rng.standard_normal((2, 3, 4)), {}),
+        ("random rows", 2.0 * g((3, 5)), {}),
+        ("batch and heads", 3.0 * g((2, 3, 4, 5)), {}),
         ("some entries -inf (masked)", masked, {}),
-        ("scores of 1e4 and -1e4", large, {"large": True}),
+        ("scores of 1e4, ordinary and -1e4 rows", large, {"large": True}),
         ("a row that is all -inf (fully masked)", empty, {}),
-        ("one entry per row", rng.standard_normal((4, 1)), {}),
+        ("one entry per row", g((4, 1)), {}),
     ]
     out = []
     for name, x, info in cases:
         info["empty_rows"] = np.all(x == -INF, axis=-1)  # (...,) rows with no key
-        info["small_rows"] = np.max(np.abs(x), axis=-1) < 100  # (...,)
-        out.append(Case(f"{name}, x {x.shape}", (x,), _ref(x), info))
+        out.append(Case(f"{name}, x {x.shape}", (x,), _ref.softmax(x), info))
     return out
 
 
-def _no_normalisation(c):
+def _normalise(e, guarded):
+    s = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    return e / np.where(s == 0, 1.0, s) if guarded else e / s
+
+
+def _shifted(c, shift, guarded=True):
     (x,) = c.args
-    return np.exp(x - _rowmax(x))
+    with np.errstate(all="ignore"):
+        return _normalise(np.exp(x - shift(x)), guarded)
 
 
-def _global_sum(c):
-    e = _no_normalisation(c)
-    return e / e.sum()
+def _no_shift(c):
+    return [_shifted(c, lambda x: 0.0, g) for g in (True, False)]
+
+
+def _global_max(c):
+    return [_shifted(c, lambda x: np.max(x), g) for g in (True, False)]
+
+
+def _unguarded_max(c):
+    return _shifted(c, lambda x: np.max(x, axis=-1, keepdims=True), guarded=False)
+
+
+def _unnormalised(c):
+    (x,) = c.args
+    return np.exp(x - _ref.row_shift(x))
 
 
 def _other_axis(c):
-    return np.swapaxes(_ref(np.swapaxes(c.args[0], -1, -2)), -1, -2)
+    return np.swapaxes(_ref.softmax(np.swapaxes(c.args[0], -1, -2)), -1, -2)
+
+
+def _each(variants):
+    return lambda c: [{"y": v} for v in variants(c)]
 
 
 SOFTMAX_HINTS = (
-    when(
-        nonfinite_in_rows("empty_rows"),
+    matches(
+        _unguarded_max,
         "a row where every entry is -inf (every key masked) has max = -inf, and "
-        "-inf - (-inf) = NaN. Replace a -inf row max by 0 and divide by 1 where the "
-        "row sum is 0, so the whole row comes out as zeros.",
+        "-inf - (-inf) = NaN; its sum is 0, and 0 / 0 = NaN too. Such a row must "
+        "come out as zeros: treat its max as 0 and its sum as 1.",
     ),
-    when(
-        lambda f: (
-            f.case.info.get("large", False)
-            and in_rows("small_rows", ("nonfinite", "value"))(f)
-        ),
-        "this row has small scores but came out wrong (NaN or 0): you subtracted "
-        "the max of the whole array. Subtract each row's own max: "
-        "x.max(axis=-1, keepdims=True).",
-    ),
-    when(
-        nonfinite_case("large"),
+    matches_any(
+        _each(_no_shift),
         "exp(1e4) overflows to inf (and exp(-1e4) underflows to 0), giving inf/inf "
         "or 0/0 = NaN. Subtract each row's max before exp: softmax is unchanged by "
         "a shift, and then the largest exp is exactly 1.",
+    ),
+    matches_any(
+        _each(_global_max),
+        "the ordinary rows came out wrong: you subtracted the max of the whole "
+        "array, and exp(x - 1e4) underflows to 0 there. Subtract each row's own max.",
     ),
     matches(
         _other_axis,
@@ -89,21 +99,15 @@ SOFTMAX_HINTS = (
         "each row (one query's scores over the keys) sums to 1.",
     ),
     matches(
-        _no_normalisation,
-        "the rows do not sum to 1: divide exp(x - max) by its row sum.",
+        _unnormalised,
+        "the rows do not sum to 1: divide each exp by the sum of its row.",
     ),
     matches(
-        _global_sum,
-        "you divided by the sum of the whole array; sum each row only: "
-        "e.sum(axis=-1, keepdims=True).",
-    ),
-    when(
-        kind("shape"),
-        "y must have the shape of x. If a row max or sum lost its axis, the "
-        "division broadcast the wrong way: use keepdims=True.",
+        lambda c: _unnormalised(c) / _unnormalised(c).sum(),
+        "you divided by the sum of the whole array; divide by each row's own sum.",
     ),
     matches(
-        lambda c: np.log(_ref(c.args[0])),
+        lambda c: np.log(_ref.softmax(c.args[0])),
         "you returned log-softmax (x - logsumexp); softmax is its exp.",
     ),
 )
@@ -114,17 +118,20 @@ SOFTMAX = Checker(
     outputs=("y",),
     arg_names=("x",),
     hints=SOFTMAX_HINTS,
-    fallback="y = exp(x - max) / sum(exp(x - max)), every reduction over axis=-1.",
+    forbidden=answer_key.SOFTMAX + answer_key.REFERENCE,
+    call="check_softmax(softmax)",
 )
 
 
-def check_softmax(fn):
+def check_softmax(fn, *, seed=None):
     """Check a student's ``softmax(x) -> y`` (softmax over the last axis).
 
     x (..., M) scores; -inf entries must get weight 0 and an all -inf row must give
-    zeros (no NaN). Returns True when every case passes.
+    zeros (no NaN). Prints one line per case; raises AssertionError unless every
+    case passes. ``seed`` repeats the cases of an earlier run.
     """
-    return SOFTMAX.run(fn)
+    __tracebackhide__ = True
+    grade(SOFTMAX, fn, seed=seed)
 
 
 def _backward_cases(rng):
@@ -133,17 +140,17 @@ def _backward_cases(rng):
         if case.info.get("large"):
             continue  # softmax's backward only sees y, so large scores add nothing
         (x,) = case.args
-        y, cache = softmax_forward(x)
-        dy = rng.standard_normal(x.shape)  # random, never ones
-        fd = numerical_grad(_ref, x, dy)
-        info = {"empty_rows": case.info["empty_rows"], "y": y, "dy": dy}
-        name = case.name.replace(", x (", ", dy and y (")
-        out.append(Case(name, (dy, y), softmax_backward(dy, cache), info, fd))
+        y = _ref.softmax(x)
+        dout = rng.standard_normal(x.shape)  # random, never ones
+        fd = _ref.numerical_grads(lambda p: _ref.softmax(p["x"]), {"x": x}, dout)["x"]
+        info = {"empty_rows": case.info["empty_rows"]}
+        name = case.name.replace(", x (", ", dout and y (")
+        out.append(Case(name, (dout, y), _ref.softmax_backward(dout, y), info, fd))
     return out
 
 
 def _bwd(term):
-    """Variant backward from a formula term(dy, y)."""
+    """Variant backward from a formula term(dout, y)."""
     return lambda c: term(*c.args)
 
 
@@ -152,54 +159,57 @@ def _rowsum(a, axis=-1):
 
 
 SOFTMAX_BACKWARD_HINTS = (
-    when(
-        nonfinite_in_rows("empty_rows"),
-        "masked entries have y = 0: never divide by y or take log(y). "
-        "dx = y * (dy - sum(dy * y)) needs neither.",
-    ),
     matches(
-        _bwd(lambda dy, y: dy * y * (1 - y)),
+        _bwd(lambda dout, y: dout * y * (1 - y)),
         "you kept only the diagonal of the Jacobian, y_i (1 - y_i). Its off-diagonal "
-        "entries -y_i y_j add up to -y_i sum_j dy_j y_j: "
-        "dx = y * (dy - sum(dy * y, axis=-1, keepdims=True)).",
+        "entries -y_i y_j contribute too: every dout_i reaches every x_j.",
     ),
     matches(
-        _bwd(lambda dy, y: y * (dy - _rowsum(dy * y, axis=-2))),
-        "the row sum is over the wrong axis: sum(dy * y) runs over the last axis "
-        "(axis=-1), the one softmax normalised.",
+        _bwd(lambda dout, y: y * (dout - _rowsum(dout * y, axis=-2))),
+        "the row sum is over the wrong axis: it runs over the last axis (axis=-1), "
+        "the one softmax normalised.",
     ),
     matches(
-        _bwd(lambda dy, y: y * (dy - _rowsum(dy))),
-        "inside the sum, weight dy by y: sum(dy * y, axis=-1), not sum(dy).",
+        _bwd(lambda dout, y: y * (dout - _rowsum(dout))),
+        "inside the row sum, weight dout by y (see the formula for dx_j).",
     ),
     matches(
-        _bwd(lambda dy, y: dy - _rowsum(dy * y)),
-        "multiply by y at the end: dx = y * (dy - sum(dy * y)).",
+        _bwd(lambda dout, y: dout - _rowsum(dout * y)),
+        "the factor y_j in front of the bracket is missing.",
     ),
     matches(
-        _bwd(lambda dy, y: y * (_rowsum(dy * y) - dy)),
-        "the sign is flipped: dx = y * (dy - sum(dy * y)).",
+        _bwd(lambda dout, y: y * (_rowsum(dout * y) - dout)),
+        "the sign is flipped: compare with the formula for dx_j.",
     ),
     matches(
-        _bwd(lambda dy, y: dy * y),
-        "dy * y is only the exp part; the normalisation adds -y * sum(dy * y).",
+        _bwd(lambda dout, y: dout * y),
+        "dout * y is only the diagonal part y_j dout_j; the normalisation adds a "
+        "term with the row sum.",
+    ),
+    when(
+        lambda f: f.kind == "nonfinite" and bool(f.case.info["empty_rows"].any()),
+        "dx is NaN or inf in a fully masked row, where every y is 0: something "
+        "divides by y or takes its log. The formula needs neither.",
     ),
 )
 
 SOFTMAX_BACKWARD = Checker(
-    title="softmax_backward(dy, y) -> dx",
+    title="softmax_backward(dout, y) -> dx",
     make_cases=_backward_cases,
     outputs=("dx",),
-    arg_names=("dy", "y"),
+    arg_names=("dout", "y"),
     hints=SOFTMAX_BACKWARD_HINTS,
-    fallback="dx = y * (dy - sum(dy * y, axis=-1, keepdims=True)).",
+    forbidden=answer_key.SOFTMAX_BACKWARD + answer_key.REFERENCE,
+    call="check_softmax_backward(softmax_backward)",
 )
 
 
-def check_softmax_backward(fn):
-    """Check a student's ``softmax_backward(dy, y) -> dx``.
+def check_softmax_backward(fn, *, seed=None):
+    """Check a student's ``softmax_backward(dout, y) -> dx``.
 
-    dy (..., M) upstream gradient, y (..., M) = softmax(x); dx (..., M) must equal
-    the reference and central finite differences. Returns True when all cases pass.
+    dout (..., M) upstream gradient, y (..., M) = softmax(x); dx (..., M) must equal
+    the reference and central finite differences. Raises AssertionError unless every
+    case passes.
     """
-    return SOFTMAX_BACKWARD.run(fn)
+    __tracebackhide__ = True
+    grade(SOFTMAX_BACKWARD, fn, seed=seed)
