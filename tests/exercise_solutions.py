@@ -3,7 +3,7 @@ ones per graded function (loop vs vectorised, two-pass vs online, ...), each wit
 ``bug=`` switch that plants a classic mistake.
 
 Nothing here calls the package's implementation of what it solves (the checkers
-would fail it); where an exercise allows package helpers (05b, 07c, 07e, 17a) the
+would fail it); where an exercise allows package helpers (05b, 07c, 07e, 19a) the
 solutions use them the way the notebooks say.
 """
 
@@ -457,7 +457,7 @@ def layernorm_backward_staged(dout, x, gamma, eps=1e-5):
     return dx, np.sum(dout * xhat, axis=axes), np.sum(dout, axis=axes)
 
 
-# --- 12a online softmax ----------------------------------------------------------
+# --- 14a online softmax ----------------------------------------------------------
 
 
 def _online(x, v, block, bug):
@@ -528,7 +528,7 @@ def online_attention_rows(s, v, block):
     return out
 
 
-# --- 13a linear attention -------------------------------------------------------
+# --- 15a linear attention -------------------------------------------------------
 
 
 def elu_plus_one(x):
@@ -568,7 +568,7 @@ def linear_attention_parallel(q, k, v, eps=1e-6):
     return (A @ v) / (A.sum(-1, keepdims=True) + eps)
 
 
-# --- 16a fast weights --------------------------------------------------------------
+# --- 18a fast weights --------------------------------------------------------------
 
 
 def fast_weight_update(A, h, lam, eta, *, bug=None):
@@ -623,7 +623,7 @@ def delta_rule_update_loop(S, k, v, beta):
     return out
 
 
-# --- 17a TTT -------------------------------------------------------------------------
+# --- 19a TTT -------------------------------------------------------------------------
 
 
 def _ttt_G(x_k, x_v, W, b, ln=None, bug=None):

@@ -77,14 +77,14 @@ BUGS = {
     "ex08a_rope": ("positions[..., None] * theta",
                    "(positions[..., None] + 1) * theta"),
     "ex09a_layernorm_backward": ("- xhat * mean_gx", ""),
-    "ex12a_online_softmax": ("m_new = np.maximum(m, xb.max(axis=-1))",
+    "ex14a_online_softmax": ("m_new = np.maximum(m, xb.max(axis=-1))",
                              "m_new = xb.max(axis=-1)"),
-    "ex12a_online_attention": ("acc = acc * c[..., None] +", "acc = acc +"),
-    "ex13a_linear_attention_rnn": ("+ eps  #", "+ 1e-6  #"),
-    "ex16a_fast_weight_update": ("return lam * A + eta", "return A + eta"),
-    "ex16a_delta_rule_update": ("(v - stored)", "v"),
-    "ex17a_ttt_grad": ("- (x_v - x_k)", "- x_v"),
-    "ex17a_ttt_ln_grad": ("G = layers.layernorm_backward(r, cache)[0]", "G = r"),
+    "ex14a_online_attention": ("acc = acc * c[..., None] +", "acc = acc +"),
+    "ex15a_linear_attention_rnn": ("+ eps  #", "+ 1e-6  #"),
+    "ex18a_fast_weight_update": ("return lam * A + eta", "return A + eta"),
+    "ex18a_delta_rule_update": ("(v - stored)", "v"),
+    "ex19a_ttt_grad": ("- (x_v - x_k)", "- x_v"),
+    "ex19a_ttt_ln_grad": ("G = layers.layernorm_backward(r, cache)[0]", "G = r"),
 }  # fmt: skip
 
 # answers that call the package's own implementation: grade id -> function body
@@ -96,7 +96,7 @@ REFERENCE_CALLS = {
     "ex03a_causal": "from attention_np.masks import causal_mask as cm\nreturn cm(N, M)",
     "ex08a_rope": "from attention_np.positional import rope_forward\n"
     "return rope_forward(x, positions, base=base)[0]",
-    "ex16a_fast_weight_update": "from attention_np.memory import fast_weight_update "
+    "ex18a_fast_weight_update": "from attention_np.memory import fast_weight_update "
     "as f\nreturn f(A, h, lam=lam, eta=eta)",
 }
 
@@ -355,10 +355,10 @@ def test_bypass_attempts_get_zero(course):
         return head + ENDLESS
 
     attempts = {
-        "redefiner": (redefine, ["01a_stable_softmax", "12a_online_softmax"]),
-        "environ": (environ, ["07a_softmax_backward", "13a_linear_attention_rnn"]),
+        "redefiner": (redefine, ["01a_stable_softmax", "14a_online_softmax"]),
+        "environ": (environ, ["07a_softmax_backward", "15a_linear_attention_rnn"]),
         "reference": (reference, ["01a_stable_softmax", "02a_attention_forward",
-                                  "03a_masks", "08a_rope", "16a_fast_weight_update"]),
+                                  "03a_masks", "08a_rope", "18a_fast_weight_update"]),
         "hardcoder": (hard_coded, ["01a_stable_softmax", "03a_masks",
                                    "07e_why_key_bias_gets_no_gradient"]),
         "endless": (endless, ["05a_split_merge_heads"]),

@@ -1,4 +1,4 @@
-"""Checkers for exercise 16a: writing into a fast-weight memory.
+"""Checkers for exercise 18a: writing into a fast-weight memory.
 
 Student signatures:
     fast_weight_update(A, h, lam, eta) -> A_new

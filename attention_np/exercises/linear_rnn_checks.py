@@ -1,4 +1,4 @@
-"""Checker for exercise 13a: causal linear attention run as an RNN.
+"""Checker for exercise 15a: causal linear attention run as an RNN.
 
 Student signature:
     linear_attention_rnn(q, k, v, eps=1e-6) -> out

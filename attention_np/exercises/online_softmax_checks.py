@@ -1,4 +1,4 @@
-"""Checkers for exercise 12a: online softmax, one block of scores at a time.
+"""Checkers for exercise 14a: online softmax, one block of scores at a time.
 
 Student signatures:
     online_softmax(x, block) -> (y, lse)

@@ -1,4 +1,4 @@
-"""Checkers for exercise 17a: the gradient of TTT-Linear's inner loss.
+"""Checkers for exercise 19a: the gradient of TTT-Linear's inner loss.
 
 Student signatures (a mini-batch of m tokens, inner width F; W (F, F), b (F,)):
     ttt_grad(x_k, x_v, W, b) -> (dW, db)
