@@ -79,7 +79,7 @@ LINEAR_ATTENTION = (
     P + "memory.delta_rule:sum_rule_forward",
 )
 FAST_WEIGHTS = (
-    P + "memory.fast_weights:fast_weight_update",
+    P + "memory.fast_weight_memory:fast_weight_update",
     P + "memory.fast_weights:fast_weights_forward",
 )
 DELTA_RULE = (
