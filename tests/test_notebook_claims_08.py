@@ -126,7 +126,7 @@ def test_alibi_slope_sets_the_reach():
 
 def test_rope_learns_a_previous_token_head(test_batch):
     logits, weights = previous_token_logits(trained(True), test_batch.inputs, rope=True)
-    assert accuracy_per_position(logits, test_batch).min() > 0.99
+    assert accuracy_per_position(logits, test_batch).min() > 0.9995
     assert offset_mass(weights, -1)[:, 1:].mean() > 0.75
 
 
