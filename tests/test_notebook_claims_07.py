@@ -67,7 +67,7 @@ def test_a_random_dout_catches_every_planted_softmax_bug(draws):
 def test_the_2x2_index_notation_gradients_match_attention_backward():
     Q = np.array([[1.0, 0.0], [0.5, -1.0]])
     K = np.array([[1.0, 1.0], [-1.0, 0.5]])
-    V = np.array([[1.0, -1.0], [0.0, 2.0]])
+    V = np.array([[1.0, -1.0], [2.0, 2.0]])
     dO = np.array([[1.0, 0.0], [0.5, -1.0]])
     s = 1 / np.sqrt(2)
     S = s * np.einsum("ic,jc->ij", Q, K)
@@ -82,7 +82,7 @@ def test_the_2x2_index_notation_gradients_match_attention_backward():
     for ours, pkg in ((dQ, dq), (dK, dk), (dV, dv), (P, cache.weights)):
         np.testing.assert_allclose(ours, pkg, atol=1e-15)
     np.testing.assert_allclose(P, [[0.804, 0.196], [0.587, 0.413]], atol=5e-4)
-    np.testing.assert_allclose(dS[0, 1], -0.1573, atol=5e-5)  # the spelled-out entry
+    np.testing.assert_allclose(dS[0, 1], 0.1573, atol=5e-5)  # the spelled-out entry
     np.testing.assert_allclose(dK[0], -dK[1], atol=1e-15)  # two keys: opposite rows
 
 
