@@ -2,7 +2,8 @@
 
 A hand-written backward is trusted only after it agrees with central differences of
 the forward. The check contracts the output with a random upstream gradient ``dout``
-(never all ones: softmax's backward of ones is 0 whatever the code does) and
+(never all ones: the true gradient of softmax's input for dout = 1 is exactly 0, so
+a ones-check passes any wrong backward that also gives 0 there) and
 differentiates the scalar ``sum(f(x) * dout)``:
 
     d/dx_i sum(f(x) * dout) ~ (sum(f(x + h e_i) * dout) - sum(f(x - h e_i) * dout)) / 2h

@@ -13,7 +13,8 @@ Shape legend: N positions, d width of the rotated vectors (head width for RoPE),
 D model width, H heads, M key positions.
 
 RoPE layouts. The RoFormer paper rotates *interleaved* pairs (x_0, x_1), (x_2, x_3),
-...; GPT-NeoX and LLaMA code rotates the pairs (x_i, x_{i+d/2}) ("rotate_half"). The
+..., as does Meta's reference LLaMA code; GPT-NeoX and the Hugging Face port of LLaMA
+rotate the pairs (x_i, x_{i+d/2}) ("rotate_half", hence its permuted checkpoints). The
 two maps are the same rotation up to a fixed permutation of the d dimensions
 (``interleaved_to_half``), so a checkpoint moves from one layout to the other only
 after permuting the columns of W_q and W_k inside every head.
@@ -127,7 +128,7 @@ def rope_forward(x, positions=None, *, base=10000.0, layout="interleaved"):
             step passes its absolute positions, e.g. [t].
         base: frequency base (10000 in the paper), finite and > 0.
         layout: "interleaved" pairs (x_2i, x_2i+1) as in RoFormer, or "half" pairs
-            (x_i, x_i+d/2) as in GPT-NeoX / LLaMA code.
+            (x_i, x_i+d/2) as in GPT-NeoX and the Hugging Face LLaMA.
 
     Returns:
         out (..., N, d) and a cache (cos, sin, layout, x.shape).

@@ -97,8 +97,8 @@ HINTS = (
     matches(
         lambda c: _rope(c, layout="half"),
         "you rotated the pairs (x_i, x_{i + d/2}) (the rotate-half layout of "
-        "GPT-NeoX / LLaMA code); this exercise uses RoFormer's interleaved pairs "
-        "(x_2i, x_2i+1).",
+        "GPT-NeoX and Hugging Face's LLaMA); this exercise uses RoFormer's "
+        "interleaved pairs (x_2i, x_2i+1).",
     ),
     matches(
         lambda c: _rope(c, positions=-_positions(*c.args[:2])),
