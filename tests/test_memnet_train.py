@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attention_np.memory.memnet_train import latest_move_answer, train_memnet
+from attention_np.memory.memnet_train import current_places, train_memnet
 from attention_np.memory.tasks import VOCAB, toy_stories
 
 
@@ -25,26 +25,40 @@ def test_training_lowers_the_loss_and_a_seed_reproduces_it():
     assert sorted(params) == ["E_0", "E_1", "E_2", "T_0", "T_1", "T_2"]
 
 
-def test_latest_move_answer_reads_the_place_of_the_last_went_sentence():
+def test_current_places_are_each_persons_latest_place():
     ids = {w: i for i, w in enumerate(VOCAB)}
     sent = lambda *words: [ids[w] for w in words]
     story = np.zeros((2, 4, 5), dtype=np.int64)
-    story[0, 1] = sent("Mary", "went", "to", "the", "garden")
-    story[0, 2] = sent("John", "went", "to", "the", "office")
+    story[0, 0] = sent("Mary", "went", "to", "the", "garden")
+    story[0, 1] = sent("John", "went", "to", "the", "office")
+    story[0, 2] = sent("Mary", "went", "to", "the", "kitchen")
     story[0, 3] = sent("Mary", "picked", "up", "the", "milk")
-    story[1, 3] = sent("John", "picked", "up", "the", "milk")  # no move at all
-    np.testing.assert_array_equal(latest_move_answer(story), [ids["office"], -1])
+    story[1, 3] = sent("John", "went", "to", "the", "garden")
+    here = current_places(story)
+    assert sorted(np.flatnonzero(here[0])) == sorted([ids["office"], ids["kitchen"]])
+    assert np.flatnonzero(here[1]).tolist() == [ids["garden"]]
 
 
-def test_the_baseline_answers_every_one_fact_question_whose_person_moved_last():
+def test_every_answer_of_the_toy_stories_is_a_current_place():
     data = toy_stories(300, rng=np.random.default_rng(4))
-    one_fact = data["support"][:, 1] < 0
-    n = data["story"].shape[1]
-    moved_last = data["support"][:, 0] == n - 1 - np.argmax(
-        (data["story"][:, ::-1, 1] == VOCAB.index("went")), axis=1
+    here = current_places(data["story"])
+    assert here[np.arange(300), data["answer"]].all()
+
+
+def test_without_temporal_encoding_the_tables_stay_zero():
+    stories = toy_stories(50, rng=np.random.default_rng(0))
+    params, _ = train_memnet(
+        stories,
+        n_hops=1,
+        width=4,
+        steps=5,
+        batch=4,
+        lr=0.1,
+        rng=np.random.default_rng(0),
+        temporal=False,
     )
-    hit = latest_move_answer(data["story"]) == data["answer"]
-    assert hit[one_fact & moved_last].all()
+    assert not params["T_0"].any() and not params["T_1"].any()
+    assert params["E_0"].any()
 
 
 @pytest.mark.parametrize(
@@ -96,8 +110,8 @@ def test_the_baseline_answers_every_one_fact_question_whose_person_moved_last():
             ValueError,
             "question",
         ),
-        (lambda s: latest_move_answer(s["story"][:, :, :4]), ValueError, "story"),
-        (lambda s: latest_move_answer(-s["story"] - 1), ValueError, "story"),
+        (lambda s: current_places(s["story"][:, :, :4]), ValueError, "story"),
+        (lambda s: current_places(-s["story"] - 1), ValueError, "story"),
     ],
 )
 def test_bad_inputs_are_named(call, error, pattern):

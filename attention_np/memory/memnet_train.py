@@ -5,10 +5,10 @@ softmax cross-entropy on the answer word, ``memnet_backward``, one Adam step. Ev
 random choice (initial tables, batches) comes from the one ``rng`` it is given, so a
 seed reproduces a run exactly.
 
-``latest_move_answer`` answers "where is ...?" with the place of the story's latest
-"went to" sentence, whoever moved: what a reader that only looks at recency gets
-right. On two-fact questions ("where is the football?") it is right when the
-object's holder moved last, or when the last mover went to the same place.
+``current_places`` marks, for every story, the places where somebody is now (each
+person's latest move): a reading that needs no chaining. A reader that picks one of
+those places at random answers a two-fact question ("where is the football?") right
+with probability 1 / (number of current places), since the holder is one of them.
 
 Shape legend: S stories, n sentence slots, J = 5 words per sentence.
 """
@@ -39,7 +39,18 @@ def _check_stories(stories):
     return story
 
 
-def train_memnet(stories, *, n_hops, width, steps, batch, lr, rng, position_enc=True):
+def train_memnet(
+    stories,
+    *,
+    n_hops,
+    width,
+    steps,
+    batch,
+    lr,
+    rng,
+    position_enc=True,
+    temporal=True,
+):
     """Train a K-hop memory network with Adam on ``stories`` (from ``toy_stories``).
 
     Args:
@@ -48,6 +59,7 @@ def train_memnet(stories, *, n_hops, width, steps, batch, lr, rng, position_enc=
         steps: Adam steps; batch: stories per step (drawn with replacement); lr > 0.
         rng: np.random.Generator for the initial tables and the batches.
         position_enc: the position encoding of the words (else a bag of words).
+        temporal: learn the temporal encodings T_k (else they stay zero).
 
     Returns:
         params (E_0..E_K, T_0..T_K), losses (steps,) the loss of every step.
@@ -56,9 +68,13 @@ def train_memnet(stories, *, n_hops, width, steps, batch, lr, rng, position_enc=
     steps, batch = V.positive_int("steps", steps), V.positive_int("batch", batch)
     V.real("lr", lr, lo=0.0, lo_open=True)
     V.rng_arg(rng)
+    temporal = V.bool_arg("temporal", temporal)
     params = init_memnet_params(
         len(VOCAB), width, n_hops=n_hops, n_memories=story.shape[1], rng=rng
     )
+    frozen = [] if temporal else [k for k in params if k.startswith("T_")]
+    for k in frozen:
+        params[k][:] = 0.0  # no temporal encoding: zero, and never updated
     state, losses = adam_init(params), np.empty(steps)
     for i in range(steps):
         idx = rng.integers(0, story.shape[0], batch)  # (batch,) stories of this step
@@ -67,23 +83,32 @@ def train_memnet(stories, *, n_hops, width, steps, batch, lr, rng, position_enc=
         )
         loss, loss_cache = cross_entropy_forward(logits, stories["answer"][idx])
         grads = memnet_backward(cross_entropy_backward(1.0, loss_cache), cache)
+        for k in frozen:
+            grads[k] = np.zeros_like(grads[k])
         adam_step(params, grads, state, lr=lr)
         losses[i] = float(loss)
     return params, losses
 
 
-def latest_move_answer(story):
-    """(S,) the place id of each story's latest "went to" sentence (-1 if none).
-
-    Args:
-        story: (S, n, 5) word ids, sentences right-aligned as ``toy_stories`` makes
-            them ("<person> went to the <place>" has "went" as word 1, the place as
-            word 4).
-    """
+def _moves(story):
     story = V.int_array("story", story, ndim=3, lo=0)
     if story.shape[-1] != 5:
         raise ValueError(f"story{story.shape} must be (S, n, J = 5)")
-    moves = story[:, :, 1] == WENT  # (S, n) slots holding a move
-    last = story.shape[1] - 1 - np.argmax(moves[:, ::-1], axis=1)  # (S,) latest move
-    place = story[np.arange(story.shape[0]), last, 4]
-    return np.where(moves.any(axis=1), place, -1)
+    return story, story[:, :, 1] == WENT  # (S, n) slots holding a move
+
+
+def current_places(story):
+    """(S, V) True where a place is somebody's current place (their latest move).
+
+    Args:
+        story: (S, n, 5) word ids as ``toy_stories`` makes them.
+    """
+    story, moves = _moves(story)
+    S, n, _ = story.shape
+    here = np.zeros((S, len(VOCAB)), dtype=bool)
+    for i in range(n):
+        person = story[:, i, 0]  # (S,)
+        later = moves[:, i + 1 :] & (story[:, i + 1 :, 0] == person[:, None])
+        latest = moves[:, i] & ~later.any(axis=1)  # (S,) this is their last move
+        here[np.flatnonzero(latest), story[latest, i, 4]] = True
+    return here
