@@ -44,3 +44,7 @@ student: $(STAMP)  ## the student kit in student/: notebooks with stubs, a wheel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: bench-ttt
+bench-ttt: $(STAMP)  ## TTT-Linear primal vs dual form (writes benchmarks/results/ttt_forms.json)
+	$(BIN)/python benchmarks/ttt_forms_bench.py

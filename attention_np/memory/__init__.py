@@ -16,6 +16,11 @@ Modules (one idea each):
 - ``ntm``: Neural Turing Machine addressing, read and write.
 - ``tasks``: small synthetic tasks for the notebooks.
 
+Experiments of the lessons (not re-exported; import them from their module):
+- ``recall``: associative recall and key overwrite, a memory's capacity against d.
+- ``ttt_plain``: TTT with a plain linear inner model, which is the delta rule.
+- ``memnet_train``: training a memory network on toy stories; a recency baseline.
+
 Every layer follows the package's contract (CONTRIBUTING.md): arrays first, then
 params, then optional arrays, then keyword-only options; ``backward(dout, cache)``
 returns the array gradients in the forward's order, then a dict keyed like params.
