@@ -1,4 +1,4 @@
-"""Reading attention weights: entropy per row and head, sink mass, offset mass::
+"""Reading attention weights: entropy per row and head, sink mass, offset mass.
 
     entropy      H_i = -sum_j P_ij log P_ij   (0 log 0 := 0),  0 <= H_i <= log n_i
     normalised   H_i / log n_i, n_i = number of keys row i may attend (0 when n_i <= 1)

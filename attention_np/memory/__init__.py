@@ -1,7 +1,6 @@
 """Memory and adaptation: attention read as fast, input-dependent memory.
 
 Modules (one idea each):
-
 - ``fast_weights``: Ba et al. (2016) fast-weights RNN; its memory is decayed attention.
 - ``delta_rule``: linear transformers as fast-weight programmers (sum and delta rules).
 - ``delta_rule_chunkwise``: DeltaNet's chunkwise (UT / WY) form of the delta rule.
