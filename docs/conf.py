@@ -6,7 +6,7 @@ MathJax 4 and its font are bundled into ``_static/mathjax`` by docs/bundle_mathj
 """
 
 import os
-import re
+import sys
 from pathlib import Path
 
 import attention_np
@@ -79,29 +79,13 @@ html_copy_source = True
 html_last_updated_fmt = None
 
 # -- docstrings -----------------------------------------------------------------------
-# The package's docstrings are plain-text Google style, read with help() as much as on
-# this site: |x| there is an absolute value or a norm, never a reStructuredText
-# substitution. Escape the bars (outside inline literals, math roles, literal blocks
-# and doctest lines) so that docutils reads them as text.
-_LITERALS = re.compile(r"(``.*?``|:math:`[^`]*`)")
-
-
-def escape_bars(app, what, name, obj, options, lines):
-    literal_indent = None  # indentation of the line that opened a literal block
-    for i, line in enumerate(lines):
-        stripped, indent = line.strip(), len(line) - len(line.lstrip())
-        if literal_indent is not None:
-            if not stripped or indent > literal_indent:
-                continue
-            literal_indent = None
-        if "|" in line and not stripped.startswith((">>>", "...")):
-            parts = _LITERALS.split(line)
-            parts[::2] = [part.replace("|", r"\|") for part in parts[::2]]
-            lines[i] = "".join(parts)
-        if stripped.endswith("::"):
-            literal_indent = indent
+# The package's docstrings are plain-text Google style, read with help() as much as
+# here: napoleon reads their sections, plaintext_docstrings.py the rest (indented
+# blocks are preformatted, a list may follow its lead-in line, |x| is a norm).
+sys.path.insert(0, str(DOCS))
+from plaintext_docstrings import process_docstring  # noqa: E402
 
 
 def setup(app):
     # priority 600: after napoleon (500) has turned the Google sections into fields
-    app.connect("autodoc-process-docstring", escape_bars, priority=600)
+    app.connect("autodoc-process-docstring", process_docstring, priority=600)
