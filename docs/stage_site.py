@@ -30,7 +30,9 @@ NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = NOTEBOOKS / "exercises"
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 
-# API groups, in the order of the reference's table of contents
+# API groups, in the order of the reference's table of contents; any other public
+# subpackage, and any public top-level module none of whose objects attention_np
+# re-exports (e.g. naive, validate), joins after them (api_groups)
 GROUPS = [
     "attention_np",
     "attention_np.efficient",
@@ -46,6 +48,7 @@ GROUPS = [
     "attention_np.gradcheck",
     "attention_np.exercises",
 ]
+NOT_API = {"__main__", "gradcheck_cases"}  # command lines and the gradcheck registry
 
 
 class StageError(RuntimeError):
@@ -211,8 +214,27 @@ def api_page(group, module, owner):
     return "\n".join(lines)
 
 
-def stage_api(out):
+def api_groups():
+    """{group name: module}: GROUPS, then the public modules they leave out."""
+    import pkgutil
+
+    import attention_np
+
     modules = {group: importlib.import_module(group) for group in GROUPS}
+    exported = {id(getattr(attention_np, name)) for name in attention_np.__all__}
+    for info in pkgutil.iter_modules(attention_np.__path__):
+        name = f"attention_np.{info.name}"
+        if name in modules or info.name.startswith("_") or info.name in NOT_API:
+            continue
+        module = importlib.import_module(name)
+        objects = {id(getattr(module, n)) for n in public_names(module)}
+        if info.ispkg or (objects and not objects & exported):
+            modules[name] = module
+    return modules
+
+
+def stage_api(out):
+    modules = api_groups()
     owner = owners(modules)
     api = out / "api"
     api.mkdir(parents=True)
@@ -231,7 +253,7 @@ def stage_api(out):
         "   :maxdepth: 1",
         "",
     ]
-    index += [f"   {group}" for group in GROUPS]
+    index += [f"   {group}" for group in modules]
     (api / "index.rst").write_text("\n".join(index) + "\n", encoding="utf-8")
 
 
