@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SITE_STAMP := $(VENV)/.site-installed
 
 .PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student site \
-        test-site clean
+        test-site site-screenshot clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ site: $(SITE_STAMP)  ## _site/: lessons, exercises (student view), API reference
 test-site: $(SITE_STAMP)  ## every page of _site/ in headless chromium (after make site)
 	ATTENTION_NP_SITE_TESTS=full $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider \
 		tests/site
+
+site-screenshot: $(SITE_STAMP)  ## figures/site_lesson.png, the README's view of the site
+	$(BIN)/python tests/site/sitecheck.py screenshot _site notebooks/03_masks.html \
+		figures/site_lesson.png "#bidirectional-and-causal-attention"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache _site build jupyter_execute

@@ -3,7 +3,7 @@
 Used by tests/site/ (``make test-site``) and as a command line:
 
     python tests/site/sitecheck.py check [SITE]                 # every page, a report
-    python tests/site/sitecheck.py screenshot SITE PAGE OUT.png  # e.g. the README's
+    python tests/site/sitecheck.py screenshot SITE PAGE OUT.png [SELECTOR]
 
 The site is served from 127.0.0.1 by a thread of this process; Chromium (Debian's
 ``chromium``, driven by Playwright's Python package with ``executable_path``: no
@@ -282,7 +282,8 @@ INSPECT_JS = """async () => {
   out.mathjax = typeof window.MathJax !== 'undefined';
   if (out.mathjax) {
     if (!MathJax.startup || !MathJax.startup.promise) return {mathjaxBroken: true};
-    await MathJax.startup.promise;
+    try { await MathJax.startup.promise; }
+    catch (e) { out.mathjaxFailed = String(e); }
   }
   await document.fonts.ready;
   const root = document.querySelector('article') || document.body;
@@ -326,6 +327,8 @@ def check_page(browser, base, path, *, lesson=False):
         report.math, report.images = found.get("math", 0), found.get("images", 0)
         report.next_href = found.get("next", "")
         problems = report.problems
+        if "mathjaxFailed" in found:
+            problems.append(f"MathJax failed: {found['mathjaxFailed']}")
         problems += [f"math not rendered: {t!r}" for t in found.get("unrendered", [])]
         problems += [f"MathJax error: {e!r}" for e in found.get("errors", [])]
         problems += [f"image not loaded: {src}" for src in found.get("broken", [])]
@@ -374,13 +377,19 @@ def search(browser, base, term):
     return titles
 
 
-def screenshot(browser, base, path, out, *, height=1000):
-    """A PNG of one page as a reader sees it, after MathJax has finished."""
+def screenshot(browser, base, path, out, *, scroll_to=None, height=1000):
+    """A PNG of one page as a reader sees it, after MathJax has finished; the view
+    starts at the element ``scroll_to`` (a CSS selector) when one is given."""
     with recording_page(browser) as (page, report):
         page.set_viewport_size({"width": 1280, "height": height})
         page.goto(urljoin(base, path), wait_until="load")
         page.evaluate(INSPECT_JS)
         settle(page, report)
+        if scroll_to:
+            page.locator(scroll_to).first.evaluate(
+                "e => { e.scrollIntoView(); window.scrollBy(0, -70); }"
+            )
+            page.wait_for_timeout(300)
         page.screenshot(path=str(out))
         return report
 
@@ -396,8 +405,9 @@ def main(argv):
         sys.exit(f"sitecheck: {why}")
     if argv[0] == "screenshot":
         site, path, out = argv[1:4]
+        scroll_to = argv[4] if len(argv) > 4 else None
         with serve(site) as base, browser() as b:
-            report = screenshot(b, base, path, out)
+            report = screenshot(b, base, path, out, scroll_to=scroll_to, height=1200)
         print(f"sitecheck: {out} ({len(report.problems)} problems)")
         return 1 if report.problems else 0
     site = Path(argv[1]) if len(argv) > 1 else SITE

@@ -121,7 +121,7 @@ def test_api_page_of_core_attention_shows_forward_and_backward(browser, base):
 
 
 def test_a_site_with_an_external_image_fails(site, browser):
-    page = f"notebooks/{LESSONS[0]}.html"
+    page = f"notebooks/{LESSONS[-1]}.html"
     html = (site / page).read_text()
     planted = '<img src="http://example.com/planted.png" alt="planted">'
     broken = re.sub(r"(<article[^>]*>)", r"\1" + planted, html, count=1)
@@ -145,12 +145,12 @@ def test_the_static_scan_finds_a_planted_external_image(site, tmp_path):
 
 
 def test_a_site_without_the_mathjax_font_path_fails(site, browser):
-    page = f"notebooks/{LESSONS[0]}.html"
+    page = f"notebooks/exercises/{EXERCISES[0]}.html"
     html = (site / page).read_text()
     config = '"loader": {"paths": {"fonts": "[mathjax]/fonts"}}, '
     assert config in html, "the MathJax config of conf.py changed: update this test"
     with sitecheck.serve(site, {page: html.replace(config, "")}) as base:
-        report = sitecheck.check_page(browser, base, page, lesson=True)
+        report = sitecheck.check_page(browser, base, page)
     # the math still renders; only the requests for the font files give it away
     assert report.external, "MathJax fetched nothing from another host"
     assert all("/@mathjax/mathjax-newcm-font" in url for url in report.external)
