@@ -46,6 +46,8 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 add_module_names = False
 autosummary_generate = False
+# literal blocks in docstrings are formulas and tables more often than code
+highlight_language = "none"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
