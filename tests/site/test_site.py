@@ -7,6 +7,7 @@ order, search, the API reference, and two broken copies of the site that must fa
 """
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,27 @@ def test_lessons_are_rendered_from_their_committed_outputs(site):
     assert not (ROOT / "jupyter_execute").exists() or not any(
         (ROOT / "jupyter_execute").iterdir()
     ), "make site leaves no jupyter_execute/ behind"
+
+
+def test_every_public_name_is_in_the_api_reference_with_its_source(site):
+    sys.path.insert(0, str(ROOT / "docs"))
+    from stage_site import api_groups, public_names
+
+    entries = {}  # dt id -> its HTML, over every API page
+    for page in (site / "api").glob("*.html"):
+        html = page.read_text()
+        for match in re.finditer(
+            r'<dt class="sig[^"]*" id="([^"]+)">(.*?)</dt>', html, re.S
+        ):
+            entries[match.group(1)] = match.group(2)
+    for group, module in api_groups().items():
+        for name in public_names(module):
+            ids = [i for i in entries if i.endswith("." + name)]
+            assert ids, f"{group}.{name} is not in the API reference"
+            if callable(getattr(module, name)):
+                assert any("viewcode-link" in entries[i] for i in ids), (
+                    f"{name}: no source"
+                )
 
 
 # -- every page in the browser ---------------------------------------------------------
