@@ -33,7 +33,6 @@ extensions = [
     "sphinx.ext.mathjax",
 ]
 exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
-templates_path = ["_templates"]
 
 # notebooks: rendered from their committed outputs, never executed
 nb_execution_mode = "off"
@@ -54,7 +53,7 @@ napoleon_use_rtype = False
 
 # MathJax 4 from _static; the loader's ``fonts`` path must point at the local copy,
 # or the font files still come from a CDN (the page looks right all the same)
-html_static_path = ["_static", str(MATHJAX)]
+html_static_path = [str(MATHJAX)]
 mathjax_path = "mathjax/tex-mml-chtml.js"
 mathjax3_config = {"loader": {"paths": {"fonts": "[mathjax]/fonts"}}}
 
