@@ -24,6 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from plaintext_docstrings import to_rst
+
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -199,8 +201,8 @@ def api_page(group, module, owner):
     for home in sorted(own, key=lambda h: (h != group, h)):
         lines.append(heading(f"``{home}``", "-"))
         summary = first_line(importlib.import_module(home)) if home != group else ""
-        if summary:
-            lines += [f"*{summary}*" if "*" not in summary else summary, ""]
+        if summary:  # the module's summary line, as autodoc would read it
+            lines += to_rst([summary]) + [""]
         for name, obj in own[home]:
             lines += [f".. {directive(obj)}:: {name}", ""]
     if elsewhere:
