@@ -3,15 +3,74 @@
 Every page: no console error, no failed request, no request to any host but
 127.0.0.1, MathJax finished with every math element rendered and no raw TeX left in
 the prose, every image loaded; lesson pages have math and figures. Plus the lesson
-order, search, the API reference, and two broken copies of the site that must fail.
+order, search, the API reference, and broken copies of the site that must fail.
+
+``make test-site`` sets ATTENTION_NP_SITE_TESTS=full: every page of _site/ is opened,
+and a missing _site/, Playwright or Chromium is an error. Under ``make test`` (the
+variable unset) a representative subset runs when all three are there and skips with
+the reason otherwise. ATTENTION_NP_SITE=DIR checks another built site. (No
+conftest.py here: the package tests import theirs as ``conftest``.)
 """
 
+import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import sitecheck
+
+FULL = os.environ.get("ATTENTION_NP_SITE_TESTS") == "full"
+SITE = Path(os.environ.get("ATTENTION_NP_SITE", sitecheck.SITE))
+# what `make test` opens with every check: the landing page, a lesson, an exercise
+# (the API test adds the core API page and its source page, the negative tests a
+# lesson and an exercise, the search test the search page)
+SUBSET = [
+    "index.html",
+    "notebooks/02_scaled_dot_product_attention.html",
+    "notebooks/exercises/12_layernorm_backward.html",
+]
+
+
+def _unavailable(reason):
+    if FULL:
+        pytest.fail(f"{reason} (ATTENTION_NP_SITE_TESTS=full)")
+    pytest.skip(reason)
+
+
+def pytest_generate_tests(metafunc):
+    if "page" in metafunc.fixturenames:
+        pages = sitecheck.pages(SITE) if FULL and SITE.is_dir() else SUBSET
+        metafunc.parametrize("page", pages)
+
+
+full_only = pytest.mark.skipif(not FULL, reason="full site run only (make test-site)")
+
+
+@pytest.fixture(scope="session")
+def site():
+    """The built site's folder."""
+    if not (SITE / "index.html").is_file():
+        _unavailable(f"no built site in {SITE}: run make site")
+    return SITE
+
+
+@pytest.fixture(scope="session")
+def browser(site):
+    """A headless system Chromium in which only 127.0.0.1 answers."""
+    why = sitecheck.missing_browser()
+    if why:
+        _unavailable(why)
+    with sitecheck.browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def base(site):
+    """The URL at which the built site is served on 127.0.0.1."""
+    with sitecheck.serve(site) as url:
+        yield url
+
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -106,7 +165,7 @@ def test_page_works_offline(browser, base, page):
     assert report.problems == [], "\n".join(report.problems)
 
 
-@pytest.mark.full_only
+@full_only
 def test_next_links_walk_the_lessons_in_order(browser, base):
     first = f"notebooks/{LESSONS[0]}.html"
     seen = sitecheck.next_links(browser, base, first, len(LESSONS) - 1)
@@ -179,7 +238,7 @@ def test_a_site_without_the_mathjax_font_path_fails(site, browser):
     assert any(p.startswith("request to another host:") for p in report.problems)
 
 
-@pytest.mark.full_only
+@full_only
 def test_a_formula_line_starting_with_plus_is_found_as_raw_tex(site, browser):
     # exercise 12's RMSNorm formula once went over two lines, the second starting
     # with "+ \\varepsilon}$": Markdown made it a bullet and left the TeX raw.
