@@ -286,9 +286,10 @@ INSPECT_JS = """async () => {
     catch (e) { out.mathjaxFailed = String(e); }
   }
   await document.fonts.ready;
+  // the article counts for "a lesson has math and figures"; everything is checked
   const root = document.querySelector('article') || document.body;
-  const maths = [...root.querySelectorAll('.math')];
-  out.math = maths.length;
+  const maths = [...document.body.querySelectorAll('.math')];
+  out.math = root.querySelectorAll('.math').length;
   out.unrendered = maths.filter(m => !m.querySelector('mjx-container'))
                         .map(m => m.textContent.slice(0, 80));
   out.errors = [...document.querySelectorAll('mjx-merror, [data-mjx-error]')]
@@ -300,7 +301,7 @@ INSPECT_JS = """async () => {
   out.broken = imgs.filter(img => !(img.complete && img.naturalWidth > 0))
                    .map(img => img.getAttribute('src'));
   const skip = 'pre, code, script, style, mjx-container, .math, .highlight, textarea';
-  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const tex = /\\\\[A-Za-z]{2,}|\\\\[()[\\]]|\\$[^$\\s][^$]*\\$/;
   out.rawTex = [];
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
