@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SITE_STAMP := $(VENV)/.site-installed
 
-.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student clean
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student site \
+        test-site site-screenshot clean
 
 setup: $(STAMP)
 
@@ -42,8 +44,31 @@ lab: $(STAMP)
 student: $(STAMP)  ## the student kit in student/: notebooks with stubs, a wheel, a README
 	$(BIN)/python -m attention_np.exercises build student
 
+# The course as an offline website (Sphinx + myst-nb + MathJax bundled from npm), always
+# built from clean (viewcode pages go stale in incremental builds). Needs npm.
+$(SITE_STAMP): $(STAMP) requirements-site.txt
+	$(BIN)/python -m pip install --quiet -r requirements-site.txt
+	touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)  ## _site/: lessons, exercises (student view), API reference, search
+	rm -rf _site build/site-src build/site-doctrees jupyter_execute
+	$(BIN)/python docs/bundle_mathjax.py build/site-mathjax
+	$(BIN)/python docs/stage_site.py build/site-src
+	$(BIN)/python -m sphinx -W --keep-going -q -b html -c docs -d build/site-doctrees \
+		build/site-src _site
+	rm -rf jupyter_execute
+	@echo "site: _site/ is ready; serve it with: python -m http.server -d _site"
+
+test-site: $(SITE_STAMP)  ## every page of _site/ in headless chromium (after make site)
+	ATTENTION_NP_SITE_TESTS=full $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider \
+		tests/site
+
+site-screenshot: $(SITE_STAMP)  ## figures/site_lesson.png, the README's view of the site
+	$(BIN)/python tests/site/sitecheck.py screenshot _site notebooks/03_masks.html \
+		figures/site_lesson.png "#bidirectional-and-causal-attention"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache _site build jupyter_execute
 
 .PHONY: bench-ttt
 bench-ttt: $(STAMP)  ## TTT-Linear primal vs dual form (writes benchmarks/results/ttt_forms.json)
