@@ -13,6 +13,7 @@ from attention_np.train.probes import (
     ablate_heads,
     fit_linear_probe,
     head_outputs,
+    probe_accuracy,
     probe_predict,
     residual_streams,
 )
@@ -143,6 +144,7 @@ def test_wrong_digit_batch_changes_one_fed_digit_to_another_positions_digit():
     assert np.all(p != 2 * L - q)  # never the digit that was there
     assert set(p) == set(range(1, L)) and set(q) == set(range(L + 1, 2 * L))
     clean = np.concatenate([x, np.full((500, 1), S), x[:, ::-1]], axis=1)[:, :-1]
+    np.testing.assert_array_equal(batch.clean, clean)
     changed = batch.inputs != clean
     np.testing.assert_array_equal(changed.sum(axis=1), 1)
     np.testing.assert_array_equal(batch.inputs[rows, q], x[rows, p])
@@ -188,3 +190,22 @@ def test_probe_batches_name_a_bad_size(kwargs, match):
 def test_copy_query_groups_need_room_for_the_longest_example():
     with pytest.raises(ValueError, match="n_positions"):
         copy_query_groups(np.array([3, 5]), 9)
+
+
+def test_probe_accuracy_flattens_leading_axes_and_scores_held_out_examples():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size=(2, 50, 3))  # (sets, B, positions)
+    features = np.eye(4)[labels] + 0.01 * rng.standard_normal((2, 50, 3, 4))
+    assert (
+        probe_accuracy(features[0], labels[0], features[1], labels[1], n_classes=4) == 1
+    )
+    shuffled = rng.permutation(labels[1].reshape(-1)).reshape(50, 3)
+    wrong = probe_accuracy(features[0], labels[0], features[1], shuffled, n_classes=4)
+    assert wrong < 0.5
+
+
+def test_probe_accuracy_needs_one_label_per_vector():
+    with pytest.raises(ValueError, match="train_labels"):
+        probe_accuracy(
+            np.zeros((5, 3, 2)), np.zeros(5, int), np.zeros((1, 2)), [0], n_classes=2
+        )

@@ -29,12 +29,14 @@ from .. import validate as V
 class WrongDigitBatch(NamedTuple):
     """Reversal inputs with one wrong fed-in digit per example.
 
-    inputs (B, 2L) ids; digits (B, L) the x of each example; query (B,) the answer
-    position q = L + j (1 <= j < L) whose fed-in token x_{L-j} was replaced by
-    x_p; source (B,) that p (1 <= p < L, p != L - j).
+    inputs (B, 2L) ids; clean (B, 2L) the same examples without the change;
+    digits (B, L) the x of each example; query (B,) the answer position q = L + j
+    (1 <= j < L) whose fed-in token x_{L-j} was replaced by x_p; source (B,) that p
+    (1 <= p < L, p != L - j).
     """
 
     inputs: np.ndarray
+    clean: np.ndarray
     digits: np.ndarray
     query: np.ndarray
     source: np.ndarray
@@ -87,14 +89,15 @@ def wrong_digit_batch(rng, batch_size, *, length, n_symbols):
     B, L, S = _sizes(rng, batch_size, length, n_symbols, 3)
     x = _distinct(rng, B, L, S)
     seq = np.concatenate([x, np.full((B, 1), S), x[:, ::-1]], axis=1)  # (B, 2L+1)
-    inputs = seq[:, :-1].copy()  # (B, 2L) teacher forcing
+    clean = seq[:, :-1]  # (B, 2L) teacher forcing
+    inputs = clean.copy()
     j = rng.integers(1, L, size=B)  # (B,) answer step; its fed digit is x_{L-j}
     # p uniform over 1 .. L-1 without L - j: draw from L - 2 values, skip L - j
     p = rng.integers(1, L - 1, size=B)  # (B,) in 1 .. L-2
     p = np.where(p >= L - j, p + 1, p)  # (B,) in 1 .. L-1, never L - j
     rows = np.arange(B)
     inputs[rows, L + j] = x[rows, p]
-    return WrongDigitBatch(inputs, x, L + j, p)
+    return WrongDigitBatch(inputs, clean, x, L + j, p)
 
 
 def permuted_copy_batch(rng, batch_size, *, length, n_symbols):

@@ -11,6 +11,8 @@ whether the model needs it (lesson 10):
                        heads still attend but add nothing to the residual stream
     fit_linear_probe   least squares from features to one-hot labels (with a bias and
                        a small ridge); probe_predict reads labels back by argmax
+    probe_accuracy     fit on one set of examples, the fraction read back right on
+                       another (held out)
 
 A linear probe that reads a label from a head's output at high accuracy on held-out
 examples shows that the output carries that label in a linearly readable form; one
@@ -139,3 +141,35 @@ def probe_predict(weights, features):
             f"features{X.shape} need F = {W.shape[0] - 1} columns for weights{W.shape}"
         )
     return (X @ W[:-1] + W[-1]).argmax(axis=-1)
+
+
+def probe_accuracy(
+    train_features, train_labels, test_features, test_labels, *, n_classes, ridge=1e-3
+):
+    """Held-out accuracy of a linear probe: fit on one set, score on another.
+
+    Args:
+        train_features: (..., F) vectors; train_labels: (...) ints in [0, n_classes),
+            one per vector (leading axes such as (B, positions) are flattened).
+        test_features, test_labels: the same for other examples.
+        n_classes: C; ridge: as in ``fit_linear_probe``.
+
+    Returns:
+        The fraction of test vectors whose label the probe reads back.
+    """
+    sets = []
+    for name, X, y in (
+        ("train", train_features, train_labels),
+        ("test", test_features, test_labels),
+    ):
+        X = V.float_array(f"{name}_features", X, min_ndim=1)
+        y = np.asarray(y)
+        if y.shape != X.shape[:-1]:
+            raise ValueError(
+                f"{name}_labels{y.shape} must have the leading shape of "
+                f"{name}_features{X.shape}"
+            )
+        sets.append((X.reshape(-1, X.shape[-1]), y.reshape(-1)))
+    (X_tr, y_tr), (X_te, y_te) = sets
+    weights = fit_linear_probe(X_tr, y_tr, n_classes=n_classes, ridge=ridge)
+    return float(np.mean(probe_predict(weights, X_te) == y_te))
