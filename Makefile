@@ -44,3 +44,7 @@ student: $(STAMP)  ## student copies of the exercise notebooks in student/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: bench-decoding
+bench-decoding: $(STAMP)  ## lesson 11's timings -> benchmarks/results/decoding.json
+	$(BIN)/python benchmarks/decoding_bench.py

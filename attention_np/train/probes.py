@@ -37,6 +37,15 @@ def _forward(ids, params, config):
     return cache
 
 
+def _streams(cache, params):
+    """LN_1 output of every block, from a model cache: (n_layers, B, N, D)."""
+    streams = []
+    for layer, block_cache in enumerate(cache.block_caches):
+        xhat, gamma, _ = block_cache[0]  # layer norm cache: (xhat, gamma, inv_std)
+        streams.append(gamma * xhat + params[f"block{layer}.ln1.beta"])  # (B, N, D)
+    return np.stack(streams)
+
+
 def residual_streams(ids, params, config):
     """(n_layers, B, N, D): LN_1(x) of every block, the input its attention reads.
 
@@ -44,13 +53,7 @@ def residual_streams(ids, params, config):
         ids: (B, N) token ids.
         params, config: a model (``init_params(config)`` or a checkpoint).
     """
-    cache = _forward(ids, params, config)
-    streams = []
-    for layer, block_cache in enumerate(cache.block_caches):
-        xhat, gamma, _ = block_cache[0]  # layer norm cache: (xhat, gamma, inv_std)
-        beta = params[f"block{layer}.ln1.beta"]
-        streams.append(gamma * xhat + beta)  # (B, N, D)
-    return np.stack(streams)
+    return _streams(_forward(ids, params, config), params)
 
 
 def head_outputs(ids, params, config):
@@ -61,10 +64,9 @@ def head_outputs(ids, params, config):
         params, config: a model.
     """
     cache = _forward(ids, params, config)
-    streams = residual_streams(ids, params, config)  # (n_layers, B, N, D)
     H, G = config.n_heads, config.n_kv_heads
     outs = []
-    for layer, x in enumerate(streams):
+    for layer, x in enumerate(_streams(cache, params)):  # x: (B, N, D)
         W_v = params[f"block{layer}.attn.W_v"]
         b_v = params.get(f"block{layer}.attn.b_v")
         v = x @ W_v if b_v is None else x @ W_v + b_v  # (B, N, G * d)
