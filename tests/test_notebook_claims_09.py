@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from attention_np import attention_backward, attention_forward
-from attention_np.gradcheck import check_layer
+from attention_np.gradcheck import check_layer, numerical_grad
 from attention_np.train import TrainConfig, default_model_config, learning_rate
 from attention_np.transformer import (
     TransformerConfig,
@@ -243,3 +243,14 @@ def test_the_whole_model_backward_agrees_with_finite_differences_for_38_tensors(
         file=report,
     )
     assert ok and len(report.getvalue().splitlines()) == len(params) == 38
+
+
+def test_gelus_tanh_form_derivative_agrees_with_finite_differences_to_1e_6():
+    """Exercise 3's expected answer, with the hand-derived derivative."""
+    x = np.linspace(-4, 4, 801)
+    c = np.sqrt(2 / np.pi)
+    t = np.tanh(c * (x + 0.044715 * x**3))
+    d = 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * c * (1 + 3 * 0.044715 * x**2)
+    numeric = numerical_grad(lambda z: gelu_forward(z)[0], x, np.ones_like(x))
+    assert np.abs(d - numeric).max() < 1e-6
+    assert np.all(x[d < 0] < -0.75) and np.all(d[x < -0.77] < 0)
