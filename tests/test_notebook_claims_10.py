@@ -218,7 +218,8 @@ def test_copy_sink_mass_is_high_where_there_is_nothing_to_read_low_at_the_copy(c
         ]
     )
     assert mean["copy"].max() < 0.05
-    assert mean["padding"].min() > 0.39 > 4 * uniform_padding
+    ratio = mean["padding"] / uniform_padding  # "five to seven times" uniform
+    assert mean["padding"].min() > 0.39 and 5 < ratio.min() and ratio.max() < 7.1
     assert mean["separator"].min() > 0.5  # the separator outputs x_0: key 0
     assert sink_mass(W, 1)[0][..., 1:].mean() < 0.08  # layer 0
 
