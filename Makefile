@@ -73,3 +73,7 @@ clean:
 .PHONY: bench-ttt
 bench-ttt: $(STAMP)  ## TTT-Linear primal vs dual form (writes benchmarks/results/ttt_forms.json)
 	$(BIN)/python benchmarks/ttt_forms_bench.py
+
+.PHONY: bench-decoding
+bench-decoding: $(STAMP)  ## lesson 11's timings -> benchmarks/results/decoding.json
+	$(BIN)/python benchmarks/decoding_bench.py
