@@ -31,6 +31,7 @@ ROOT = DOCS.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = NOTEBOOKS / "exercises"
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+EXERCISE_GLOB = "[0-9][0-9][a-z]_*.ipynb"  # 07a_..., named after their lesson
 
 # API groups, in the order of the reference's table of contents; any other public
 # subpackage, and any public top-level module none of whose objects attention_np
@@ -91,7 +92,7 @@ def toctree(caption, entries, *, hidden=False):
 
 def stage_notebooks(out):
     """Copy lessons and course map; write student copies; return the toctrees."""
-    from attention_np.exercises.build import build_student_copies
+    from attention_np.exercises.kit import build_kit
 
     lessons = sorted(p.stem for p in NOTEBOOKS.glob(LESSON_GLOB))
     if not lessons:
@@ -105,10 +106,11 @@ def stage_notebooks(out):
     (out / "notebooks" / "README.md").write_text(site_readme, encoding="utf-8")
 
     student = out / "notebooks" / "exercises"
-    build_student_copies(EXERCISES, student, log=lambda message: None)
+    build_kit(EXERCISES, student, wheel=False, log=lambda message: None)
+    (student / "requirements.txt").unlink()  # the site links no downloads
     (student / "README.md").rename(student / "for_students.md")
     shutil.copy2(EXERCISES / "README.md", student / "README.md")
-    exercises = sorted(p.stem for p in student.glob(LESSON_GLOB))
+    exercises = sorted(p.stem for p in student.glob(EXERCISE_GLOB))
 
     trees = [toctree("Course", ["Course map <notebooks/README>"])]
     for title, stems in lesson_parts(readme, lessons):
