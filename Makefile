@@ -44,3 +44,8 @@ student: $(STAMP)  ## the student kit in student/: notebooks with stubs, a wheel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: bench-ring
+bench-ring: $(STAMP)  ## ring attention over MPI: timeline, overlap probe, memory per rank (JSON for lesson 17)
+	$(BIN)/python -m pip install --quiet "mpi4py>=4,<5" "mpich>=4,<6"
+	$(BIN)/python benchmarks/ring_timeline_bench.py
