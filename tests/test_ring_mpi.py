@@ -12,9 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from attention_np.parallel import ring
+from attention_np.parallel import (
+    ring,
+    ring_attention_mpi_backward,
+    ring_attention_mpi_forward,
+)
+from attention_np.parallel.gradcheck_cases import OneRankComm
 
 # pip's mpich wheel puts mpiexec next to the interpreter, which need not be on PATH
 _SEARCH = os.pathsep.join(
@@ -200,3 +206,70 @@ def test_the_mpi_functions_run_on_one_rank_without_mpi4py():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3 0 [36]"
+
+
+def _check_event_log(stats, n_steps):
+    """Each step logs post, compute, wait, in that order, back to back in time."""
+    events = stats.events
+    assert [(e.step, e.phase) for e in events] == [
+        (t, phase) for t in range(n_steps) for phase in ("post", "compute", "wait")
+    ]
+    for a, b in zip(events, events[1:], strict=False):
+        assert a.start <= a.end == b.start  # one clock, consecutive laps
+    compute = sum(e.end - e.start for e in events if e.phase == "compute")
+    waiting = sum(e.end - e.start for e in events if e.phase != "compute")
+    np.testing.assert_allclose(compute, stats.compute_s, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(waiting, stats.wait_s, rtol=1e-9, atol=1e-12)
+
+
+def test_the_mpi_ring_logs_post_compute_and_wait_of_every_step_on_one_rank():
+    x = np.random.default_rng(0).standard_normal((2, 8, 3))
+    out, cache = ring_attention_mpi_forward(x, x, x, comm=OneRankComm(), causal=True)
+    grads = ring_attention_mpi_backward(np.ones_like(out), cache)
+    _check_event_log(cache.stats, 1)
+    _check_event_log(grads.stats, 1)
+
+
+EVENTS = """
+import numpy as np
+from mpi4py import MPI
+from attention_np.parallel import (
+    layout_positions, ring_attention_mpi_backward, ring_attention_mpi_forward)
+comm = MPI.COMM_WORLD
+P, r = comm.Get_size(), comm.Get_rank()
+x = np.random.default_rng(0).standard_normal((2, 32, 4))
+mine = x[:, layout_positions("zigzag", 32, P)[r]]
+comm.Barrier()
+out, cache = ring_attention_mpi_forward(mine, mine, mine, comm=comm, causal=True)
+grads = ring_attention_mpi_backward(np.ones_like(out), cache)
+logs = comm.gather((cache.stats.events, grads.stats.events), root=0)
+if r == 0:
+    for fwd, bwd in logs:
+        for events in (fwd, bwd):
+            phases = [(e.step, e.phase) for e in events]
+            assert phases == [(t, p) for t in range(P)
+                              for p in ("post", "compute", "wait")], phases
+    # one clock for every process of the machine: rank r's wait of step t ends
+    # after rank r - 1 posted the block it receives
+    for rank in range(P):
+        sender = logs[(rank - 1) % P][0]
+        for t in range(P - 1):
+            posted = [e.start for e in sender if e.phase == "post" and e.step == t][0]
+            waited = [e.end for e in logs[rank][0] if e.phase == "wait" and e.step == t]
+            assert waited[0] >= posted, (rank, t)
+    print("events ok")
+"""
+
+
+@needs_mpi
+def test_mpi_ring_event_logs_of_all_ranks_share_one_clock(tmp_path):
+    script = tmp_path / "events.py"
+    script.write_text(EVENTS)
+    result = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "events ok" in result.stdout

@@ -4,10 +4,13 @@ Every rank calls these functions with its own shards (``layouts.shard``) and an
 mpi4py communicator. At each step a rank posts a non-blocking receive of the next
 key/value block from rank r - 1 and a non-blocking send of its current block to
 rank r + 1 *before* computing, and waits for both afterwards, so the transfer
-overlaps the compute. The backward pass sends K and V the same way and passes the
-dK, dV accumulators on after each step's compute (their transfer overlaps the next
-step). Both call the same per-step functions as the simulated ring
-(``ring_step``), in the same order, so the results are bit-identical to it.
+can overlap the compute: whether it does depends on the MPI library moving the
+bytes while the rank computes (a NIC's DMA, or a progress thread; MPICH on one
+machine, by default, copies them inside the MPI calls, i.e. in the wait). The
+backward pass sends K and V the same way and passes the dK, dV accumulators on
+after each step's compute (their transfer can overlap the next step). Both call
+the same per-step functions as the simulated ring (``ring_step``), in the same
+order, so the results are bit-identical to it.
 
 mpi4py's upper-case methods (Isend, Irecv) send NumPy buffers without pickling;
 the buffers must be C-contiguous and must not be touched until the wait.
@@ -16,6 +19,8 @@ the buffers must be C-contiguous and must not be touched until the wait.
 gives this rank's output and a cache whose ``stats`` are the forward's CommStats;
 ``ring_attention_mpi_backward(dout, cache)`` returns GradsWithStats (dq, dk, dv)
 with ``.stats``. With one rank no message is sent and mpi4py is never imported.
+``stats.events`` logs each step's post, compute and wait (``stats.Event``), so a
+timeline of the ranks shows whether the transfers overlapped the compute.
 
 Shape legend: q (..., c, d), k (..., c_k, d), v (..., c_k, d_v) this rank's shards
 (c = N / P, c_k = M / P).
@@ -134,13 +139,13 @@ def ring_attention_mpi_forward(
     held, meter = [np.ascontiguousarray(k), np.ascontiguousarray(v)], Meter()
     for t in range(plan.n_ranks):
         incoming, reqs = _pass_kv(comm, held, t, plan, meter)  # post the transfer ...
-        meter.lap("wait_s")
-        work = plan.step(rank, t)  # ... compute while it flies ...
+        meter.lap("wait_s", "post", t)
+        work = plan.step(rank, t)  # ... compute while it may fly ...
         meter.pairs.append(forward_step(q, *held, rows, (out, lse), work, plan))
-        meter.lap("compute_s")
+        meter.lap("compute_s", "compute", t)
         _waitall(reqs)  # ... and only then wait for it
+        meter.lap("wait_s", "wait", t)
         held = incoming
-    meter.lap("wait_s")
     return out, RingMPICache(q, k, v, rows, out, lse, plan, comm, meter.stats())
 
 
@@ -163,19 +168,20 @@ def ring_attention_mpi_backward(dout, cache):
     acc, acc_recvs, in_flight = None, [], []
     for t in range(plan.n_ranks):
         incoming, kv_reqs = _pass_kv(comm, held, t, plan, meter)
-        meter.lap("wait_s")
+        meter.lap("wait_s", "post", t)
         parts = [dq, np.zeros_like(held[0]), np.zeros_like(held[1])]
         work = plan.step(rank, t)
         pairs = backward_step(dout, q, *held, rows, (out, lse), work, plan, parts)
         meter.pairs.append(pairs)
-        meter.lap("compute_s")
+        meter.lap("compute_s", "compute", t)
         _waitall(acc_recvs)  # this block's accumulators have arrived
         acc = add_into(acc, parts[1:])
         if plan.n_ranks > 1:  # (one rank: the accumulators never leave home)
             acc, acc_recvs, sends = _exchange(comm, acc, t, 1, meter)
             in_flight += sends  # (the sent arrays stay alive in their requests)
         _waitall(kv_reqs)
+        if t == plan.n_ranks - 1:
+            _waitall(acc_recvs + in_flight)  # after P hops dK, dV are home
+        meter.lap("wait_s", "wait", t)  # (includes posting dK, dV)
         held = incoming
-    _waitall(acc_recvs + in_flight)  # after P hops dK, dV are home
-    meter.lap("wait_s")
     return GradsWithStats((dq, acc[0], acc[1]), meter.stats())

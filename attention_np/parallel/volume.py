@@ -5,8 +5,9 @@ N tokens over P ranks (c = N / P each), model width D = H d (all heads).
 - Ring, per step and rank: the key and value block it holds, 2 c D elements. The
   forward makes P - 1 hops: 2 (P - 1) c D ~ 2 N D per rank, whatever P. The
   backward sends K, V again (P - 1 hops) plus the dK, dV accumulators (P hops).
-  Each transfer hides behind the step's 4 c^2 d-per-head compute when c is large
-  enough (REFERENCE 3.2: c >= F / B, FLOP/s over bytes/s).
+  A transfer can hide behind the step's 4 c^2 d-per-head compute when c is large
+  enough (Liu et al. 2023: c >= F / B, FLOP/s over bytes/s) and something moves
+  the bytes while the rank computes (lesson 17 measures whether MPI does).
 - Ulysses, per rank and layer (forward): all-to-alls of Q, K, V and the output,
   4 c D elements, of which the share (P - 1) / P leaves the rank. The DeepSpeed
   Ulysses blog writes this as 4 N D / P "per link": it falls as 1 / P, so it stays
