@@ -78,9 +78,6 @@ bench-ttt: $(STAMP)  ## TTT-Linear primal vs dual form (writes benchmarks/result
 bench-decoding: $(STAMP)  ## lesson 11's timings -> benchmarks/results/decoding.json
 	$(BIN)/python benchmarks/decoding_bench.py
 
-	rm -rf $(VENV) .pytest_cache .ruff_cache
-
 .PHONY: bench-ring
 bench-ring: $(STAMP)  ## ring attention over MPI: timeline, overlap probe, memory per rank (JSON for lesson 17)
-	$(BIN)/python -m pip install --quiet "mpi4py>=4,<5" "mpich>=4,<6"
 	$(BIN)/python benchmarks/ring_timeline_bench.py
