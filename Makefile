@@ -44,3 +44,7 @@ student: $(STAMP)  ## student copies of the exercise notebooks in student/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: bench-lessons-efficient
+bench-lessons-efficient: $(STAMP)  ## timings for lessons 13-16 -> benchmarks/results/1[3-6]_*.json (a few minutes)
+	$(BIN)/python benchmarks/lessons_efficient_bench.py
