@@ -46,5 +46,6 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 .PHONY: bench-lessons-efficient
-bench-lessons-efficient: $(STAMP)  ## timings for lessons 13-16 -> benchmarks/results/1[3-6]_*.json (a few minutes)
+bench-lessons-efficient: $(STAMP)  ## timings and peak memory for lessons 13-16 -> benchmarks/results/1[3-6]_*.json (a few minutes)
 	$(BIN)/python benchmarks/lessons_efficient_bench.py
+	$(BIN)/python benchmarks/lessons_efficient_memory.py
