@@ -109,6 +109,7 @@ def _qkv(qkv, N, d):
 
 def standard_blocks(d, S):
     """Side b of the square tiles of the standard schedule: 2 b d + b^2 <= S."""
+    d, S = V.positive_int("d", d), V.positive_int("S", S)
     b = int(np.sqrt(d * d + S) - d)  # root of b^2 + 2 d b - S
     while b > 0 and 2 * b * d + b * b > S:
         b -= 1
@@ -125,6 +126,7 @@ def tiled_blocks(d, S):
     at most S/4 words, and the largest query tile that fits next to them:
     block_q (2 d + 2 + block_k) + 2 block_k d <= S.
     """
+    d, S = V.positive_int("d", d), V.positive_int("S", S)
     block_k = max(1, min(d, S // (8 * d)))
     block_q = (S - 2 * block_k * d) // (2 * d + 2 + block_k)
     if block_q < 1:
