@@ -81,3 +81,8 @@ bench-decoding: $(STAMP)  ## lesson 11's timings -> benchmarks/results/decoding.
 .PHONY: bench-ring
 bench-ring: $(STAMP)  ## ring attention over MPI: timeline, overlap probe, memory per rank (JSON for lesson 17)
 	$(BIN)/python benchmarks/ring_timeline_bench.py
+
+.PHONY: bench-lessons-efficient
+bench-lessons-efficient: $(STAMP)  ## timings and peak memory for lessons 13-16 -> benchmarks/results/1[3-6]_*.json (a few minutes)
+	$(BIN)/python benchmarks/lessons_efficient_bench.py
+	$(BIN)/python benchmarks/lessons_efficient_memory.py
