@@ -129,8 +129,10 @@ def hatch_cells(ax, masked):
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
+    if max(masked.shape) > HATCH_MAX:  # too small to read: grey only, no patches
+        return
     cells = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in np.argwhere(masked)]
-    if cells and max(masked.shape) <= HATCH_MAX:
+    if cells:
         patches = PatchCollection(cells, facecolor="none", hatch=HATCH, linewidth=0)
         patches.set_edgecolor(HATCH_COLOR)  # the hatch lines take the edge colour
         ax.add_collection(patches)
