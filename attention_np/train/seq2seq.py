@@ -156,7 +156,7 @@ def train_translation(
     return params, history
 
 
-def translate(params, model_config, batch, *, beam_width=1):
+def translate_batch(params, model_config, batch, *, beam_width=1):
     """(B, N) translations of ``batch.src`` padded with PAD (greedy for width 1)."""
     V.instance("batch", batch, TranslationBatch)
     kw = dict(bos=BOS, eos=EOS, pad=PAD, src_lengths=batch.src_lengths)
@@ -179,7 +179,7 @@ def evaluate_translation(params, model_config, *, rng, n_examples=1000, beam_wid
     V.rng_arg(rng)
     n = V.positive_int("n_examples", n_examples)
     batch = translation_batch(rng, n, held_out=True)
-    tokens = translate(params, model_config, batch, beam_width=beam_width)
+    tokens = translate_batch(params, model_config, batch, beam_width=beam_width)
     logits, cache = encdec_forward(
         batch.src, batch.tgt_in, params, model_config, src_lengths=batch.src_lengths
     )

@@ -43,6 +43,7 @@ from .encdec_decode import (
     greedy_decode,
     start_decoding,
 )
+from .encoder import encoder_model_backward, encoder_model_forward
 from .layers import (
     embedding_backward,
     embedding_forward,
@@ -67,12 +68,14 @@ from .self_attention import (
     self_attention_backward,
     self_attention_forward,
 )
+from .streaming import EvictingCache, stream_forward
 
 __all__ = [
     "CrossMemory",
     "DecodeState",
     "Decoded",
     "EncDecConfig",
+    "EvictingCache",
     "TransformerConfig",
     "beam_search",
     "check_encdec_params",
@@ -87,11 +90,14 @@ __all__ = [
     "encdec_backward",
     "encdec_forward",
     "encdec_param_shapes",
+    "encoder_model_backward",
+    "encoder_model_forward",
     "greedy_decode",
     "init_cross_attention_params",
     "init_decoder_block_params",
     "init_encdec_params",
     "start_decoding",
+    "stream_forward",
     "adam_init",
     "adam_step",
     "block_backward",
