@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student clean
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency bench-train lab student clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ bench: $(STAMP)  ## attention vs the BLAS floor (prints a table)
 
 bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (tables + figures)
 	$(BIN)/python benchmarks/efficiency_bench.py
+
+bench-train: $(STAMP)  ## training-step tokens/s: NumPy hand backward vs PyTorch eager
+	$(BIN)/python benchmarks/train_bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -94,6 +94,7 @@ def optimizer_update(params, grads, opt_state, cfg, step):
 
     Raises FloatingPointError (and updates nothing) when a gradient is not finite.
     """
+    V.instance("cfg", cfg, OptimConfig)
     try:
         grads, norm = clip_grad_norm(grads, cfg.clip)
     except ValueError as err:  # cfg.clip is valid: the gradient is not finite

@@ -137,6 +137,7 @@ def sample_sentences(rng, n, *, held_out):
 
 def translation_batch(rng, batch_size, *, held_out=False):
     """A padded ``TranslationBatch`` of random training (or held-out) sentences."""
+    batch_size = V.positive_int("batch_size", batch_size)
     sentences = sample_sentences(rng, batch_size, held_out=held_out)
     B = len(sentences)
     src = np.full((B, MAX_SRC), PAD)
