@@ -537,6 +537,20 @@ CATALOGUE = [
         "every",
     ),
     (
+        "train_translation_probed probe=None",
+        lambda: tr.train_translation_probed(TR_MODEL, TRANSLATE, None, rng=R),
+        TypeError,
+        "probe",
+    ),
+    (
+        "train_translation_probed show=5",
+        lambda: tr.train_translation_probed(
+            TR_MODEL, TRANSLATE, tr.translation_batch(R, 2), rng=R, show=5
+        ),
+        ValueError,
+        "show=5",
+    ),
+    (
         "translation_step batch=tuple",
         lambda: tr.translation_step(P, {}, (1, 2), CFG, TRANSLATE, 0),
         TypeError,

@@ -46,6 +46,14 @@ def test_held_out_sentences_never_appear_in_training_batches(rng):
     assert share == 0  # the training sampler rejects every held-out sentence
 
 
+def test_one_sentence_in_ten_is_held_out(rng):
+    sentences = [
+        np.array(T._translate(T._phrase(rng), T._phrase(rng), 0)[0])
+        for _ in range(4000)
+    ]
+    assert abs(np.mean([tr.is_held_out(s) for s in sentences]) - 0.1) < 0.015
+
+
 def test_teacher_forcing_inputs_are_the_targets_shifted_right(rng):
     batch = tr.translation_batch(rng, 8)
     assert np.all(batch.tgt_in[:, 0] == T.BOS)

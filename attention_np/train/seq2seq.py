@@ -189,3 +189,33 @@ def evaluate_translation(params, model_config, *, rng, n_examples=1000, beam_wid
         "token_accuracy": float(hits.sum() / batch.tgt_mask.sum()),
         "alignment": float(alignment_scores(cache.cross_weights, batch.gold).max()),
     }
+
+
+def train_translation_probed(model_config, cfg, probe, *, rng, every=25, show=0):
+    """``train_translation`` that watches the cross-attention on a fixed ``probe``
+    batch every ``every`` steps (and after the last one), teacher-forced.
+
+    Returns:
+        params, history and a dict: step (S,), alignment (S, L, H) ``alignment_scores``
+        on the whole probe batch, weights (S, L, H, N, M) the cross-attention of
+        probe example ``show``.
+    """
+    V.instance("probe", probe, TranslationBatch)
+    show = V.positive_int("show", show, allow_zero=True)
+    if show >= len(probe.src):
+        raise ValueError(f"show={show} must index one of the {len(probe.src)} probes")
+    seen = {"step": [], "alignment": [], "weights": []}
+
+    def watch(step, params):
+        _, cache = encdec_forward(
+            probe.src, probe.tgt_in, params, model_config, src_lengths=probe.src_lengths
+        )
+        W = cache.cross_weights  # (L, B, H, N, M)
+        seen["step"].append(step)
+        seen["alignment"].append(alignment_scores(W, probe.gold))
+        seen["weights"].append(W[:, show])
+
+    params, history = train_translation(
+        model_config, cfg, rng=rng, progress=False, callback=watch, every=every
+    )
+    return params, history, {k: np.array(v) for k, v in seen.items()}
