@@ -708,6 +708,7 @@ def test_catalogue_is_large_and_distinct():
 
 ENCDEC_MODULES = (
     "cross_attention",
+    "cross_memory",
     "decoder_block",
     "encdec",
     "encdec_config",

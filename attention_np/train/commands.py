@@ -168,6 +168,19 @@ def _evaluate(command, params, model, cfg, args):
     }
 
 
+def _meta(command, cfg, args, wall, cpu, load, scores):
+    meta = {
+        "steps": cfg.steps,
+        "train_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "load_average": round(load, 1),
+        **scores,
+    }
+    if command == "mlm":
+        meta["causal"] = args.causal
+    return meta
+
+
 def main(command, argv):
     """Run one command; returns the exit status (argparse exits with 2 itself)."""
     p = parser(command)
@@ -181,15 +194,7 @@ def main(command, argv):
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     scores = _evaluate(command, params, model, cfg, args)
     load = os.getloadavg()[0]
-    meta = {
-        "steps": cfg.steps,
-        "train_seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 1),
-        "load_average": round(load, 1),
-        **scores,
-    }
-    if command == "mlm":
-        meta["causal"] = args.causal
+    meta = _meta(command, cfg, args, wall, cpu, load, scores)
     try:
         save_run(args.out, params, model, cfg, history=history, meta=meta)
     except (OSError, ValueError) as err:

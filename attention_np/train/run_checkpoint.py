@@ -57,9 +57,7 @@ def _check_params(params, model_config):
         V.finite(f"params['{key}']", p)
 
 
-def save_run(path, params, model_config, train_config, *, history=None, meta=None):
-    """Write params, both configs, optional history and meta to ``path`` (.npz)."""
-    path = check_out_path(path)
+def _check_kinds(model_config, train_config):
     for name, value, kinds in (
         ("model_config", model_config, MODELS),
         ("train_config", train_config, TRAINS),
@@ -70,6 +68,12 @@ def save_run(path, params, model_config, train_config, *, history=None, meta=Non
             raise TypeError(
                 f"{name} must be one of {sorted(kinds)}, got {type(value).__name__}"
             )
+
+
+def save_run(path, params, model_config, train_config, *, history=None, meta=None):
+    """Write params, both configs, optional history and meta to ``path`` (.npz)."""
+    path = check_out_path(path)
+    _check_kinds(model_config, train_config)
     _check_params(params, model_config)
     meta = V.instance("meta", {} if meta is None else meta, dict)
     try:
@@ -131,6 +135,18 @@ def load_run(path, *, expected_config=None):
         raise CheckpointError(
             f"{path}: made for {model_config}, expected {expected_config}"
         )
+    params, history, meta = _contents(entries, model_config, path)
+    return {
+        "params": params,
+        "model_config": model_config,
+        "train_config": train_config,
+        "history": history,
+        "meta": meta,
+    }
+
+
+def _contents(entries, model_config, path):
+    """params, history and meta, checked."""
     params = {k[6:]: v for k, v in entries.items() if k.startswith("param/")}
     history = {k[8:]: v for k, v in entries.items() if k.startswith("history/")}
     try:
@@ -142,10 +158,4 @@ def load_run(path, *, expected_config=None):
         if isinstance(err, CheckpointError):
             raise
         raise CheckpointError(f"{path}: {err}") from None
-    return {
-        "params": params,
-        "model_config": model_config,
-        "train_config": train_config,
-        "history": history,
-        "meta": meta,
-    }
+    return params, history, meta

@@ -111,6 +111,16 @@ def progress_range(steps, desc, progress):
     return tqdm(range(steps), desc=desc, mininterval=1.0)
 
 
+def _check_run(model_config, cfg, rng, progress, threads, every):
+    check_fits(model_config)
+    V.instance("cfg", cfg, OptimConfig)
+    V.rng_arg(rng)
+    V.bool_arg("progress", progress)
+    if threads is not None:
+        V.positive_int("threads", threads)
+    return V.positive_int("every", every)
+
+
 def train_translation(
     model_config, cfg, *, rng, progress=True, threads=1, callback=None, every=50
 ):
@@ -128,13 +138,7 @@ def train_translation(
         params and a history dict of lists: step, loss, accuracy (every batch is
         fresh, so these are also numbers on unseen sentences of the training half).
     """
-    check_fits(model_config)
-    V.instance("cfg", cfg, OptimConfig)
-    V.rng_arg(rng)
-    V.bool_arg("progress", progress)
-    every = V.positive_int("every", every)
-    if threads is not None:
-        V.positive_int("threads", threads)
+    every = _check_run(model_config, cfg, rng, progress, threads, every)
     params = init_encdec_params(model_config, rng=rng, dtype=np.dtype(cfg.dtype))
     opt_state = adam_init(params)
     history = {"step": [], "loss": [], "accuracy": []}

@@ -6,7 +6,8 @@ grouped-query or multi-query causal self-attention, optional RoPE and KV cache),
 shapes), ``model`` (the whole network), ``loss`` (softmax cross-entropy), ``optim``
 (SGD, Adam, gradient clipping). Biases are optional everywhere (``bias=False``).
 
-The encoder-decoder: ``cross_attention`` (dot-product or additive scores),
+The encoder-decoder: ``cross_attention`` (dot-product or additive scores;
+``cross_memory`` projects the encoder's keys and values once for decoding),
 ``decoder_block`` (causal self-attention, cross-attention, MLP), ``encdec_config``,
 ``encdec`` (the whole model; its encoder blocks are ``block_forward`` with
 ``causal=False``) and ``encdec_decode`` (greedy and beam search with caches).
@@ -15,13 +16,11 @@ The encoder-decoder: ``cross_attention`` (dot-product or additive scores),
 from .block import block_backward, block_forward, init_block_params
 from .config import TransformerConfig, param_shapes
 from .cross_attention import (
-    CrossMemory,
     cross_attention_backward,
-    cross_attention_decode,
     cross_attention_forward,
-    cross_memory,
     init_cross_attention_params,
 )
+from .cross_memory import CrossMemory, cross_attention_decode, cross_memory
 from .decoder_block import (
     decoder_block_backward,
     decoder_block_forward,

@@ -23,13 +23,12 @@ from ..multihead import mha_backward, mha_forward, mha_param_shapes
 from ._params import prefixed, sub
 from .cross_attention import (
     SCORES,
-    CrossMemory,
     cross_attention_backward,
-    cross_attention_decode,
     cross_attention_forward,
     cross_attention_param_shapes,
     init_cross_attention_params,
 )
+from .cross_memory import CrossMemory, cross_attention_decode
 from .layers import (
     init_mlp_params,
     layernorm_backward,

@@ -46,7 +46,7 @@ def init_encdec_params(config, *, rng, dtype=np.float64):
     V.rng_arg(rng)
     dtype = V.dtype_arg(dtype)
     D, H, F = c.d_model, c.n_heads, c.d_mlp
-    kw = dict(rng=rng, dtype=dtype, bias=c.bias)
+    kw, ones = dict(rng=rng, dtype=dtype, bias=c.bias), np.ones(D, dtype)
     params = {"src_embed.W": rng.standard_normal((c.src_vocab, D)).astype(dtype)}
     params["tgt_embed.W"] = rng.standard_normal((c.tgt_vocab, D)).astype(dtype)
     if c.pos == "learned":
@@ -57,14 +57,10 @@ def init_encdec_params(config, *, rng, dtype=np.float64):
     for layer in range(c.n_dec_layers):
         dec = init_decoder_block_params(D, H, F, score=c.score, d_attn=c.d_attn, **kw)
         params.update(prefixed(dec, f"dec{layer}"))
-    for name in ("enc_ln", "ln_f"):
-        params[f"{name}.gamma"], params[f"{name}.beta"] = (
-            np.ones(D, dtype),
-            np.zeros(D, dtype),
-        )
-    params["head.W"] = (rng.standard_normal((D, c.tgt_vocab)) / np.sqrt(D)).astype(
-        dtype
-    )
+    for ln in ("enc_ln", "ln_f"):  # layer norms start as the identity
+        params[f"{ln}.gamma"], params[f"{ln}.beta"] = ones.copy(), np.zeros_like(ones)
+    head = rng.standard_normal((D, c.tgt_vocab)) / np.sqrt(D)
+    params["head.W"] = head.astype(dtype)
     if c.bias:
         params["head.b"] = np.zeros(c.tgt_vocab, dtype=dtype)
     return params

@@ -25,7 +25,7 @@ from .. import validate as V
 from ..decoding import KVCache
 from ..linear import linear_forward
 from ._params import sub
-from .cross_attention import CrossMemory, cross_memory
+from .cross_memory import CrossMemory, cross_memory
 from .decoder_block import decoder_block_step
 from .encdec import (
     _embed,
@@ -201,11 +201,10 @@ def beam_search(
     T = _check_special(config, bos, eos, pad, max_len)
     state = _expand(start_decoding(src, params, config, src_lengths=src_lengths), K)
     B, Vt = len(state.mask) // K, config.tgt_vocab
-    score = np.full((B, K), -np.inf)  # (B, K) only beam 0 is alive at first
-    score[:, 0] = 0.0
+    score = np.tile(np.r_[0.0, np.full(K - 1, -np.inf)], (B, 1))  # (B, K) beam 0 only
     hist, done = np.full((B, K, T), pad), np.zeros((B, K), dtype=bool)
-    finished = np.full(Vt, -np.inf)  # a finished beam continues with pad, at no cost
-    finished[pad] = 0.0
+    # a finished beam continues with pad, at no cost
+    finished = np.where(np.arange(Vt) == pad, 0.0, -np.inf)  # (V,)
     prev, rows_b = np.full((B * K, 1), bos), np.arange(B)[:, None]
     for t in range(T):
         logits, _ = decode_step(prev, state, params, config)  # (B K, 1, V)
