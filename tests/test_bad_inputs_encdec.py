@@ -609,6 +609,12 @@ CATALOGUE = [
         "causal",
     ),
     (
+        "train_mlm align='left'",
+        lambda: tr.train_mlm(MLM_MODEL, MLM, causal=True, align="left", rng=R),
+        ValueError,
+        "align",
+    ),
+    (
         "train_mlm model does not fit",
         lambda: tr.train_mlm(TCFG, MLM, causal=False, rng=R),
         ValueError,

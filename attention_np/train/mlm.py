@@ -99,7 +99,7 @@ def mlm_model_config(cfg, **overrides):
     )
 
 
-def _check(model_config, cfg, causal):
+def _check(model_config, cfg, causal, align):
     V.instance("model_config", model_config, TransformerConfig)
     V.instance("cfg", cfg, MLMConfig)
     V_, T = model_config.vocab_size, model_config.max_len
@@ -108,17 +108,23 @@ def _check(model_config, cfg, causal):
             f"model_config (vocab_size={V_}, max_len={T}) does not fit the task "
             f"(vocab_size {cfg.n_symbols + 1}, length {2 * cfg.length})"
         )
+    V.align_arg(align)
     return V.causal_arg(causal)
 
 
-def train_mlm(model_config, cfg, *, causal, rng, progress=True, threads=1):
+def train_mlm(
+    model_config, cfg, *, causal, align="top_left", rng, progress=True, threads=1
+):
     """Train a fresh encoder (bidirectional, or causal as the control) on the task.
+
+    ``align`` is accepted for the package's one vocabulary of causality; with N == M
+    keys and queries both alignments are the same mask.
 
     Returns:
         params and a history dict of lists: step, loss, accuracy (at the picked
         positions of each fresh batch).
     """
-    causal = _check(model_config, cfg, causal)
+    causal = _check(model_config, cfg, causal, align)
     V.rng_arg(rng)
     V.bool_arg("progress", progress)
     params = init_params(model_config, rng=rng, dtype=np.dtype(cfg.dtype))
@@ -129,7 +135,7 @@ def train_mlm(model_config, cfg, *, causal, rng, progress=True, threads=1):
         for step in progress_range(cfg.steps, desc, progress):
             batch = mlm_batch(rng, cfg)
             logits, cache = encoder_model_forward(
-                batch.inputs, params, model_config, causal=causal
+                batch.inputs, params, model_config, causal=causal, align=align
             )
             loss, lc = cross_entropy_forward(logits, batch.targets, batch.mask)
             if not np.isfinite(loss):
@@ -144,9 +150,11 @@ def train_mlm(model_config, cfg, *, causal, rng, progress=True, threads=1):
     return params, history
 
 
-def accuracy_per_position(params, model_config, cfg, *, causal, rng, n_examples=500):
+def accuracy_per_position(
+    params, model_config, cfg, *, causal, align="top_left", rng, n_examples=500
+):
     """(N,) accuracy at position i when i is the only blank (a MASK), every i."""
-    causal = _check(model_config, cfg, causal)
+    causal = _check(model_config, cfg, causal, align)
     check_model_params(params, model_config)
     seq = palindromes(rng, n_examples, length=cfg.length, n_symbols=cfg.n_symbols)
     N = seq.shape[1]
@@ -154,6 +162,8 @@ def accuracy_per_position(params, model_config, cfg, *, causal, rng, n_examples=
     for i in range(N):
         inputs = seq.copy()
         inputs[:, i] = cfg.mask_id
-        logits, _ = encoder_model_forward(inputs, params, model_config, causal=causal)
+        logits, _ = encoder_model_forward(
+            inputs, params, model_config, causal=causal, align=align
+        )
         acc[i] = np.mean(logits[:, i].argmax(-1) == seq[:, i])
     return acc
