@@ -33,8 +33,8 @@ from attention_np.transformer import (
     init_params,
     model_backward,
     model_forward,
+    read_stream,
     start_decoding,
-    stream_forward,
 )
 from attention_np.transformer.encdec_config import encdec_param_shapes
 
@@ -353,7 +353,7 @@ def test_a_stream_cache_that_evicts_nothing_equals_the_full_forward(rng, n_kv_he
     ids = rng.integers(0, 6, size=(2, 12))
     full, _ = model_forward(ids, params, c)
     for n_sink, window in [(0, None), (0, 12), (2, 10), (4, 100)]:
-        logits, _ = stream_forward(ids, params, c, n_sink=n_sink, window=window)
+        logits, _ = read_stream(ids, params, c, n_sink=n_sink, window=window)
         np.testing.assert_allclose(logits, full, atol=1e-12)
 
 
@@ -361,11 +361,11 @@ def test_an_evicting_cache_keeps_the_sinks_and_the_window(rng):
     c, params = stream_model(rng)
     ids = rng.integers(0, 6, size=(2, 20))  # longer than max_len: RoPE has no table
     full, _ = model_forward(ids[:, :12], params, c)
-    logits, weights = stream_forward(ids, params, c, n_sink=2, window=5)
+    logits, weights = read_stream(ids, params, c, n_sink=2, window=5)
     np.testing.assert_allclose(
         logits[:, :7], full[:, :7], atol=1e-12
     )  # before eviction
     assert not np.allclose(logits[:, 7:12], full[:, 7:12])  # eviction changes things
     assert [w.shape for w in weights] == [(2, 2, 1, 7)] * 2  # 2 sinks + 5 recent
-    only_window, w = stream_forward(ids, params, c, n_sink=0, window=5)
+    only_window, w = read_stream(ids, params, c, n_sink=0, window=5)
     assert w[0].shape[-1] == 5 and np.all(np.isfinite(only_window))

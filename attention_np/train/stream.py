@@ -25,7 +25,7 @@ from ..transformer import (
     init_params,
     model_backward,
     model_forward,
-    stream_forward,
+    read_stream,
 )
 from .loop import blas_threads
 from .schedule import OptimConfig, optimizer_update
@@ -123,7 +123,7 @@ def evaluate_stream(
     next token is not predictable)."""
     V.instance("cfg", cfg, StreamConfig)
     x = fibonacci_streams(rng, n_examples, length=length, n_symbols=cfg.n_symbols)
-    logits, _ = stream_forward(
+    logits, _ = read_stream(
         x[:, :-1], params, model_config, n_sink=n_sink, window=window
     )
     targets = x[:, 1:]

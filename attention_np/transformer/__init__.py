@@ -67,7 +67,7 @@ from .self_attention import (
     self_attention_backward,
     self_attention_forward,
 )
-from .streaming import EvictingCache, stream_forward
+from .streaming import EvictingCache, read_stream
 
 __all__ = [
     "CrossMemory",
@@ -96,7 +96,7 @@ __all__ = [
     "init_decoder_block_params",
     "init_encdec_params",
     "start_decoding",
-    "stream_forward",
+    "read_stream",
     "adam_init",
     "adam_step",
     "block_backward",

@@ -83,7 +83,7 @@ def _attend(h, params, config, cache, position):
     return out, c.weights  # (B, H, 1, C)
 
 
-def stream_forward(ids, params, config, *, n_sink, window):
+def read_stream(ids, params, config, *, n_sink, window):
     """Next-token logits of a stream read one token at a time through an evicting
     cache (inference).
 
@@ -99,7 +99,7 @@ def stream_forward(ids, params, config, *, n_sink, window):
     check_model_params(params, config)
     V.instance("config", config, TransformerConfig)
     if config.pos != "rope":
-        raise ValueError(f"stream_forward needs config.pos='rope', got {config.pos!r}")
+        raise ValueError(f"read_stream needs config.pos='rope', got {config.pos!r}")
     ids = V.token_ids("ids", ids, config.vocab_size, ndim=2)
     if 0 in ids.shape:
         raise ValueError(f"ids{ids.shape} must hold at least one token per row")
