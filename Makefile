@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SITE_STAMP := $(VENV)/.site-installed
 
-.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student site \
-        test-site site-screenshot clean
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency bench-train lab student \
+        site test-site site-screenshot clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ bench: $(STAMP)  ## attention vs the BLAS floor (prints a table)
 
 bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (tables + figures)
 	$(BIN)/python benchmarks/efficiency_bench.py
+
+bench-train: $(STAMP)  ## training-step tokens/s: NumPy hand backward vs PyTorch eager
+	$(BIN)/python benchmarks/train_bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -2,6 +2,9 @@
 
     python -m attention_np.train reversal --out checkpoints/reversal.npz
     python -m attention_np.train copy --out checkpoints/copy.npz --steps 800
+    python -m attention_np.train translate --out checkpoints/translate.npz
+
+(``translate``, ``mlm`` and ``stream`` have their own flags: see commands.py.)
 
 Prints the wall-clock training time, the number of steps and the accuracy on 1000
 fresh examples; all three are also stored in the checkpoint's ``meta``.
@@ -19,6 +22,7 @@ import time
 
 import numpy as np
 
+from . import commands
 from .checkpoint import check_out_path, save_checkpoint
 from .config import TrainConfig
 from .loop import default_model_config, evaluate, train
@@ -56,7 +60,7 @@ def _positive_float(text):
 def parser():
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m attention_np.train")
-    p.add_argument("task", choices=TASKS)
+    p.add_argument("task", choices=TASKS + commands.COMMANDS)
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
     p.add_argument("--steps", type=_int(1), default=defaults.steps)
     p.add_argument("--batch-size", type=_int(1), default=defaults.batch_size)
@@ -91,6 +95,9 @@ def configs(p, args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in commands.COMMANDS:  # the encoder-decoder, MLM, stream runs
+        return commands.main(argv[0], argv[1:])
     p = parser()
     args = p.parse_args(argv)
     cfg, model_config = configs(p, args)

@@ -111,7 +111,12 @@ def save_checkpoint(
     Everything is checked first; the file appears whole or not at all.
     """
     path = check_out_path(path)
-    arrays = _entries(params, model_config, train_config, history, meta)
+    write_npz(path, _entries(params, model_config, train_config, history, meta))
+
+
+def write_npz(path, arrays):
+    """Write ``arrays`` to ``path`` atomically: a temporary file renamed over it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -29,6 +29,7 @@ from ..transformer import (
     model_forward,
 )
 from .config import TrainConfig
+from .schedule import warmup_cosine
 from .tasks import Batch, vocab_size
 
 
@@ -51,11 +52,8 @@ def learning_rate(step, cfg):
     """Linear warmup, then cosine decay to lr * final_lr_frac at the last step."""
     step = V.positive_int("step", step, allow_zero=True)
     V.instance("cfg", cfg, TrainConfig)
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    cosine = 0.5 * (1.0 + np.cos(np.pi * min(frac, 1.0)))  # 1 -> 0
-    return cfg.lr * (cfg.final_lr_frac + (1.0 - cfg.final_lr_frac) * cosine)
+    sched = dict(warmup=cfg.warmup, steps=cfg.steps, final_lr_frac=cfg.final_lr_frac)
+    return warmup_cosine(step, lr=cfg.lr, **sched)
 
 
 def token_accuracy(logits, batch):

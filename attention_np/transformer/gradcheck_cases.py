@@ -15,6 +15,7 @@ from ..masks import padding_mask
 from . import layers as L
 from .block import block_backward, block_forward, init_block_params
 from .config import TransformerConfig
+from .encdec_cases import CASES as ENCDEC_CASES
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import init_params, model_backward, model_forward
 from .self_attention import (
@@ -139,3 +140,6 @@ CASES = {
     ),
     "transformer model (RoPE, MQA)": lambda rng: _model(rng, pos="rope", n_kv_heads=1),
 }
+
+# the encoder-decoder's layers (encoder block, cross-attention, decoder block, models)
+CASES.update(ENCDEC_CASES)
