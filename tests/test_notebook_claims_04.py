@@ -41,8 +41,12 @@ def designed():
 
 
 @functools.cache
-def trained():
-    """Section 5's 400 steps of gradient descent, with the notebook's draws."""
+def trained(loss="squared"):
+    """Section 5's 400 steps of gradient descent, with the notebook's draws.
+
+    ``loss="cross_entropy"`` is exercise 4: -sum T log P, whose gradient reaches
+    attention_backward as dout = -T / P (softmax's backward turns it into P - T).
+    """
     rng = np.random.default_rng(0)
     rng.permutation(N)  # section 4's shuffle comes first
     X_pos = np.concatenate([X, np.eye(N)], axis=1)
@@ -56,7 +60,8 @@ def trained():
         losses.append(0.5 * np.sum((out - T) ** 2))
         if first_ok is None and np.all(out[np.arange(N), READS] > 0.8):
             first_ok = step
-        dQ, dK, _ = attention_backward(out - T, cache)
+        dout = out - T if loss == "squared" else -T / out
+        dQ, dK, _ = attention_backward(dout, cache)
         params["W_Q"] -= linear_backward(dQ, q_cache)[1]
         params["W_K"] -= linear_backward(dK, k_cache)[1]
     return cache.weights, losses, first_ok
@@ -123,3 +128,8 @@ def test_learned_projections_reach_the_target_with_at_least_0990_on_every_token(
     assert P[np.arange(N), READS].min() >= 0.990
     assert first_ok == 18
     assert READS[0] == 2 and READS[5] == 7  # the first "the" reads cat, the second mat
+
+
+def test_exercise_4_cross_entropy_reaches_08_on_every_target_in_7_steps_not_18():
+    *_, first_ok = trained("cross_entropy")
+    assert first_ok == 7 and trained()[2] == 18

@@ -90,6 +90,14 @@ def test_two_heads_solve_the_two_job_task_that_one_head_cannot(test_batch):
     assert one.mean() > 30 * 1e-2
 
 
+def test_two_heads_end_more_than_three_orders_of_magnitude_below_one_head(test_batch):
+    one = [two_job_errors(run(1, s).params, test_batch, n_heads=1) for s in range(5)]
+    best_one = np.mean(one, axis=1).min()
+    for seed in (0, 1):
+        two = two_job_errors(run(2, seed).params, test_batch, n_heads=2)
+        assert two.mean() * 1000 < best_one
+
+
 def test_w_o_routes_each_job_through_one_head(test_batch):
     shares = head_job_shares(run(2, 0).params, test_batch, n_heads=2)  # (H, jobs)
     np.testing.assert_allclose(shares.sum(axis=0), 1.0)
@@ -105,6 +113,37 @@ def test_deleting_a_heads_rows_of_w_o_breaks_only_its_job(test_batch):
         errors = two_job_errors(params, test_batch, n_heads=2, drop_head=head)
         assert errors[job] > 0.9  # about 1: the error of answering 0
         assert errors[1 - job] < 1e-2
+
+
+def test_head_1s_large_w_o_entries_into_job_1_cancel_in_what_reaches_the_output(
+    test_batch,
+):
+    """Section 5: rows 1 and 2 of head 1 have the largest entries into job 1's
+    columns, but what they send there largely cancels."""
+    params = run(2, 0).params
+    x = test_batch.x
+    weights = mha_forward(x, x, params, n_heads=2, causal=False)[1].weights
+    v = x @ params["W_v"] + params["b_v"]
+    W = params["W_o"][:, :3]  # (D, 3) job 1's columns
+    o = [weights[:, h] @ v[..., 6 * h : 6 * h + 6] for h in range(2)]  # (B, N, 6)
+    assert np.abs(W[6:]).max(axis=1).argsort()[-2:].tolist() in ([1, 2], [2, 1])
+
+    def energy(h, rows):
+        return np.sum((o[h][..., rows] @ W[6 * h : 6 * h + 6][rows]) ** 2)
+
+    alone = [energy(1, [1]), energy(1, [2])]
+    np.testing.assert_allclose(alone, [375.9, 300.2], rtol=0.01)
+    assert energy(1, [1, 2]) == pytest.approx(150.3, rel=0.01)  # the pair cancels
+    assert energy(1, list(range(6))) == pytest.approx(27.1, rel=0.01)
+    assert energy(0, list(range(6))) == pytest.approx(24163.6, rel=0.01)
+
+
+def test_exercise_5_four_heads_solve_both_jobs_each_through_one_head(test_batch):
+    params = train_two_job(4, rng=np.random.default_rng(0)).params
+    assert two_job_errors(params, test_batch, n_heads=4).max() < 1e-2
+    shares = head_job_shares(params, test_batch, n_heads=4)
+    assert shares.max(axis=0).min() > 0.9
+    assert shares[:, 0].argmax() != shares[:, 1].argmax()
 
 
 def test_one_and_two_heads_have_the_same_parameter_count():

@@ -77,17 +77,24 @@ def test_luong_general_score_is_the_dot_product_of_projections(lesson):
     p = lesson["params"]
     W_general = p["W_q"] @ p["W_k"].T / np.sqrt(D)
     x_fr, x_en = lesson["x_fr"], lesson["x_en"]
-    _, (_, attn_cache) = luong_attention_forward(
-        x_fr, x_en, x_en, W_general, causal=False
-    )
-    np.testing.assert_allclose(attn_cache.weights[0], lesson["P"], atol=1e-12)
+    _, cache = luong_attention_forward(x_fr, x_en, x_en, W_general, causal=False)
+    np.testing.assert_allclose(cache.weights[0], lesson["P"], atol=1e-12)
 
 
-def test_a_padded_query_spreads_evenly_over_the_real_words(lesson):
-    x_fr = np.concatenate([lesson["x_fr"], np.zeros((1, 4, D))])
-    x_en = np.concatenate([lesson["x_en"], lesson["x_en"]])
+def test_the_padded_batch_aligns_the_real_words_and_spreads_the_padded_query(lesson):
+    """Section 4's batch: sentence 1 is "the cat is sleeping <pad>" and
+    "le chat dort <pad>", padding vectors are zero."""
+    C, A, G = np.eye(6), lesson["A"], lesson["G"]
+    en_2 = np.array([C[0], C[2], C[3], C[4], np.zeros(6)])
+    fr_2 = np.array([C[0], C[2], (C[3] + C[4]) / np.sqrt(2), np.zeros(6)])
+    x_en = np.concatenate([lesson["x_en"], (en_2 @ A)[None]])
+    x_fr = np.concatenate([lesson["x_fr"], (fr_2 @ G)[None]])
     pad = padding_mask([5, 4], 5)
     P = mha_forward(x_fr, x_en, lesson["params"], pad, n_heads=1, causal=False)[1]
-    np.testing.assert_allclose(P.weights[1, 0, :, :4], 0.25, atol=1e-12)
-    assert np.all(P.weights[1, 0, :, 4] == 0.0)
-    np.testing.assert_allclose(P.weights[0, 0], lesson["P"], atol=1e-12)
+    P = P.weights[:, 0]  # (2, N, M)
+    np.testing.assert_allclose(P[0], lesson["P"], atol=1e-12)  # sentence 0 unchanged
+    assert np.all(P[1, :, 4] == 0.0)  # nobody reads the padded English word
+    assert list(P[1, :2].argmax(axis=1)) == [0, 1]  # le-the, chat-cat
+    dort = np.exp(4) / (2 * np.exp(4) + 2)  # scores 4, 4 and 0, 0 on the real words
+    np.testing.assert_allclose(P[1, 2, 2:4], dort)  # dort: is, sleeping
+    np.testing.assert_allclose(P[1, 3, :4], 0.25, atol=1e-12)  # the zero query
