@@ -73,6 +73,19 @@ def test_every_state_reads_the_same_symbol_five_steps_back_with_a_large_weight()
     assert 0.4 < np.mean(back10 / back5[5:]) < 0.59  # mostly the decay lambda^5
 
 
+def test_the_same_symbol_five_back_is_the_rows_largest_weight_in_7_of_10_rows_only():
+    symbols = "abcdeabcdeabcde"
+    x_ids = np.array(["abcde".index(s) for s in symbols])
+    params = init_fast_weights_params(5, 24, rng=np.random.default_rng(0))
+    params["C"] *= 3.0
+    H, _ = fast_weights_forward(np.eye(5)[x_ids][None], params, lam=0.9, eta=0.5)
+    att = fast_weight_attention_matrix(H, lam=0.9, eta=0.5)[0]
+    top = {t: int(np.argmax(att[t, :t])) for t in range(5, 15)}  # rows with a repeat
+    beaten = [(symbols[t], symbols[j]) for t, j in top.items() if j != t - 5]
+    assert len(beaten) == 3  # the same symbol wins 7 of the 10 rows
+    assert set(beaten) <= {("a", "d"), ("d", "a")}  # "a" reads "d" more, or back
+
+
 def test_causal_linear_attention_is_the_sum_rule():
     rng = np.random.default_rng(0)
     q, k = rng.standard_normal((2, 2, 2, 9, 4))
@@ -119,6 +132,14 @@ def test_written_once_the_one_pass_delta_rule_recalls_less_than_the_sum_rule():
     big = N_GRID >= 16
     assert np.all(delta.accuracy[big] < summed.accuracy[big])
     assert np.all(soft.accuracy == 1.0)
+
+
+def test_written_once_the_delta_rules_cosine_is_higher_up_to_16_pairs_lower_from_24():
+    summed, delta = _curve("sum", 0), _curve("delta", 0)
+    assert np.all(delta.cosine[N_GRID <= 16] > summed.cosine[N_GRID <= 16])
+    assert np.all(delta.cosine[N_GRID >= 24] < summed.cosine[N_GRID >= 24])
+    assert round(_at(delta, "cosine", 16), 2) == 0.84
+    assert round(_at(summed, "cosine", 16), 2) == 0.83
 
 
 def test_with_one_rewrite_the_delta_rule_beats_the_sum_rule_and_softmax_attention():

@@ -92,6 +92,24 @@ def test_three_hops_find_the_holder_first_then_the_holders_latest_move(lesson):
     assert (lesson[3][0] == test["answer"])[two].mean() > 0.95
 
 
+def test_three_hops_pick_the_latest_of_several_moves_more_surely_hop_by_hop(lesson):
+    test, two = lesson["test"], lesson["two"]
+    moved_twice = [
+        s
+        for s in np.flatnonzero(~two)
+        if sum(
+            t.startswith(test["texts"][s][1].split()[2] + " went")
+            for t in test["texts"][s][0]
+        )
+        >= 2
+    ]
+    right = lesson[3][0] == test["answer"]
+    assert len(moved_twice) == 124 and round(right[moved_twice].mean(), 2) == 0.99
+    latest = test["support"][moved_twice, 0]
+    w = lesson[3][1][moved_twice][np.arange(len(moved_twice)), :, latest].mean(axis=0)
+    assert np.all(np.diff(w) > 0) and round(w[-1], 2) == 1.0  # grows, to 1.00
+
+
 def _head():
     rng = np.random.default_rng(21)
     M = rng.standard_normal((1, 16, 8))
