@@ -153,3 +153,11 @@ def test_the_rope_head_is_relative_but_does_not_extrapolate_to_unseen_offsets(
         previous_token_logits(params, long.inputs, rope=True)[0], long
     )
     assert acc[:11].mean() > 0.99 and acc[11:].mean() < 0.9
+
+
+def test_the_printed_docstring_attributes_the_layouts_as_the_lesson_says():
+    """Section 3 prints rope_forward's source and describes what its docstring says."""
+    doc = " ".join(rope_forward.__doc__.split())
+    assert '"interleaved" pairs (x_2i, x_2i+1) as in RoFormer' in doc
+    assert "as in GPT-NeoX and the Hugging Face LLaMA" in doc
+    assert "LLaMA code" not in doc  # Meta's reference code rotates interleaved pairs

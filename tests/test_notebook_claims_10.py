@@ -118,6 +118,10 @@ def test_a_wrong_fed_digit_leaves_head2_on_key_2L_minus_q_position_beats_content
     stays = cache.weights[:, rows, :, q, 2 * L - q].mean(axis=0)[1]  # (H,)
     moves = cache.weights[:, rows, :, q, p].mean(axis=0)[1]
     assert stays[2] > 0.55 and moves[2] < 0.2 and stays[2] > 3 * moves[2]
+    _, clean = model_forward(test.clean, params, config)
+    before = clean.weights[:, rows, :, q, p].mean(axis=0)[1]  # key p, clean input
+    assert before[2] < 5e-4 and moves[2] > 0.15  # head 2: 0.000 -> 0.16
+    assert round(before[3], 2) == 0.01 and round(moves[3], 2) == 0.04  # head 3
     pred = logits.argmax(-1)[rows, q]
     right = np.mean(pred == test.digits[rows, 2 * L - 1 - q])
     follow = np.mean(pred == test.digits[rows, p - 1])
