@@ -5,8 +5,9 @@ outer-product memory of its own recent hidden states.
     pre_t = h_{t-1} W + x_t C + b
     h^0 = f(pre_t);   h^{s+1} = f(LN(pre_t + h^s A_{t-1})),  s = 0..S-1;   h_t = h^S
 
-Indexing convention (the paper's equations are off by one; this is the one we fix and
-test): h_t is the state after reading x_t, t = 1..T, with h_0 = 0 and A_0 = 0. While
+Indexing convention (ours; the paper labels the same states one step later, its h(tau)
+being our h_{tau-1}, and its equations agree with each other and with these): h_t is
+the state after reading x_t, t = 1..T, with h_0 = 0 and A_0 = 0. While
 h_t is being computed, the memory is A_{t-1}: it holds h_1..h_{t-1}, never the state
 under construction. LN is layer norm with gain ``gamma`` and shift ``beta``.
 
