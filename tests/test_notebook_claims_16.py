@@ -97,16 +97,17 @@ def test_window_plus_stride_reaches_every_earlier_position_in_two_layers():
         np.testing.assert_array_equal(two, np.tri(N, dtype=bool))
 
 
-def test_padding_rows_give_zero_output_and_finite_gradients():
+def test_padding_rows_give_exactly_zero_weights_output_and_gradients():
     rng = np.random.default_rng(0)
     N = 12
     x = rng.standard_normal((1, N, 16))
     mask = sliding_window_mask(N, 3, causal=False) & padding_mask([9], N)[0, 0]
     mask[9:] = False
     out, cache = attention_forward(x, x, x, mask, causal=False)
-    assert (out[0, 9:] == 0).all()
+    assert (out[0, 9:] == 0).all() and (cache.weights[0, 9:] == 0).all()
     grads = attention_backward(rng.standard_normal(out.shape), cache)
     assert all(np.isfinite(g).all() for g in grads)
+    assert all((g[0, 9:] == 0).all() for g in grads)  # "exactly 0, with no NaN"
 
 
 def test_banded_attention_equals_dense_masked_attention_forward_and_backward():
