@@ -1,17 +1,23 @@
 """Claims of lesson 13 (the quadratic wall), recomputed from the package.
 
-Timings are not claims a test can check (they live in
-benchmarks/results/13_the_quadratic_wall.json); the memory claims are, because
-tracemalloc's peak depends only on the shapes. Sizes as in the lesson.
+Timings cannot be re-measured by a test; the lesson reads them from the committed
+benchmarks/results/13_the_quadratic_wall.json, and the last tests check that this
+file still shows what the prose says about it (re-running the benchmark on another
+machine may change that, and then the prose must change too). The memory claims are
+recomputed, because tracemalloc's peak depends only on the shapes. Sizes as in the
+lesson.
 """
 
+import json
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
 from attention_np import attention_backward, attention_forward
 from attention_np.efficient import peak_bytes
 
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks/results"
 MEM_SIZES = [1024, 2048, 4096]  # the sizes the lesson fits (N >= 1024), d = 64
 
 
@@ -64,3 +70,33 @@ def test_causal_standard_attention_computes_every_score():
     _, causal = attention_forward(q, k, v, causal=True)
     assert causal.p.shape == plain.p.shape == (256, 256)
     assert (causal.p[np.triu_indices(256, 1)] == 0).all()  # computed, then masked
+
+
+def cpu_seconds(records):
+    return np.array([r["cpu_s"] for r in records])
+
+
+def slope(sizes, times):
+    return np.polyfit(np.log(sizes), np.log(times), 1)[0]
+
+
+def test_benchmark_file_the_two_products_are_a_growing_majority_of_the_forward():
+    bench = json.loads((BENCH / "13_the_quadratic_wall.json").read_text())
+    sizes = np.array(bench["sizes"])
+    forward, products = cpu_seconds(bench["forward"]), cpu_seconds(bench["products"])
+    share = products / forward
+    assert (share > 0.5).all() and (np.diff(share) > 0).all()
+    assert forward[1] / forward[0] < 4  # N = 128 -> 256: less than 4-fold
+    for times in (forward, products):  # fitted from N = 512 on, as in the lesson
+        assert 1.9 < slope(sizes[2:], times[2:]) < 2.3
+
+
+def test_benchmark_file_tiling_is_faster_but_quadratic_linear_and_window_near_1():
+    bench = json.loads((BENCH / "13_the_quadratic_wall.json").read_text())
+    sizes = np.array(bench["ways_sizes"])
+    ways = {name: cpu_seconds(ts) for name, ts in bench["ways"].items()}
+    assert (ways["tiled (flash)"] < ways["standard"]).all()
+    slopes = {name: slope(sizes[-3:], ts[-3:]) for name, ts in ways.items()}
+    assert 1.8 < slopes["standard"] < 2.2 and 1.8 < slopes["tiled (flash)"] < 2.2
+    assert 0.8 < slopes["linear (chunkwise 64)"] < 1.2
+    assert 0.8 < slopes["sliding window w=256"] < 1.2
