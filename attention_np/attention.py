@@ -76,15 +76,25 @@ def with_ones(v):
 
 
 def _hide(s, mask, offset, rows):
-    """Scores a query may not see -> -inf (weight exp(-inf) = 0), for block ``rows``."""
+    """Scores a query may not see -> -inf (weight exp(-inf) = 0), for block ``rows``.
+
+    Returns ``seen``: keys >= seen are in the future of every row of the block (the
+    causal rule); their weights are set to 0 here, so exp can skip them.
+    """
     if mask is not None:
         np.copyto(s, -np.inf, where=~mask[..., rows, :])
-    if offset is not None:  # key j is in query i's future when j > i + offset
-        (n, M), first = s.shape[-2:], rows.start + offset  # row r sees j <= first + r
-        lo, hi = min(max(first + 1, 0), M), min(max(first + n, 0), M)
-        s[..., hi:] = -np.inf  # hidden from every row of the block
-        tri = np.arange(hi - lo) > np.arange(n)[:, None] + (first - lo)  # (n, hi-lo)
-        np.copyto(s[..., lo:hi], -np.inf, where=tri)  # the diagonal strip
+    if offset is None:
+        return s.shape[-1]
+    (n, M), first = s.shape[-2:], rows.start + offset  # row r sees j <= first + r
+    seen = min(max(first + n, 0), M)
+    s[..., seen:] = 0.0  # weight 0 without an exp
+    for r in range(0, n, 64):  # the diagonal, 64 rows at a time: small triangles
+        sub = s[..., r : r + 64, :seen]  # (..., <= 64, seen)
+        lo, hi = (min(max(first + r + i, 0), seen) for i in (1, sub.shape[-2]))
+        sub[..., hi:] = -np.inf  # in the future of every row of ``sub``
+        tri = np.arange(hi - lo) > np.arange(sub.shape[-2])[:, None] + first + r - lo
+        np.copyto(sub[..., lo:hi], -np.inf, where=tri)  # (<= 64, hi - lo)
+    return seen
 
 
 def _score_bound(qs, k):
@@ -113,8 +123,8 @@ def _exp_scores(qs, k, v_ext, mask, offset, p, pv):
     for rows in _row_blocks(p):
         s = p[..., rows, :]  # (..., rows, M) this block's scores, in place in p
         np.matmul(qs[..., rows, :], k_t, out=s)  # S = (q * scale) k^T
-        _hide(s, mask, offset, rows)
-        _exp(s, bound[..., rows, :])
+        seen = _hide(s, mask, offset, rows)  # keys >= seen: weight 0 already
+        _exp(s[..., :seen], bound[..., rows, :])
         np.matmul(s, v_ext, out=pv[..., rows, :])  # [p v, rowsum p]
 
 

@@ -310,6 +310,25 @@ def test_causal_equals_the_explicit_causal_mask(rng, align, n, m):
 
 
 @pytest.mark.parametrize("align", ALIGNS)
+@pytest.mark.parametrize("n, m", [(150, 170), (170, 150)])
+@pytest.mark.parametrize("block_bytes", [1 << 21, 5000])
+def test_causal_rule_in_blocks_of_many_rows_equals_the_explicit_mask(
+    rng, monkeypatch, align, n, m, block_bytes
+):
+    # blocks of more than 64 rows: the diagonal is masked 64 rows at a time, and the
+    # keys in the future of a whole block get weight 0 without an exp
+    monkeypatch.setattr(attention_module, "_BLOCK_BYTES", block_bytes)
+    q, k, v = (a[:1, :1] for a in qkv(rng, n=n, m=m))
+    out, cache = attention_forward(q, k, v, causal=True, align=align)
+    mask = causal_mask(n, m, align=align)
+    ref, ref_cache = attention_forward(q, k, v, mask, causal=False)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(cache.p, ref_cache.p)
+    naive, _ = attention_naive(q, k, v, causal=True, align=align)
+    np.testing.assert_allclose(out, naive, atol=1e-12)
+
+
+@pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize("n, m", SIZES)
 def test_causal_weights_equal_the_explicit_causal_mask(rng, align, n, m):
     q, k, _ = qkv(rng, n=n, m=m)
