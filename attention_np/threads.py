@@ -7,12 +7,12 @@ Python threads that each work on their own slices run at the same time.
     results = run_slices(lead, work, workers, size=N * M)
 
 calls ``work(idx)`` once per task and returns the results in task order. A task is
-an index tuple over the first axes of ``lead`` (the broadcast leading shape, e.g.
+an index tuple into the leading axes ``lead`` (the broadcast leading shape, e.g.
 (B, H)): one (batch, head) slice, or, when slices are small (``size`` elements each,
-fewer than MIN_TASK_SIZE), a whole group of them, so that the cost of a thread is
-spread over enough work. ``x[idx]`` is then the task's part of any array of shape
-``lead + ...`` (``lead_views`` makes them); the work function writes its results
-into slices of arrays allocated beforehand, or returns them.
+fewer than MIN_TASK_SIZE), a run of neighbouring ones, so that the cost of a thread
+is spread over enough work. ``x[idx]`` is then the task's part of any array of
+shape ``lead + ...`` (``lead_views`` makes them); the work function writes its
+results into slices of arrays allocated beforehand, or returns them.
 
 - ``workers`` means the same in every function that takes it: the number of threads
   (CONTRIBUTING.md section 5); None is ``validate.default_workers()``, the cores this
@@ -56,17 +56,25 @@ def lead_views(lead, *arrays):
 
 
 def tasks(lead, size=None):
-    """Index tuples over the first axes of ``lead``: one per slice, or, when a slice
-    has ``size`` < MIN_TASK_SIZE elements, one per group of slices of at least that
-    many elements (the whole batch: ``()``). ``size=None``: one per slice."""
-    split = len(lead)
-    if size is not None:
-        split = 0
-        while (
-            split < len(lead) and math.prod(lead[split + 1 :]) * size >= MIN_TASK_SIZE
-        ):
-            split += 1
-    return list(np.ndindex(*lead[:split]))
+    """The tasks for slices of shape ``lead``, each of ``size`` elements: index
+    tuples, one per slice when slices have at least MIN_TASK_SIZE elements (or when
+    ``size`` is None), else runs of neighbouring slices along one axis (the tuple
+    ends with a slice) that are that large, or the whole batch, ``()``."""
+    lead = tuple(lead)
+    if size is None:
+        return list(np.ndindex(*lead))
+    if math.prod(lead) == 0:
+        return []
+    axis, per_task = len(lead), max(size, 1)  # elements of one index of lead[:axis]
+    while axis > 0 and per_task < MIN_TASK_SIZE:
+        axis -= 1
+        step = -(-MIN_TASK_SIZE // per_task)  # indices of this axis per task
+        if step < lead[axis]:
+            outer = np.ndindex(*lead[:axis])
+            chunks = range(0, lead[axis], step)
+            return [i + (slice(c, c + step),) for i in outer for c in chunks]
+        per_task *= lead[axis]
+    return list(np.ndindex(*lead[:axis]))
 
 
 def blas_threads(n):

@@ -13,16 +13,28 @@ def test_one_task_per_slice_without_a_size():
     assert threads.tasks((2, 3)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 
-def test_small_slices_are_grouped_from_the_left(monkeypatch):
+def test_small_slices_are_grouped_into_runs(monkeypatch):
     monkeypatch.setattr(threads, "MIN_TASK_SIZE", 100)
     assert threads.tasks((2, 3), size=100) == threads.tasks((2, 3))  # big enough
-    assert threads.tasks((2, 3), size=40) == [(0,), (1,)]  # 3 heads: 120 elements
+    assert threads.tasks((2, 3), size=50) == [
+        (0, slice(0, 2)), (0, slice(2, 4)), (1, slice(0, 2)), (1, slice(2, 4)),
+    ]  # fmt: skip
+    assert threads.tasks((4, 3), size=20) == [(slice(0, 2),), (slice(2, 4),)]
     assert threads.tasks((2, 3), size=10) == [()]  # the whole batch in one task
     assert threads.tasks((), size=10**9) == [()]  # two-dimensional inputs
 
 
+def test_runs_of_slices_cover_every_slice_once(monkeypatch):
+    monkeypatch.setattr(threads, "MIN_TASK_SIZE", 100)
+    for lead, size in [((5, 7), 30), ((3, 2, 5), 7), ((9,), 40), ((2, 3), 1000)]:
+        count = np.zeros(lead, int)
+        for idx in threads.tasks(lead, size):
+            count[idx] += 1
+        assert (count == 1).all(), (lead, size)
+
+
 def test_no_slices_no_tasks():
-    assert threads.tasks((0, 3)) == []
+    assert threads.tasks((0, 3)) == [] == threads.tasks((0, 3), size=1)
     assert threads.run_slices((0, 3), lambda idx: 1 / 0, 2) == []
 
 
