@@ -99,10 +99,10 @@ def _hide(s, mask, offset, rows):
 
 def _score_bound(qs, k):
     """(..., N, 1): |q_i| max_j |k_j| >= |S_ij| for every key j (Cauchy-Schwarz)."""
-    with np.errstate(over="ignore"):  # an inf bound just means "shift"
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN means "shift"
         q_norm = np.linalg.norm(qs, axis=-1, keepdims=True)  # (..., N, 1)
         k_norm = np.linalg.norm(k, axis=-1)[..., None, :]  # (..., 1, M)
-    return q_norm * np.max(k_norm, axis=-1, keepdims=True, initial=0.0)
+        return q_norm * np.max(k_norm, axis=-1, keepdims=True, initial=0.0)
 
 
 def _exp(s, bound):

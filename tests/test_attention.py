@@ -194,6 +194,25 @@ def test_rows_with_far_apart_maxima_use_their_own_shift(rng, monkeypatch):
     np.testing.assert_allclose(cache1.weights, ref_w, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_unshifted_exp_equals_the_textbook_row_max_shift(rng, monkeypatch, dtype, tol):
+    # |q_i| |k_j| <= EXP_BOUND here, so exp(S) runs unshifted; with no bound at all
+    # every block subtracts its row max (the textbook): the same softmax
+    q, k, v = qkv(rng, dtype=dtype)
+    mask = fully_masked(rng)
+    out, cache = attention_forward(q, k, v, mask, causal=True)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = attention_backward(dout, cache)
+    assert cache.p.max() > 1.0  # no row was shifted to a max of exp(0) = 1
+    monkeypatch.setattr(attention_module, "EXP_BOUND", {})
+    out1, cache1 = attention_forward(q, k, v, mask, causal=True)
+    assert cache1.p.max() <= 1.0
+    np.testing.assert_allclose(out1, out, atol=tol)
+    np.testing.assert_allclose(cache1.weights, cache.weights, atol=tol)
+    for a, b in zip(attention_backward(dout, cache1), grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=tol * 10)
+
+
 def test_dropout_zero_equals_no_dropout(rng):
     q, k, v = qkv(rng)
     out0, _ = attention_forward(
