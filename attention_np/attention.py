@@ -218,30 +218,8 @@ def unbroadcast(grad, shape):
     return grad.sum(axis=axes, keepdims=True)
 
 
-def _backward_rows(qs, k, v, g, p, keep, grads):
-    """One task: add its rows' gradients into grads = (dq, dk, dv), block by block.
-
-    g = [dout / c, -D / l] (..., N, d_v + 1), c = l (1 - dropout_p).
-    """
-    dq, dk, dv = grads
-    v_ext_t = np.swapaxes(with_ones(v), -1, -2)  # (..., d_v + 1, M)
-    for rows in _row_blocks(p):
-        p_rows, g_rows = p[..., rows, :], g[..., rows, :]  # (..., rows, M), (.., d_v+1)
-        pk = p_rows if keep is None else p_rows * keep[..., rows, :]  # weights applied
-        # forward: out = pk @ v / c -> dv = pk^T (dout / c)
-        dv += np.swapaxes(pk, -1, -2) @ g_rows[..., :-1]
-        if keep is None:
-            ds = g_rows @ v_ext_t  # (..., rows, M) (dP - D) / l, with dP = dout v^T
-        else:  # forward: Z = P * keep / (1 - dropout_p) -> dP = dZ * keep / (...)
-            ds = (g_rows[..., :-1] @ v_ext_t[..., :-1, :]) * keep[..., rows, :]
-            ds += g_rows[..., -1:]
-        ds *= p_rows  # softmax backward: dS = P * (dP - D); 0 where masked
-        dq[..., rows, :] = ds @ k  # forward: S = qs @ k^T -> dqs = dS @ k
-        dk += np.swapaxes(ds, -1, -2) @ qs[..., rows, :]  # dk = dS^T @ qs
-
-
 def attention_backward(dout, cache):
-    """Gradients of attention_forward.
+    """Gradients of attention_forward, a cache-sized block of rows at a time.
 
     Args:
         dout: (..., N, d_v) upstream gradient.
@@ -252,19 +230,26 @@ def attention_backward(dout, cache):
     """
     qs, k, v, p, l, out, keep, dropout_p, scale, workers = cache
     V.grad_shape("dout", dout, out.shape)
-    lead = p.shape[:-2]
     # softmax backward needs D = rowsum(dP * P) = rowsum(dout * out): O(N d_v) work
-    d_row = np.sum(dout * out, axis=-1, keepdims=True)  # (..., N, 1)
-    g = np.concatenate([dout / (1.0 - dropout_p), -d_row], axis=-1) / l  # (.., d_v+1)
-    grads = [np.zeros(lead + a.shape[-2:], qs.dtype) for a in (qs, k, v)]
-    qh, kh, vh, gh = threads.lead_views(lead, qs, k, v, g)
+    D = np.sum(dout * out, axis=-1, keepdims=True)  # (..., N, 1)
+    g = np.concatenate([dout / (1 - dropout_p), -D], axis=-1) / l  # [dout / c, -D / l]
+    grads = [np.zeros(p.shape[:-2] + a.shape[-2:], qs.dtype) for a in (qs, k, v)]
+    qh, kh, vh, gh = threads.lead_views(p.shape[:-2], qs, k, with_ones(v), g)
 
-    def work(h):
-        head_keep = None if keep is None else keep[h]
-        _backward_rows(
-            qh[h], kh[h], vh[h], gh[h], p[h], head_keep, [x[h] for x in grads]
-        )
+    def slices(h):  # one (batch, head) slice, or a run of them (threads.run_slices)
+        dq, dk, dv = (x[h] for x in grads)
+        v_ext_t = np.swapaxes(vh[h], -1, -2)  # (..., d_v + 1, M) [v, 1]^T
+        for rows in _row_blocks(p[h]):
+            p_r, g_r = p[h][..., rows, :], gh[h][..., rows, :]  # (..., rows, M | d_v+1)
+            pk = p_r if keep is None else p_r * keep[h][..., rows, :]  # weights used
+            dv += np.swapaxes(pk, -1, -2) @ g_r[..., :-1]  # out = pk v / c -> dv
+            ds = g_r @ v_ext_t  # (dP - D) / l with dP = dout v^T: [g, -D / l] [v, 1]^T
+            if keep is not None:  # forward: Z = P * keep / (1 - p) -> dP = dZ * keep
+                ds = (ds - g_r[..., -1:]) * keep[h][..., rows, :] + g_r[..., -1:]
+            ds *= p_r  # softmax backward: dS = P * (dP - D); 0 where masked
+            dq[..., rows, :] = ds @ kh[h]  # forward: S = qs k^T -> dqs = dS k
+            dk += np.swapaxes(ds, -1, -2) @ qh[h][..., rows, :]  # dk = dS^T qs
 
-    threads.run_slices(lead, work, workers, size=p.shape[-2] * p.shape[-1])
+    threads.run_slices(p.shape[:-2], slices, workers, size=p.shape[-2] * p.shape[-1])
     grads[0] *= scale  # qs = q * scale
     return tuple(map(unbroadcast, grads, (qs.shape, k.shape, v.shape)))

@@ -87,39 +87,31 @@ def replay_forward(q, k, v, causal, workers, clock):
     return out, A.AttentionCache(qs, k, v, p, l, out, None, 0.0, scale, workers)
 
 
-def _replay_rows(qs, k, v, g, p, grads, clock):
-    """attention._backward_rows without dropout, timed by step."""
-    dq, dk, dv = grads
-    with clock("copies", task=True):
-        v_ext_t = np.swapaxes(A.with_ones(v), -1, -2)
-    for rows in A._row_blocks(p):
-        p_rows, g_rows = p[..., rows, :], g[..., rows, :]
-        with clock("matmuls", task=True):
-            dv += np.swapaxes(p_rows, -1, -2) @ g_rows[..., :-1]
-            ds = g_rows @ v_ext_t
-        with clock("element-wise", task=True):
-            ds *= p_rows
-        with clock("matmuls", task=True):
-            dq[..., rows, :] = ds @ k
-            dk += np.swapaxes(ds, -1, -2) @ qs[..., rows, :]
-
-
 def replay_backward(dout, cache, clock):
     """attention_backward(dout, cache) of a cache without dropout, timed by step."""
     qs, k, v, p, l, out, _, dropout_p, scale, workers = cache
-    lead = p.shape[:-2]
     with clock("reductions"):
-        d_row = np.sum(dout * out, axis=-1, keepdims=True)
+        D = np.sum(dout * out, axis=-1, keepdims=True)
     with clock("copies"):
-        g = np.concatenate([dout / (1.0 - dropout_p), -d_row], axis=-1) / l
-        grads = [np.zeros(lead + a.shape[-2:], qs.dtype) for a in (qs, k, v)]
-        qh, kh, vh, gh = threads.lead_views(lead, qs, k, v, g)
+        g = np.concatenate([dout / (1 - dropout_p), -D], axis=-1) / l
+        grads = [np.zeros(p.shape[:-2] + a.shape[-2:], qs.dtype) for a in (qs, k, v)]
+        qh, kh, vh, gh = threads.lead_views(p.shape[:-2], qs, k, A.with_ones(v), g)
 
-    def work(h):
-        head_grads = [x[h] for x in grads]
-        _replay_rows(qh[h], kh[h], vh[h], gh[h], p[h], head_grads, clock)
+    def slices(h):
+        dq, dk, dv = (x[h] for x in grads)
+        v_ext_t = np.swapaxes(vh[h], -1, -2)
+        for rows in A._row_blocks(p[h]):
+            p_r, g_r = p[h][..., rows, :], gh[h][..., rows, :]
+            with clock("matmuls", task=True):
+                dv += np.swapaxes(p_r, -1, -2) @ g_r[..., :-1]
+                ds = g_r @ v_ext_t
+            with clock("element-wise", task=True):
+                ds *= p_r
+            with clock("matmuls", task=True):
+                dq[..., rows, :] = ds @ kh[h]
+                dk += np.swapaxes(ds, -1, -2) @ qh[h][..., rows, :]
 
-    threads.run_slices(lead, work, workers, size=p.shape[-2] * p.shape[-1])
+    threads.run_slices(p.shape[:-2], slices, workers, size=p.shape[-2] * p.shape[-1])
     with clock("copies"):
         grads[0] *= scale
         result = tuple(map(A.unbroadcast, grads, (qs.shape, k.shape, v.shape)))
