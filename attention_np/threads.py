@@ -24,6 +24,7 @@ results into slices of arrays allocated beforehand, or returns them.
   thread count; the difference is in the last bits, below 1e-12 in float64.)
 - While several tasks run on the pool, BLAS is held to one thread (threadpoolctl,
   when installed), so the machine runs ``workers`` threads, not ``workers`` x cores.
+  The pools are started on first use and kept for the next calls.
 - A task that calls another threaded function runs that call serially (no threads
   inside threads). Tasks run in a copy of the caller's context, so ``np.errstate``
   applies to them as it does to the caller.
@@ -32,8 +33,9 @@ results into slices of arrays allocated beforehand, or returns them.
 import contextlib
 import contextvars
 import math
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -45,6 +47,10 @@ MIN_TASK_SIZE = 1 << 15
 
 _state = threading.local()  # .busy: this thread is running a task
 _controller = []  # the threadpoolctl controller, made on first use (it scans libraries)
+_pools = {}  # threads -> ThreadPoolExecutor, kept: starting threads costs ~0.1 ms
+_pools_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pools' threads
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def lead_views(lead, *arrays):
@@ -88,6 +94,14 @@ def blas_threads(n):
     return _controller[0].limit(limits=n, user_api="blas")
 
 
+def _pool(threads):
+    """The pool of ``threads`` threads, started on first use and kept."""
+    with _pools_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, "attention_np")
+        return _pools[threads]
+
+
 def _run(work, idx):
     """One task, marked so that threaded functions it calls run serially."""
     _state.busy = True
@@ -115,6 +129,7 @@ def run_slices(lead, work, workers=None, *, size=None):
         if threads <= 1:
             return [_run(work, idx) for idx in todo]
         context = contextvars.copy_context()  # np.errstate lives in the context
-        with ThreadPoolExecutor(threads) as pool:
-            run = lambda idx: context.copy().run(_run, work, idx)  # noqa: E731
-            return list(pool.map(run, todo))  # list() re-raises a task's exception
+        pool = _pool(threads)
+        futures = [pool.submit(context.copy().run, _run, work, idx) for idx in todo]
+        wait(futures)  # every task has finished, even when one of them failed
+        return [f.result() for f in futures]  # re-raises a task's exception

@@ -68,14 +68,17 @@ def test_several_threads_are_used_and_capped_by_the_tasks():
     assert set(main) == {threading.current_thread().name}
 
 
-def test_an_exception_in_a_task_reaches_the_caller():
-    def work(idx):
-        if idx == (2,):
-            raise KeyError("task 2")
-        return idx
+def test_an_exception_in_a_task_reaches_the_caller_after_every_task_ended():
+    done = []
 
-    with pytest.raises(KeyError, match="task 2"):
-        threads.run_slices((4,), work, 2)
+    def work(idx):
+        if idx == (0,):
+            raise KeyError("task 0")
+        done.append(idx)
+
+    with pytest.raises(KeyError, match="task 0"):
+        threads.run_slices((6,), work, 2)
+    assert sorted(done) == [(i,) for i in range(1, 6)]  # nothing runs on afterwards
 
 
 def test_a_task_that_calls_run_slices_stays_serial():
