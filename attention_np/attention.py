@@ -100,9 +100,10 @@ def _hide(s, mask, offset, rows):
 def _score_bound(qs, k):
     """(..., N, 1): |q_i| max_j |k_j| >= |S_ij| for every key j (Cauchy-Schwarz)."""
     with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN means "shift"
-        q_norm = np.linalg.norm(qs, axis=-1, keepdims=True)  # (..., N, 1)
-        k_norm = np.linalg.norm(k, axis=-1)[..., None, :]  # (..., 1, M)
-        return q_norm * np.max(k_norm, axis=-1, keepdims=True, initial=0.0)
+        q_norm = np.sqrt(np.einsum("...nd,...nd->...n", qs, qs))  # (..., N)
+        k_norm = np.sqrt(np.einsum("...md,...md->...m", k, k))  # (..., M)
+        bound = q_norm * np.max(k_norm, axis=-1, keepdims=True, initial=0.0)
+    return bound[..., None]  # (..., N, 1)
 
 
 def _exp(s, bound):
