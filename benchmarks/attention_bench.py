@@ -17,8 +17,10 @@ B=1, H=8, d=64, float32 and float64, full and causal (``causal=True``), N in
   bars of <out-dir>/bench_breakdown.png (float32);
 - the targets of issue 20 (float32, the largest c), each with ok or MISSED.
 
-Medians of --repeats, all from this one run. The 1-minute load average is printed
-before and after: on a busy machine the numbers mean little (want < 1.5).
+Medians of --repeats, all from this one run. Printed with them: the 1-minute load
+average before and after (this run's own threads count in the second one), and the
+cores other processes kept busy during the run (Linux: /proc/stat minus this
+process's CPU time); on a busy machine the numbers mean little.
 """
 
 import argparse
@@ -164,6 +166,18 @@ def run(args, torch):
     return rows
 
 
+def busy_seconds():
+    """(CPU seconds the whole machine was busy, CPU seconds of this process), Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(t) for t in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
@@ -189,6 +203,20 @@ def _positive(parser, text):
     return int(text)
 
 
+def watched(fn):
+    """fn() and (1-min load before, after, seconds, cores other processes used)."""
+    load_before, busy_before = os.getloadavg()[0], busy_seconds()
+    t0 = time.perf_counter()
+    result = fn()
+    seconds, busy_after = time.perf_counter() - t0, busy_seconds()
+    others = None
+    if busy_before and busy_after:
+        machine = busy_after[0] - busy_before[0]
+        own = busy_after[1] - busy_before[1]
+        others = max(machine - own, 0.0) / seconds
+    return result, (load_before, os.getloadavg()[0], seconds, others)
+
+
 def main(argv=None):
     args = parse(argv)
     torch = None
@@ -197,15 +225,12 @@ def main(argv=None):
             import torch
         except ImportError:
             torch = None
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    rows = run(args, torch)
+    rows, load = watched(lambda: run(args, torch))
     setup = (
         f"B={B}, H={H}, d={D}; medians of {args.repeats} repeats; times in ms; numpy "
         f"{np.__version__}; {platform.machine()}, {os.cpu_count()} cores "
         f"(all = {default_workers()}); torch {torch.__version__ if torch else 'absent'}"
     )
-    load = (load_before, os.getloadavg()[0], time.perf_counter() - t0)
     report.print_all(rows, setup, load, args.quick)
     report.plot_breakdown(rows, args.out_dir)
     return rows

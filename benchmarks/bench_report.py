@@ -131,12 +131,15 @@ def print_targets(rows, quick=False):
 
 
 def print_all(rows, setup, load, quick=False):
-    before, after, seconds = load
+    before, after, seconds, others = load
     print(setup)
     print(
-        f"load average (1 min): {before:.2f} before, {after:.2f} after "
-        f"({seconds:.0f} s); want < 1.5 for numbers worth keeping\n"
+        f"load average (1 min): {before:.2f} before, {after:.2f} after this "
+        f"{seconds:.0f} s run (which counts its own threads)"
     )
+    if others is not None:
+        print(f"other processes kept {others:.2f} cores busy on average (want ~0)")
+    print()
     print_main(rows)
     print(
         "\n(ratio = ours / floor; /torch = ours / torch SDPA; tiled = forward of "
