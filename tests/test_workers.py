@@ -135,9 +135,7 @@ CASES = {
     "attention_weights": weights(mask=holey_mask(1), causal=True),
     "attention_weights bottom_right": weights(causal=True, align="bottom_right"),
     "flash": flash(mask=holey_mask(1), causal=False),
-    "flash causal N<M bottom_right": flash(
-        n=5, m=7, causal=True, align="bottom_right"
-    ),
+    "flash causal N<M bottom_right": flash(n=5, m=7, causal=True, align="bottom_right"),
     "flash causal N>M": flash(causal=True),
     "block_attention_forward": with_grads(
         block_attention_forward,
@@ -155,9 +153,7 @@ CASES = {
     "linear": linear(causal=False),
     "linear parallel causal N>M": linear(causal=True, align="bottom_right"),
     "linear recurrent": linear(n=5, m=5, causal=True, form="recurrent"),
-    "linear chunkwise": linear(
-        n=6, m=6, causal=True, form="chunkwise", chunk_size=2
-    ),
+    "linear chunkwise": linear(n=6, m=6, causal=True, form="chunkwise", chunk_size=2),
     "linear chunkwise N<M": linear(
         n=5, m=7, causal=True, form="chunkwise", chunk_size=2
     ),
@@ -217,3 +213,30 @@ def test_one_big_slice_lets_blas_use_the_threads_within_1e12():
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+FLOAT32_CASES = {
+    "attention": (attention_forward, attention_backward, {"causal": True}),
+    "flash": (flash_attention_forward, flash_attention_backward, {"causal": True}),
+    "sliding window": (
+        sliding_window_attention_forward,
+        sliding_window_attention_backward,
+        {"window": 3, "causal": True},
+    ),
+    "linear chunkwise": (
+        linear_attention_forward,
+        linear_attention_backward,
+        {"causal": True, "form": "chunkwise", "chunk_size": 2},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FLOAT32_CASES))
+def test_float32_stays_float32_end_to_end(name):
+    forward, backward, options = FLOAT32_CASES[name]
+    q, k, v = inputs(10, n=6, m=6, dtype=np.float32)
+    out, cache = forward(q, k, v, workers=2, **options)
+    dout = np.random.default_rng(0).standard_normal(out.shape).astype(np.float32)
+    arrays = [out, *backward(dout, cache)]
+    arrays += [a for a in cache if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    assert {a.dtype for a in arrays} == {np.dtype(np.float32)}, name
