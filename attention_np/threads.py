@@ -19,11 +19,12 @@ results into slices of arrays allocated beforehand, or returns them.
   process may use.
 - The tasks depend on the shapes only, never on ``workers``: every task runs the
   same code on the same data however many threads share them, so the results are
-  identical bit for bit. (One exception: when there is a single task, BLAS gets the
-  ``workers`` threads instead, and BLAS may split a product differently for another
-  thread count; the difference is in the last bits, below 1e-12 in float64.)
+  identical bit for bit. (One exception: when there is a single task, BLAS gets up
+  to ``workers`` threads instead, and BLAS may split a product differently for
+  another thread count; the difference is in the last bits, below 1e-12 in float64.)
 - While several tasks run on the pool, BLAS is held to one thread (threadpoolctl,
   when installed), so the machine runs ``workers`` threads, not ``workers`` x cores.
+  BLAS never gets more threads than it had (a caller's threadpoolctl limit holds).
   The pools are started on first use and kept for the next calls.
 - A task that calls another threaded function runs that call serially (no threads
   inside threads). Tasks run in a copy of the caller's context, so ``np.errstate``
@@ -84,14 +85,18 @@ def tasks(lead, size=None):
 
 
 def blas_threads(n):
-    """Context: BLAS uses at most ``n`` threads (no-op without threadpoolctl)."""
+    """Context: BLAS uses at most ``n`` threads, never more than it was set to (a
+    caller's threadpoolctl limit holds); a no-op without threadpoolctl."""
     if not _controller:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # optional: BLAS keeps its own thread count
             return contextlib.nullcontext()
-        _controller.append(ThreadpoolController())
-    return _controller[0].limit(limits=n, user_api="blas")
+        _controller.append(ThreadpoolController().select(user_api="blas"))
+    libs = _controller[0].lib_controllers
+    if all(lib.num_threads <= n for lib in libs):
+        return contextlib.nullcontext()
+    return _controller[0].limit(limits=n)
 
 
 def _pool(threads):

@@ -114,6 +114,17 @@ def test_blas_runs_one_thread_per_task_while_the_pool_runs():
     assert blas_threads(None) == before  # restored afterwards
 
 
+def test_a_callers_blas_limit_is_never_raised():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads(idx):
+        info = threadpoolctl.threadpool_info()
+        return {lib["num_threads"] for lib in info if lib["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(1, "blas"):
+        assert threads.run_slices((), blas_threads, 4)[0] <= {1}  # one task
+
+
 def test_none_means_the_default_workers():
     names = threads.run_slices((64,), lambda i: threading.current_thread().name, None)
     assert len(set(names)) <= default_workers()
