@@ -24,6 +24,7 @@ process's CPU time); on a busy machine the numbers mean little.
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -42,6 +43,7 @@ from attention_np.efficient import flash_attention_forward  # noqa: E402
 from attention_np.validate import default_workers  # noqa: E402
 
 B, H, D = 1, 8, 64
+BLAS = []  # a threadpoolctl controller, made on first use
 
 
 def median_time(fn, repeats):
@@ -75,25 +77,34 @@ def floor_products(q, k, v, dout, workers):
     )
 
 
-def floor_whole(q, k, v, dout, workers):
-    """(forward, forward + backward) of the products on whole arrays, BLAS threads."""
+def floor_whole(q, k, v, dout):
+    """(forward, forward + backward) of the products on whole arrays (BLAS threads)."""
     kt, vt = np.swapaxes(k, -1, -2), np.swapaxes(v, -1, -2)
 
     def forward():
-        with threads.blas_threads(workers):
-            s = q @ kt  # (B, H, N, M)
-            return s, s @ v
+        s = q @ kt  # (B, H, N, M)
+        return s, s @ v
 
     def both():
-        with threads.blas_threads(workers):
-            s = q @ kt
-            s @ v
-            np.swapaxes(s, -1, -2) @ dout
-            dp = dout @ vt
-            dp @ k
-            np.swapaxes(dp, -1, -2) @ q
+        s = q @ kt
+        s @ v
+        np.swapaxes(s, -1, -2) @ dout
+        dp = dout @ vt
+        dp @ k
+        np.swapaxes(dp, -1, -2) @ q
 
     return forward, both
+
+
+def blas_on(cores):
+    """Context: BLAS on exactly ``cores`` threads (threadpoolctl; else unchanged)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if not BLAS:
+        BLAS.append(ThreadpoolController())  # scans the loaded libraries once
+    return BLAS[0].limit(limits=cores, user_api="blas")
 
 
 def ours(q, k, v, dout, causal, workers):
@@ -125,7 +136,8 @@ def torch_sdpa(torch, q, k, v, dout, causal):
 def measure_floor(arrays, workers, repeats):
     """{"fwd_floor", "fb_floor"}: the faster of the two ways to run the products."""
     per_head = [median_time(f, repeats) for f in floor_products(*arrays, workers)]
-    whole = [median_time(f, repeats) for f in floor_whole(*arrays, workers)]
+    with blas_on(workers):
+        whole = [median_time(f, repeats) for f in floor_whole(*arrays)]
     return {
         "fwd_floor": min(per_head[0], whole[0]),
         "fb_floor": min(per_head[1], whole[1]),
