@@ -32,8 +32,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check attention_np tests benchmarks tools
 	$(BIN)/ruff format --check attention_np tests benchmarks tools
 
-bench: $(STAMP)  ## attention vs the BLAS floor (prints a table)
-	$(BIN)/python benchmarks/attention_bench.py
+bench: $(STAMP)  ## attention vs its matrix-product floor and torch SDPA on 1, 2, all cores
+	$(BIN)/python benchmarks/attention_bench.py  # tables, targets, figures/bench_breakdown.png
 
 bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (tables + figures)
 	$(BIN)/python benchmarks/efficiency_bench.py

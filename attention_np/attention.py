@@ -13,17 +13,24 @@ gradients are summed back to each input's own shape, so k of shape (B, 1, M, d)
 shared by every head gets the sum over heads.
 
 Implementation notes (why the code looks the way it does):
-- q is scaled before the product (N*d multiplications instead of N*M).
-- The cache keeps the unnormalised ``p = exp(S - rowmax)`` and the row sums ``l``;
-  the (N, d_v) output is divided by ``l`` instead of the (N, M) weights.
-- The backward uses rowsum(dP * P) == rowsum(dout * out), an O(N*d_v) quantity, so
-  no (M, M) Jacobian and no extra (N, M) pass are needed.
+- The (batch, head) slices run on ``workers`` threads (``threads.run_slices``; the
+  result is the same, bit for bit, for any number). Within a slice, S is made a
+  block of rows at a time that stays in the CPU's caches while it is masked,
+  exponentiated and multiplied by v. q is scaled first (N*d products, not N*M).
+- Softmax ignores a per-row shift c; the textbook takes the row max so that exp
+  cannot overflow. By Cauchy-Schwarz |S_ij| <= |q_i| |k_j|: where that bound is
+  within EXP_BOUND, c = 0 is just as safe and saves two passes over S.
+- The cache keeps p = exp(S - c) and its row sums l; one product with [v, 1] gives
+  p v and l together, and the (N, d_v) output is divided by l, not the weights.
+- The backward uses D = rowsum(dP * P) = rowsum(dout * out) (O(N d_v) work) and
+  one product [g, -D] [v, 1]^T = dP - D: softmax's backward is one multiply by p.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
+from . import threads
 from . import validate as V
 
 
@@ -33,12 +40,13 @@ class AttentionCache(NamedTuple):
     q_scaled: np.ndarray  # (..., N, d) q * scale
     k: np.ndarray  # (..., M, d)
     v: np.ndarray  # (..., M, d_v)
-    p: np.ndarray  # (..., N, M) exp(S - rowmax), unnormalised, 0 where masked
+    p: np.ndarray  # (..., N, M) exp(S - c), unnormalised, 0 where masked
     l: np.ndarray  # (..., N, 1) row sums of p (1 for a fully masked row)
     out: np.ndarray  # (..., N, d_v)
     keep: np.ndarray | None  # (..., N, M) dropout keep-mask, or None
     dropout_p: float
     scale: float
+    workers: int = 1  # threads over the (batch, head) slices, forward and backward
 
     @property
     def weights(self):
@@ -46,62 +54,97 @@ class AttentionCache(NamedTuple):
         return self.p / self.l
 
 
-# Row blocks of about this many bytes stay in the CPU cache between the element-wise
-# passes (max, subtract, exp), so each (N, M) element travels from memory once.
-_BLOCK_BYTES = 1 << 18
-# Softmax is unchanged by subtracting any constant from a row. Subtracting one scalar
-# from a whole block is ~3x faster in NumPy than subtracting a column of row maxima, and
-# is just as safe when the rows' maxima lie within _SHARED_SHIFT of each other: every
-# row's largest entry then becomes exp(>= -20) >= 2e-9, far from float32/64 underflow.
-_SHARED_SHIFT = {np.dtype(np.float32): 20.0, np.dtype(np.float64): 20.0}
+# A block of rows of S this large stays in the CPU's caches (L2, L3) between the
+# product that makes it, the element-wise passes and the product that consumes it.
+_BLOCK_BYTES = 1 << 21
+# exp(S) needs no shift while every |S_ij| <= EXP_BOUND: no overflow (entries below
+# e^30 = 1e13 sum safely over a million keys times a large v), no underflow (every
+# weight >= e^-30, a normal float). float16 has no such room: it always shifts.
+EXP_BOUND = {np.dtype(np.float32): 30.0, np.dtype(np.float64): 300.0}
 
 
-def _row_blocks(x):
-    """Yield (slice, view) pairs over a contiguous array seen as (rows, last axis)."""
-    flat = x.reshape(-1, x.shape[-1]) if x.size else x.reshape(0, 0)
-    step = max(1, _BLOCK_BYTES // max(1, flat.shape[-1] * flat.itemsize))
-    for start in range(0, flat.shape[0], step):
-        yield slice(start, start + step), flat[start : start + step]
+def _row_blocks(a):
+    """Slices over axis -2 of ``a`` (..., N, M): blocks of about _BLOCK_BYTES."""
+    row_bytes = max(1, a.size // max(1, a.shape[-2]) * a.itemsize)  # all of (...)
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    return [slice(i, i + step) for i in range(0, a.shape[-2], step)]
 
 
-def _exp_shifted(s):
-    """In place: s <- exp(s - c), c = row max (or one shared max, see _SHARED_SHIFT)."""
-    m = np.max(s, axis=-1, keepdims=True, initial=-np.inf)  # (rows, 1) row max
-    finite = m[m > -np.inf]  # rows with at least one allowed key
-    top = finite.max(initial=0.0)
-    if finite.size and top - finite.min() <= _SHARED_SHIFT.get(s.dtype, -1.0):
-        np.subtract(s, top, out=s)  # one shift for the block; every entry <= 0
-    else:
-        m[m == -np.inf] = 0.0  # fully masked row: exp(-inf - 0) = 0 instead of NaN
-        np.subtract(s, m, out=s)  # subtract the row max: exp never overflows
+def with_ones(v):
+    """[v, 1]: (..., M, d_v) -> (..., M, d_v + 1); times p, it gives p v and sum p."""
+    return np.concatenate([v, np.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
+
+
+def _hide(s, mask, offset, rows):
+    """Scores a query may not see -> -inf (weight exp(-inf) = 0), for block ``rows``.
+
+    Returns ``seen``: keys >= seen are in the future of every row of the block (the
+    causal rule); their weights are set to 0 here, so exp can skip them.
+    """
+    if mask is not None:
+        np.copyto(s, -np.inf, where=~mask[..., rows, :])
+    if offset is None:
+        return s.shape[-1]
+    (n, M), first = s.shape[-2:], rows.start + offset  # row r sees j <= first + r
+    seen = min(max(first + n, 0), M)
+    s[..., seen:] = 0.0  # weight 0 without an exp
+    for r in range(0, n, 64):  # the diagonal, 64 rows at a time: small triangles
+        sub = s[..., r : r + 64, :seen]  # (..., <= 64, seen)
+        lo, hi = (min(max(first + r + i, 0), seen) for i in (1, sub.shape[-2]))
+        sub[..., hi:] = -np.inf  # in the future of every row of ``sub``
+        tri = np.arange(hi - lo) > np.arange(sub.shape[-2])[:, None] + first + r - lo
+        np.copyto(sub[..., lo:hi], -np.inf, where=tri)  # (<= 64, hi - lo)
+    return seen
+
+
+def _score_bound(qs, k):
+    """(..., N, 1): |q_i| max_j |k_j| >= |S_ij| for every key j (Cauchy-Schwarz)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN means "shift"
+        q_norm = np.sqrt(np.einsum("...nd,...nd->...n", qs, qs))  # (..., N)
+        k_norm = np.sqrt(np.einsum("...md,...md->...m", k, k))  # (..., M)
+        bound = q_norm * np.max(k_norm, axis=-1, keepdims=True, initial=0.0)
+    return bound[..., None]  # (..., N, 1)
+
+
+def _exp(s, bound):
+    """In place: s <- exp(s - c). c = 0 when every |S_ij| <= EXP_BOUND (``bound``
+    says so), else the row max (the textbook); a row with no visible key gives 0."""
+    if not np.all(bound <= EXP_BOUND.get(s.dtype, -np.inf)):  # NaN: shift
+        top = np.max(s, axis=-1, keepdims=True, initial=-np.inf)  # (..., rows, 1)
+        top[np.isneginf(top)] = 0.0  # exp(-inf - 0) = 0 instead of NaN
+        s -= top
     np.exp(s, out=s)
 
 
-def _causal_block(N, M, offset):
-    """(N, M) True where key j lies in query i's future: j > i + offset."""
-    return np.arange(M)[None, :] > np.arange(N)[:, None] + offset  # (N, M)
+def _exp_scores(qs, k, v_ext, mask, offset, p, pv):
+    """One task: p = exp(S - c) and pv = p [v, 1], a cache-sized block of rows at a
+    time (p and pv are the task's slices of the outputs)."""
+    k_t = np.swapaxes(k, -1, -2)  # (..., d, M)
+    bound = _score_bound(qs, k)  # (..., N, 1)
+    for rows in _row_blocks(p):
+        s = p[..., rows, :]  # (..., rows, M) this block's scores, in place in p
+        np.matmul(qs[..., rows, :], k_t, out=s)  # S = (q * scale) k^T
+        seen = _hide(s, mask, offset, rows)  # keys >= seen: weight 0 already
+        _exp(s[..., :seen], bound[..., rows, :])
+        np.matmul(s, v_ext, out=pv[..., rows, :])  # [p v, rowsum p]
 
 
-def _masked_exp(qs, k, mask, offset=None):
-    """p = exp(S - c), c a per-row shift, in one (N, M) buffer (the scores').
+def _forward(q, k, v, mask, offset, scale, workers):
+    """qs, p (..., N, M) and pv = p [v, 1] (..., N, d_v + 1), slice by slice."""
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    N, M = q.shape[-2], k.shape[-2]
+    qs = q * scale  # (..., N, d) scale q, not the (N, M) scores
+    p = np.empty(lead + (N, M), q.dtype)  # (..., N, M)
+    pv = np.empty(lead + (N, v.shape[-1] + 1), q.dtype)  # (..., N, d_v + 1)
+    qh, kh, vh = threads.lead_views(lead, qs, k, with_ones(v))
+    mh = None if mask is None else np.broadcast_to(mask, lead + (N, M))
 
-    ``offset``: the causal offset (None = no causal rule), see validate.causal_offset.
-    """
-    p = qs @ np.swapaxes(k, -1, -2)  # (..., N, M) scores, turned into p in place
-    if mask is not None:
-        np.copyto(p, -np.inf, where=~mask)  # masked scores -> -inf -> weight 0
-    if offset is not None:  # the future -> -inf
-        np.copyto(p, -np.inf, where=_causal_block(*p.shape[-2:], offset))
-    for _, block in _row_blocks(p):
-        _exp_shifted(block)
-    return p
+    def work(h):
+        head_mask = None if mh is None else mh[h]
+        _exp_scores(qh[h], kh[h], vh[h], head_mask, offset, p[h], pv[h])
 
-
-def _normalise(out, l):
-    """out /= l in place, with l = 0 (fully masked row) treated as 1: 0 / 1 = 0."""
-    l[l == 0] = 1.0
-    out /= l
-    return out, l
+    threads.run_slices(lead, work, workers, size=N * M)
+    return qs, p, pv
 
 
 def attention_forward(
@@ -115,6 +158,7 @@ def attention_forward(
     scale=None,
     dropout_p=0.0,
     rng=None,
+    workers=None,
 ):
     """out = softmax(scale * q k^T, masked) @ v, with optional inverted dropout on P.
 
@@ -128,6 +172,8 @@ def attention_forward(
         scale: score scale, default 1/sqrt(d).
         dropout_p: probability of zeroing a weight after softmax (survivors / (1-p)).
         rng: np.random.Generator, required when dropout_p > 0.
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()``; the backward uses the same.
 
     Returns:
         out (..., N, d_v) and a cache; ``cache.weights`` is P (..., N, M).
@@ -135,31 +181,29 @@ def attention_forward(
     q, k, v, scale = V.check_qkv(q, k, v, mask, scale)
     offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
     dropout_p = V.dropout_args(dropout_p, rng)
-    qs = q * scale  # (..., N, d) scale q, not the (N, M) scores
-    p = _masked_exp(qs, k, mask, offset)  # (..., N, M) unnormalised weights
+    workers = V.workers_arg(workers)
+    qs, p, pv = _forward(q, k, v, mask, offset, scale, workers)
+    l = pv[..., -1:].copy()  # (..., N, 1) row sums of p
     keep = None
     if dropout_p > 0:
         keep = rng.random(p.shape, dtype=np.float32) >= dropout_p  # (..., N, M)
-        l = np.sum(p, axis=-1, keepdims=True)  # (..., N, 1) row sums
-        out = (p * keep) @ v / (1.0 - dropout_p)  # (..., N, d_v) rescaled survivors
-    else:
-        # append a column of ones to v: the same product also gives the row sums of p
-        ones = np.ones(v.shape[:-1] + (1,), dtype=v.dtype)  # (..., M, 1)
-        out_l = p @ np.concatenate([v, ones], axis=-1)  # (..., N, d_v + 1)
-        out = out_l[..., :-1].copy()  # (..., N, d_v)
-        l = out_l[..., -1:].copy()  # (..., N, 1) row sums of p
-    out, l = _normalise(out, l)  # divide the (N, d_v) output, not the (N, M) weights
-    return out, AttentionCache(qs, k, v, p, l, out, keep, dropout_p, scale)
+        pv[..., :-1] = (p * keep) @ v / (1.0 - dropout_p)  # rescaled survivors
+    l[l == 0] = 1.0  # fully masked row: 0 / 1 = 0
+    out = pv[..., :-1] / l  # (..., N, d_v): divide the output, not the weights
+    return out, AttentionCache(qs, k, v, p, l, out, keep, dropout_p, scale, workers)
 
 
-def attention_weights(q, k, mask=None, *, causal, align="top_left", scale=None):
+def attention_weights(
+    q, k, mask=None, *, causal, align="top_left", scale=None, workers=None
+):
     """P = softmax(scale * q k^T, masked): (..., N, M) weights for heatmaps.
 
     Arguments as in ``attention_forward`` (no values needed).
     """
     q, k, _, scale = V.check_qkv(q, k, None, mask, scale, need_v=False)
     offset = V.causal_offset(causal, align, q.shape[-2], k.shape[-2])
-    p = _masked_exp(q * scale, k, mask, offset)  # (..., N, M)
+    no_values = np.empty(k.shape[:-1] + (0,), k.dtype)  # (..., M, 0): no values
+    _, p, _ = _forward(q, k, no_values, mask, offset, scale, V.workers_arg(workers))
     l = np.sum(p, axis=-1, keepdims=True)  # (..., N, 1)
     l[l == 0] = 1.0  # fully masked row stays all zeros
     p /= l
@@ -176,7 +220,7 @@ def unbroadcast(grad, shape):
 
 
 def attention_backward(dout, cache):
-    """Gradients of attention_forward.
+    """Gradients of attention_forward, a cache-sized block of rows at a time.
 
     Args:
         dout: (..., N, d_v) upstream gradient.
@@ -185,30 +229,28 @@ def attention_backward(dout, cache):
     Returns:
         dq (..., N, d), dk (..., M, d), dv (..., M, d_v), each in its input's shape.
     """
-    qs, k, v, p, l, out, keep, dropout_p, scale = cache
+    qs, k, v, p, l, out, keep, dropout_p, scale, workers = cache
     V.grad_shape("dout", dout, out.shape)
-    # out = pk @ v / c with pk = p * keep and c = l * (1 - dropout_p)
-    g = dout / (l * (1.0 - dropout_p))  # (..., N, d_v) dout / c
-    pk = p if keep is None else p * keep  # (..., N, M) weights actually applied
-    # forward: out = pk @ v / c -> dv = pk^T (dout / c)
-    dv = np.swapaxes(pk, -1, -2) @ g  # (..., M, d_v)
-    ds = g @ np.swapaxes(v, -1, -2)  # (..., N, M) dP / l, with dP = dout @ v^T
-    if keep is not None:
-        # forward: Z = P * keep / (1 - dropout_p) -> dP = dZ * keep / (1 - dropout_p)
-        ds *= keep  # (the / (1 - dropout_p) is already in g)
-    # softmax backward: dS = P * (dP - rowsum(dP * P)),
-    # and rowsum(dP * P) = rowsum(dout * out): O(N d_v) work instead of O(N M)
-    row_term = (np.sum(dout * out, axis=-1, keepdims=True) / l).reshape(-1, 1)
-    if ds.size:  # N = 0 or M = 0: nothing to correct
-        p_flat = p.reshape(-1, p.shape[-1])  # (rows, M)
-        # cache-sized blocks: both passes in one visit
-        for rows, block in _row_blocks(ds):
-            block -= row_term[rows]
-            block *= p_flat[rows]  # dS; zero where masked, since p = 0 there
-    dq = (ds @ k) * scale  # forward: S = (q * scale) @ k^T -> dq = scale * dS @ k
-    dk = np.swapaxes(ds, -1, -2) @ qs  # dk = dS^T @ (q * scale)
-    return (
-        unbroadcast(dq, qs.shape),
-        unbroadcast(dk, k.shape),
-        unbroadcast(dv, v.shape),
-    )
+    # softmax backward needs D = rowsum(dP * P) = rowsum(dout * out): O(N d_v) work
+    D = np.sum(dout * out, axis=-1, keepdims=True)  # (..., N, 1)
+    g = np.concatenate([dout / (1 - dropout_p), -D], axis=-1) / l  # [dout / c, -D / l]
+    grads = [np.zeros(p.shape[:-2] + a.shape[-2:], qs.dtype) for a in (qs, k, v)]
+    qh, kh, vh, gh = threads.lead_views(p.shape[:-2], qs, k, with_ones(v), g)
+
+    def slices(h):  # one (batch, head) slice, or a run of them (threads.run_slices)
+        dq, dk, dv = (x[h] for x in grads)
+        v_ext_t = np.swapaxes(vh[h], -1, -2)  # (..., d_v + 1, M) [v, 1]^T
+        for rows in _row_blocks(p[h]):
+            p_r, g_r = p[h][..., rows, :], gh[h][..., rows, :]  # (..., rows, M | d_v+1)
+            pk = p_r if keep is None else p_r * keep[h][..., rows, :]  # weights used
+            dv += np.swapaxes(pk, -1, -2) @ g_r[..., :-1]  # out = pk v / c -> dv
+            ds = g_r @ v_ext_t  # (dP - D) / l with dP = dout v^T: [g, -D / l] [v, 1]^T
+            if keep is not None:  # forward: Z = P * keep / (1 - p) -> dP = dZ * keep
+                ds = (ds - g_r[..., -1:]) * keep[h][..., rows, :] + g_r[..., -1:]
+            ds *= p_r  # softmax backward: dS = P * (dP - D); 0 where masked
+            dq[..., rows, :] = ds @ kh[h]  # forward: S = qs k^T -> dqs = dS k
+            dk += np.swapaxes(ds, -1, -2) @ qh[h][..., rows, :]  # dk = dS^T qs
+
+    threads.run_slices(p.shape[:-2], slices, workers, size=p.shape[-2] * p.shape[-1])
+    grads[0] *= scale  # qs = q * scale
+    return tuple(map(unbroadcast, grads, (qs.shape, k.shape, v.shape)))

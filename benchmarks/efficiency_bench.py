@@ -4,7 +4,9 @@
     python benchmarks/efficiency_bench.py --quick    # smoke test, seconds
 
 Forward passes only. Time: B=1, H=8, d=64 float32, the best of a few runs (other
-programs only ever add time), BLAS threads fixed by --threads (default 2). Peak
+programs only ever add time), on --threads cores (default: validate.default_workers(),
+which is also the default ``workers`` of every method here; torch and BLAS get the
+same number of threads). Peak
 memory: B=H=1, measured with tracemalloc (NumPy reports its allocations to it; the
 inputs are allocated before it starts). Naive attention is skipped where its (N, N)
 arrays would pass --mem-cap; its memory there is extrapolated from the measured
@@ -21,68 +23,50 @@ import platform
 import sys
 import time
 
-if __name__ == "__main__":  # BLAS reads its thread count once, at import
-    _pre = argparse.ArgumentParser(add_help=False)
-    _pre.add_argument("--threads", type=int, default=2)
-    _threads = str(_pre.parse_known_args()[0].threads)
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = _threads
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from attention_np import attention_forward, causal_mask  # noqa: E402
-from attention_np.efficient import (  # noqa: E402
+from attention_np import attention_forward
+from attention_np.efficient import (
     flash_attention_forward,
     linear_attention_forward,
     peak_bytes,
     sliding_window_attention_forward,
 )
+from attention_np.validate import default_workers
 
 MiB = 2**20
 MARKERS = "osD^v<>PX*"  # one shape per series: lines that coincide stay visible
 
 
-def methods(window, block_q, block_k, workers=1, torch=None):
-    """name -> (function(q, k, v) running one forward, bytes of (N, N) it needs)."""
+def methods(window, block_q, block_k, workers=None, torch=None):
+    """name -> (function(q, k, v) running one forward, bytes of (N, N) it needs).
+
+    Every method runs on ``workers`` threads (None: the default of the package);
+    "tiled, 1 worker" is the serial loop on one core.
+    """
     quad = lambda q: q.shape[0] * q.shape[1] * q.shape[2] ** 2 * q.itemsize
     none = lambda q: 0
-    tiled = dict(block_q=block_q, block_k=block_k, workers=workers)
+    tiled = dict(block_q=block_q, block_k=block_k)
+
+    def run(fn, **options):
+        return lambda q, k, v: fn(q, k, v, **{"workers": workers, **options})
+
     table = {
-        "naive": (lambda q, k, v: attention_forward(q, k, v, causal=False), quad),
-        "naive causal": (
-            lambda q, k, v: attention_forward(
-                q, k, v, causal_mask(q.shape[-2]), causal=False
-            ),
-            quad,
-        ),
-        "tiled": (
-            lambda q, k, v: flash_attention_forward(q, k, v, causal=False, **tiled),
-            none,
-        ),
-        "tiled causal": (
-            lambda q, k, v: flash_attention_forward(q, k, v, causal=True, **tiled),
-            none,
-        ),
+        "naive": (run(attention_forward, causal=False), quad),
+        "naive causal": (run(attention_forward, causal=True), quad),
+        "tiled": (run(flash_attention_forward, causal=False, **tiled), none),
+        "tiled causal": (run(flash_attention_forward, causal=True, **tiled), none),
         "tiled, 1 worker": (
-            lambda q, k, v: flash_attention_forward(
-                q, k, v, causal=False, **{**tiled, "workers": 1}
-            ),
+            run(flash_attention_forward, causal=False, **tiled, workers=1),
             none,
         ),
-        "linear": (
-            lambda q, k, v: linear_attention_forward(q, k, v, causal=False),
-            none,
-        ),
+        "linear": (run(linear_attention_forward, causal=False), none),
         "linear causal": (
-            lambda q, k, v: linear_attention_forward(
-                q, k, v, causal=True, form="chunkwise", chunk_size=64
-            ),
+            run(linear_attention_forward, causal=True, form="chunkwise", chunk_size=64),
             none,
         ),
         f"sliding w={window}": (
-            lambda q, k, v: sliding_window_attention_forward(
-                q, k, v, window=window, causal=True
-            ),
+            run(sliding_window_attention_forward, window=window, causal=True),
             none,
         ),
     }
@@ -312,7 +296,7 @@ def parse(argv):
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat")
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--mem-sizes", type=int, nargs="+")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=default_workers())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--block-q", type=int, default=256)
@@ -383,12 +367,11 @@ def _run(args, torch):
 
 def _print_setup(args, torch):
     print(
-        "tiled runs its heads on --threads workers (BLAS 1 thread each); "
-        "'tiled, 1 worker' is the serial loop with BLAS on --threads threads"
+        f"every method runs on workers={args.threads} threads (torch on as many); "
+        "'tiled, 1 worker' is the serial loop on one core"
     )
     print(
-        f"numpy {np.__version__}, {platform.machine()}, BLAS threads "
-        f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')}, torch "
+        f"numpy {np.__version__}, {platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__ if torch else 'absent'}; tiles {args.block_q}x"
         f"{args.block_k}"
     )

@@ -194,6 +194,25 @@ def test_rows_with_far_apart_maxima_use_their_own_shift(rng, monkeypatch):
     np.testing.assert_allclose(cache1.weights, ref_w, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_unshifted_exp_equals_the_textbook_row_max_shift(rng, monkeypatch, dtype, tol):
+    # |q_i| |k_j| <= EXP_BOUND here, so exp(S) runs unshifted; with no bound at all
+    # every block subtracts its row max (the textbook): the same softmax
+    q, k, v = qkv(rng, dtype=dtype)
+    mask = fully_masked(rng)
+    out, cache = attention_forward(q, k, v, mask, causal=True)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = attention_backward(dout, cache)
+    assert cache.p.max() > 1.0  # no row was shifted to a max of exp(0) = 1
+    monkeypatch.setattr(attention_module, "EXP_BOUND", {})
+    out1, cache1 = attention_forward(q, k, v, mask, causal=True)
+    assert cache1.p.max() <= 1.0
+    np.testing.assert_allclose(out1, out, atol=tol)
+    np.testing.assert_allclose(cache1.weights, cache.weights, atol=tol)
+    for a, b in zip(attention_backward(dout, cache1), grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=tol * 10)
+
+
 def test_dropout_zero_equals_no_dropout(rng):
     q, k, v = qkv(rng)
     out0, _ = attention_forward(
@@ -307,6 +326,25 @@ def test_causal_equals_the_explicit_causal_mask(rng, align, n, m):
     )
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(cache.weights, ref_cache.weights)
+
+
+@pytest.mark.parametrize("align", ALIGNS)
+@pytest.mark.parametrize("n, m", [(150, 170), (170, 150)])
+@pytest.mark.parametrize("block_bytes", [1 << 21, 5000])
+def test_causal_rule_in_blocks_of_many_rows_equals_the_explicit_mask(
+    rng, monkeypatch, align, n, m, block_bytes
+):
+    # blocks of more than 64 rows: the diagonal is masked 64 rows at a time, and the
+    # keys in the future of a whole block get weight 0 without an exp
+    monkeypatch.setattr(attention_module, "_BLOCK_BYTES", block_bytes)
+    q, k, v = (a[:1, :1] for a in qkv(rng, n=n, m=m))
+    out, cache = attention_forward(q, k, v, causal=True, align=align)
+    mask = causal_mask(n, m, align=align)
+    ref, ref_cache = attention_forward(q, k, v, mask, causal=False)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(cache.p, ref_cache.p)
+    naive, _ = attention_naive(q, k, v, causal=True, align=align)
+    np.testing.assert_allclose(out, naive, atol=1e-12)
 
 
 @pytest.mark.parametrize("align", ALIGNS)

@@ -13,8 +13,10 @@ relative mask: scores (..., nb, b, nw b) instead of (..., N, N).
 
 ``causal`` is required; ``align`` is accepted and ignored (N == M: both rules
 agree). A reach beyond N - 1 is clipped, so a huge window costs no more than one
-covering the sequence. The backward is the core attention backward on the blocks,
-then a scatter-add of each window's key/value gradients back to their positions.
+covering the sequence. The blocks are independent (batch, head, block) slices of
+core attention, which runs them on ``workers`` threads. The backward is the core
+attention backward on the blocks, then a scatter-add of each window's key/value
+gradients back to their positions.
 
 Shape legend: q, k (..., N, d), v (..., N, d_v); blocks (..., nb, b, .),
 windows (..., nb, nw b, .), nb = ceil(N / b), nw = number of neighbour blocks.
@@ -80,7 +82,7 @@ def _check(q, k, v, mask, scale, window, causal, align):
 
 
 def sliding_window_attention_forward(
-    q, k, v, mask=None, *, window, causal, align="top_left", scale=None
+    q, k, v, mask=None, *, window, causal, align="top_left", scale=None, workers=None
 ):
     """Attention restricted to a sliding window, without any (N, N) array.
 
@@ -94,6 +96,8 @@ def sliding_window_attention_forward(
         align: accepted for the common signature and ignored: N == M, so both
             alignments are the same rule.
         scale: score scale, default 1/sqrt(d).
+        workers: threads over the (batch, head, block) slices, None for
+            ``validate.default_workers()``; the backward uses the same.
 
     Returns:
         out (..., N, d_v), equal to dense attention with the mask
@@ -108,7 +112,9 @@ def sliding_window_attention_forward(
     kw, vw = (_windows(x, b, n_left, nw, nb) for x in (k, v))  # (..., nb, nw b, .)
     allow = _allowed(N, left, right, b, n_left, nw, nb, mask, lead)
     # (..., nb, b, d_v): the band is the mask; no causal rule on top of it
-    out, core = attention_forward(qb, kw, vw, allow, causal=False, scale=scale)
+    out, core = attention_forward(
+        qb, kw, vw, allow, causal=False, scale=scale, workers=workers
+    )
     out = out.reshape(out.shape[:-3] + (nb * b, out.shape[-1]))[..., :N, :]
     return out, BandedCache(core, (N, b, n_left, nw))
 

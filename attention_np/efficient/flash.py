@@ -15,7 +15,8 @@ when j <= i + offset with offset 0 ("top_left", the default of ``masks.causal_ma
 and PyTorch ``is_causal``) or M - N ("bottom_right", for a KV-cache step). Tiles that
 lie wholly in the future are skipped, as are tiles where ``mask`` is all False.
 ``workers`` threads (None: ``validate.default_workers()``) share the (batch, head)
-slices; the result is bit-identical whatever their number.
+slices through ``threads.run_slices``; the result is bit-identical whatever their
+number.
 
 Shape legend: q (..., N, d), k (..., M, d), v (..., M, d_v), out (..., N, d_v),
 lse (..., N); leading dimensions ("...", e.g. (B, H)) broadcast like ``@``.
@@ -25,9 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import threads
 from .. import validate as V
 from ..attention import unbroadcast
-from .heads import head_views, run_heads
 from .tile_softmax import backward_weights, finish, merge, tile_sums
 from .tiles import blocks, key_blocks, query_blocks, tile_mask, tile_view
 
@@ -97,19 +98,27 @@ def _forward_head(q, k, v, mask, plan, out, lse):
         out[rows], lse[rows] = finish(m, acc)
 
 
+def _head_views(lead, q, k, v, mask):
+    """q, k, v broadcast to ``lead`` and the mask to lead + (N, M): views."""
+    views = threads.lead_views(lead, q, k, v)
+    if mask is not None:
+        mask = np.broadcast_to(mask, lead + (q.shape[-2], k.shape[-2]))
+    return views + [mask]
+
+
 def tiled_forward(q, k, v, mask, plan):
     """out (..., N, d_v), lse (..., N) of validated inputs, one head at a time."""
     lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     N, d_v = q.shape[-2], v.shape[-1]
     out = np.empty(lead + (N, d_v), q.dtype)  # (..., N, d_v)
     lse = np.empty(lead + (N,), q.dtype)  # (..., N)
-    qh, kh, vh, mh = head_views(lead, q, k, v, mask)
+    qh, kh, vh, mh = _head_views(lead, q, k, v, mask)
 
     def work(h):
         head_mask = None if mh is None else mh[h]
         _forward_head(qh[h], kh[h], vh[h], head_mask, plan, out[h], lse[h])
 
-    run_heads(lead, work, plan.workers)
+    threads.run_slices(lead, work, plan.workers)  # one task per (batch, head)
     return out, lse
 
 
@@ -154,7 +163,7 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
     """dq, dk, dv (each in its input's shape) from the global out and lse."""
     lead = out.shape[:-2]
     grads = [np.zeros(lead + a.shape[-2:], q.dtype) for a in (q, k, v)]
-    qh, kh, vh, mh = head_views(lead, q, k, v, mask)
+    qh, kh, vh, mh = _head_views(lead, q, k, v, mask)
 
     def work(h):
         head_mask = None if mh is None else mh[h]
@@ -162,7 +171,7 @@ def tiled_backward(dout, q, k, v, mask, plan, out, lse):
         inputs = qh[h], kh[h], vh[h], head_mask
         _backward_head(*inputs, plan, dout[h], out[h], lse[h], head_grads)
 
-    run_heads(lead, work, plan.workers)
+    threads.run_slices(lead, work, plan.workers)
     return tuple(unbroadcast(g, a.shape) for g, a in zip(grads, (q, k, v), strict=True))
 
 
@@ -201,8 +210,8 @@ def flash_attention_forward(
         block_q, block_k: tile size (any positive ints; they need not divide N, M).
         scale: score scale, default 1/sqrt(d).
         workers: threads over the (batch, head) slices, None for
-            ``validate.default_workers()`` (BLAS then uses one thread each); the
-            result is bit-identical whatever it is. The backward uses the same.
+            ``validate.default_workers()`` (``threads.run_slices``); the result is
+            bit-identical whatever it is. The backward uses the same.
 
     Returns:
         out (..., N, d_v) and a FlashCache; ``cache.lse`` is the (..., N) log-sum-exp.

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import threads
 from .. import validate as V
 from ..attention import unbroadcast
 from . import kernel_products as kp
@@ -53,6 +54,7 @@ class LinearAttentionCache(NamedTuple):
     out: np.ndarray  # (..., N, d_v)
     den: np.ndarray  # (..., N, 1) sum_j phi(q_i).phi(k_j) + eps
     shapes: tuple  # q, k, v shapes, to sum broadcast gradients back
+    workers: int  # threads over the (batch, head) slices
 
 
 def _favor_dx(dout, cache):
@@ -142,6 +144,7 @@ def linear_attention_forward(
     chunk_size=64,
     eps=1e-6,
     omega=None,
+    workers=None,
 ):
     """out_i = sum_j phi(q_i).phi(k_j) v_j / (sum_j phi(q_i).phi(k_j) + eps).
 
@@ -155,6 +158,8 @@ def linear_attention_forward(
         chunk_size: chunk length L of the chunkwise form (a positive int).
         eps: added to the denominator, finite and > 0 (a row with no mass gives 0).
         omega: (d, m) random projections for "favor+" (``favor_omega``).
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()``; the backward uses the same.
 
     Returns:
         out (..., N, d_v) and a cache (a ``linear_streaming`` cache when the rows
@@ -165,31 +170,36 @@ def linear_attention_forward(
         q, k, v, feature_map, causal, align, form, omega, eps
     )
     chunk_size = V.positive_int("chunk_size", chunk_size)
-    options = {"eps": eps, "shapes": shapes}
+    options = {"eps": eps, "shapes": shapes, "workers": V.workers_arg(workers)}
     if offset is not None:
         options["chunk_size"] = chunk_size
     streamed = _streamed(q, k, v, feature_map, offset, form, options)
     if streamed is not None:
         return streamed
     product = _product(offset, form, chunk_size, q.shape[-2], k.shape[-2])
-    return _sliced_forward(q, k, v, feature_map, omega, eps, product, shapes)
+    return _sliced_forward(q, k, v, feature_map, omega, product, options)
 
 
-def _sliced_forward(q, k, v, feature_map, omega, eps, product, shapes):
-    """The unstreamed forms, one (batch, head) slice at a time: the same arithmetic
-    with temporaries 1/(B H) as big, so they stay in cache and get reused."""
+def _sliced_forward(q, k, v, feature_map, omega, product, options):
+    """The unstreamed forms, one (batch, head) slice at a time (on ``workers``
+    threads): the same arithmetic with temporaries 1/(B H) as big, so they stay in
+    cache and get reused."""
     forward, backward = product
     out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
     den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
-    slices = []
-    for idx in np.ndindex(q.shape[:-2]):
+
+    def work(idx):
         phi_q, q_map = _features(q[idx], "q", feature_map, omega)  # (N, f)
         phi_k, k_map = _features(k[idx], "k", feature_map, omega)  # (M, f)
         y, product_cache = forward(phi_q, phi_k, ls.with_ones(v[idx]))  # (N, d_v + 1)
-        den[idx] = y[:, -1:] + eps  # the normaliser, >= eps
+        den[idx] = y[:, -1:] + options["eps"]  # the normaliser, >= eps
         out[idx] = y[:, :-1] / den[idx]
-        slices.append((q_map, k_map, product_cache))
-    return out, LinearAttentionCache(slices, backward, out, den, shapes)
+        return q_map, k_map, product_cache
+
+    slices = threads.run_slices(q.shape[:-2], work, options["workers"])
+    shapes, workers = options["shapes"], options["workers"]
+    cache = LinearAttentionCache(slices, backward, out, den, shapes, workers)
+    return out, cache
 
 
 def linear_attention_backward(dout, cache):
@@ -200,17 +210,20 @@ def linear_attention_backward(dout, cache):
         return tuple(
             unbroadcast(g, s) for g, s in zip(grads, cache.shapes, strict=True)
         )
-    slices, product_backward, out, den, shapes = cache
+    slices, product_backward, out, den, shapes, workers = cache
     lead = out.shape[:-2]
     dq, dk, dv = (np.empty(lead + shape[-2:], out.dtype) for shape in shapes)
     dy = ls.ratio_backward(dout, out, den)  # (..., N, d_v + 1)
-    for idx, (q_map, k_map, product_cache) in zip(
-        np.ndindex(lead), slices, strict=True
-    ):
+    per_slice = dict(zip(np.ndindex(lead), slices, strict=True))
+
+    def work(idx):
+        q_map, k_map, product_cache = per_slice[idx]
         dphi_q, dphi_k, dv1 = product_backward(dy[idx], product_cache)
         dq[idx] = q_map[0](dphi_q, q_map[1])
         dk[idx] = k_map[0](dphi_k, k_map[1])
         dv[idx] = dv1[:, :-1]  # the ones column is a constant
+
+    threads.run_slices(lead, work, workers)
     return tuple(unbroadcast(g, s) for g, s in zip((dq, dk, dv), shapes, strict=True))
 
 

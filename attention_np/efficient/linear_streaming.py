@@ -28,14 +28,16 @@ later chunks (the gradient of the state each chunk wrote):
 
 Used by ``linear_attention_forward`` for causal=False, and for causal=True with
 form="chunkwise", with a row-wise feature map (elu+1, relu, dpfp); FAVOR+ keys share
-one stabiliser over all rows, so it keeps the unchunked form. Shapes: one (batch,
-head) slice at a time, q (N, d), k (M, d), v (M, d_v), s and g (f, d_v + 1).
+one stabiliser over all rows, so it keeps the unchunked form. The (batch, head)
+slices run on ``workers`` threads (``threads.run_slices``). Shapes: one slice at a
+time, q (N, d), k (M, d), v (M, d_v), s and g (f, d_v + 1).
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
+from .. import threads
 from . import kernel_products as kp
 
 CHUNK = 1024  # rows per chunk: a (1024, 64) float32 block is 256 KiB
@@ -51,6 +53,7 @@ class StreamingCache(NamedTuple):
     den: np.ndarray  # (..., N, 1)
     shapes: tuple  # the callers' q, k, v shapes
     chunk: int
+    workers: int  # threads over the (batch, head) slices
 
 
 class CausalStreamingCache(NamedTuple):
@@ -64,6 +67,7 @@ class CausalStreamingCache(NamedTuple):
     shapes: tuple  # the callers' q, k, v shapes
     chunk: int  # rows per chunk, a multiple of chunk_size
     chunk_size: int  # L of the chunkwise form inside a chunk
+    workers: int  # threads over the (batch, head) slices
 
 
 def _rows(n, chunk):
@@ -93,12 +97,12 @@ def _memory(k, v, phi_forward, chunk):
     return s
 
 
-def streaming_forward(q, k, v, phi, *, eps, shapes, chunk=CHUNK):
+def streaming_forward(q, k, v, phi, *, eps, shapes, workers=None, chunk=CHUNK):
     """Non-causal linear attention of broadcast q, k, v; returns (out, cache)."""
     out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
     den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
-    memories = []
-    for idx in np.ndindex(q.shape[:-2]):
+
+    def work(idx):
         s = _memory(k[idx], v[idx], phi[0], chunk)
         if s is None:  # M = 0: nothing to attend to
             s = np.zeros((phi[0](q[idx][:0])[0].shape[-1], v.shape[-1] + 1), q.dtype)
@@ -106,17 +110,25 @@ def streaming_forward(q, k, v, phi, *, eps, shapes, chunk=CHUNK):
             y = phi[0](q[idx][rows])[0] @ s  # (chunk, d_v + 1)
             den[idx][rows] = y[:, -1:] + eps
             out[idx][rows] = y[:, :-1] / den[idx][rows]
-        memories.append(s)
-    return out, StreamingCache((q, k, v), phi, memories, out, den, shapes, chunk)
+        return s
+
+    memories = threads.run_slices(q.shape[:-2], work, workers)
+    cache = StreamingCache((q, k, v), phi, memories, out, den, shapes, chunk, workers)
+    return out, cache
 
 
 def streaming_backward(dout, cache):
     """dq, dk, dv (broadcast shapes) of streaming_forward."""
-    (q, k, v), (phi_forward, phi_backward), memories, out, den, _, chunk = cache
+    (q, k, v), (phi_forward, phi_backward), memories, out, den = cache[:5]
+    chunk, workers = cache.chunk, cache.workers
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     dy = ratio_backward(dout, out, den)  # (..., N, d_v + 1)
-    for idx, s in zip(np.ndindex(q.shape[:-2]), memories, strict=True):
-        ds = np.zeros_like(s)  # (f, d_v + 1)
+    lead = q.shape[:-2]
+    memory = dict(zip(np.ndindex(lead), memories, strict=True))
+
+    def work(idx):
+        s = memory[idx]  # (f, d_v + 1)
+        ds = np.zeros_like(s)
         for rows in _rows(q.shape[-2], chunk):
             phi_q, q_cache = phi_forward(q[idx][rows])  # recompute, (chunk, f)
             ds += phi_q.T @ dy[idx][rows]  # forward: y = phi_q s
@@ -126,6 +138,8 @@ def streaming_backward(dout, cache):
             v1 = with_ones(v[idx][rows])  # (chunk, d_v + 1)
             dk[idx][rows] = phi_backward(v1 @ ds.T, k_cache)  # s = phi_k^T v1
             dv[idx][rows] = phi_k @ ds[:, :-1]
+
+    threads.run_slices(lead, work, workers)
     return dq, dk, dv
 
 
@@ -136,7 +150,9 @@ def _features_and_values(q, k, v, phi_forward):
     return phi_q, q_cache, phi_k, k_cache, with_ones(v)  # v1 (rows, d_v + 1)
 
 
-def causal_streaming_forward(q, k, v, phi, *, eps, shapes, chunk_size, chunk=CHUNK):
+def causal_streaming_forward(
+    q, k, v, phi, *, eps, shapes, chunk_size, workers=None, chunk=CHUNK
+):
     """Causal chunkwise linear attention of broadcast q, k, v (N == M); (out, cache).
 
     Chunks of ``chunk`` rows (rounded to a multiple of ``chunk_size``) go through the
@@ -145,8 +161,8 @@ def causal_streaming_forward(q, k, v, phi, *, eps, shapes, chunk_size, chunk=CHU
     chunk = max(1, chunk // chunk_size) * chunk_size
     out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)  # (..., N, d_v)
     den = np.empty(q.shape[:-1] + (1,), q.dtype)  # (..., N, 1)
-    all_states = []
-    for idx in np.ndindex(q.shape[:-2]):
+
+    def work(idx):
         s, states = None, []
         for rows in _rows(q.shape[-2], chunk):
             phi_q, _, phi_k, _, v1 = _features_and_values(
@@ -160,37 +176,50 @@ def causal_streaming_forward(q, k, v, phi, *, eps, shapes, chunk_size, chunk=CHU
             s = s + phi_k.T @ v1  # a new array: the stored state stays as it was
             den[idx][rows] = y[:, -1:] + eps
             out[idx][rows] = y[:, :-1] / den[idx][rows]
-        all_states.append(states)
+        return states
+
+    all_states = threads.run_slices(q.shape[:-2], work, workers)
     cache = CausalStreamingCache(
-        (q, k, v), phi, all_states, out, den, shapes, chunk, chunk_size
+        (q, k, v), phi, all_states, out, den, shapes, chunk, chunk_size, workers
     )
     return out, cache
 
 
+def _causal_slice_backward(idx, dy, cache, grads):
+    """One (batch, head) slice of causal_streaming_backward: fills grads' slices."""
+    (q, k, v), (phi_forward, phi_backward), states = cache[:3]
+    dq, dk, dv = grads
+    chunks = list(_rows(q.shape[-2], cache.chunk))
+    # g (f, d_v + 1): sum of phi_q^T dy over the chunks after the current one
+    g = np.zeros_like(states[0]) if states else None
+    for rows, s in zip(reversed(chunks), reversed(states), strict=True):
+        phi_q, q_cache, phi_k, k_cache, v1 = _features_and_values(
+            q[idx][rows], k[idx][rows], v[idx][rows], phi_forward
+        )
+        _, product_cache = kp.chunkwise_forward(  # recompute the chunk's product
+            phi_q, phi_k, v1, chunk_size=cache.chunk_size
+        )
+        dy_rows = dy[idx][rows]
+        dphi_q, dphi_k, dv1 = kp.chunkwise_backward(dy_rows, product_cache)
+        dphi_q += dy_rows @ s.T  # forward: y += phi_q s
+        dphi_k += v1 @ g.T  # forward: later chunks read s + phi_k^T v1
+        dv1 += phi_k @ g
+        g += phi_q.T @ dy_rows
+        dq[idx][rows] = phi_backward(dphi_q, q_cache)
+        dk[idx][rows] = phi_backward(dphi_k, k_cache)
+        dv[idx][rows] = dv1[:, :-1]  # the ones column is a constant
+
+
 def causal_streaming_backward(dout, cache):
     """dq, dk, dv (broadcast shapes) of causal_streaming_forward."""
-    (q, k, v), (phi_forward, phi_backward), all_states = cache[:3]
-    out, den, _, chunk, chunk_size = cache[3:]
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    dy = ratio_backward(dout, out, den)  # (..., N, d_v + 1)
-    for idx, states in zip(np.ndindex(q.shape[:-2]), all_states, strict=True):
-        chunks = list(_rows(q.shape[-2], chunk))
-        # g (f, d_v + 1): sum of phi_q^T dy over the chunks after the current one
-        g = np.zeros_like(states[0]) if states else None
-        for rows, s in zip(reversed(chunks), reversed(states), strict=True):
-            phi_q, q_cache, phi_k, k_cache, v1 = _features_and_values(
-                q[idx][rows], k[idx][rows], v[idx][rows], phi_forward
-            )
-            _, product_cache = kp.chunkwise_forward(  # recompute the chunk's product
-                phi_q, phi_k, v1, chunk_size=chunk_size
-            )
-            dy_rows = dy[idx][rows]
-            dphi_q, dphi_k, dv1 = kp.chunkwise_backward(dy_rows, product_cache)
-            dphi_q += dy_rows @ s.T  # forward: y += phi_q s
-            dphi_k += v1 @ g.T  # forward: later chunks read s + phi_k^T v1
-            dv1 += phi_k @ g
-            g += phi_q.T @ dy_rows
-            dq[idx][rows] = phi_backward(dphi_q, q_cache)
-            dk[idx][rows] = phi_backward(dphi_k, k_cache)
-            dv[idx][rows] = dv1[:, :-1]  # the ones column is a constant
-    return dq, dk, dv
+    q, k, v = cache.inputs
+    grads = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    dy = ratio_backward(dout, cache.out, cache.den)  # (..., N, d_v + 1)
+    lead = q.shape[:-2]
+    states = dict(zip(np.ndindex(lead), cache.states, strict=True))
+
+    def work(idx):
+        _causal_slice_backward(idx, dy, cache._replace(states=states[idx]), grads)
+
+    threads.run_slices(lead, work, cache.workers)
+    return grads
