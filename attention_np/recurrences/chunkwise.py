@@ -30,9 +30,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .decay import (
+    causal_scores,
+    causal_scores_backward,
     from_chunks,
-    gated_scores,
-    gated_scores_backward,
     reduce_gate,
     reverse_cumsum,
     to_chunks,
@@ -59,8 +59,7 @@ def _masks(C):
 
 def _ut_transform(k, v, B, beta):
     """A (..., C, C) and [W | U0] = A^{-1} diag(beta) [K o e^B | V] (docstring)."""
-    strict = _masks(k.shape[-2])[1]
-    L = gated_scores(k, k, B, B, strict)  # (..., n, C, C) K K^T o Gamma, strict
+    L = causal_scores(k, k, B, strict=True)  # (..., n, C, C) K K^T o Gamma_strict
     A = np.eye(k.shape[-2], dtype=k.dtype) + beta[..., :, None] * L
     rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
     return A, L, np.linalg.solve(A, rhs)  # (..., n, C, d_k + d_v)
@@ -100,7 +99,7 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
         W, U0 = WU[..., : k.shape[-1]], WU[..., k.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1) scales the state's rows
     states, U = _state_loop(S0, Kh, U0, W, decay)
-    P = scale * gated_scores(qc, kc, B, B, _masks(C)[0])  # (..., n, C, C)
+    P = scale * causal_scores(qc, kc, B)  # (..., n, C, C)
     out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., n, C, dv)
     cache = ChunkwiseCache(qc, kc, vc, B, bc, W, U, states, scale, N)
     return from_chunks(out, N), cache, states[..., -1, :, :]
@@ -112,7 +111,7 @@ def _boundary_grads(dO, dSN, c):
     lam = B[..., -1:, :]
     Kh = c.k * np.exp(lam - B)
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1)
-    P = c.scale * gated_scores(c.q, c.k, B, B, _masks(B.shape[-2])[0])
+    P = c.scale * causal_scores(c.q, c.k, B)
     dU = np.swapaxes(P, -1, -2) @ dO  # (..., n, C, d_v) the intra-chunk part
     QtdO = np.swapaxes(c.scale * c.q * np.exp(B), -1, -2) @ dO  # (..., n, dk, dv)
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
@@ -136,11 +135,11 @@ def _decay_grads(dO, dS, c, Kh):
     dQe = dO @ np.swapaxes(S_in, -1, -2)  # (..., n, C, d_k) forward: O += Qe S0
     dKh = c.U @ np.swapaxes(dS_out, -1, -2)  # forward: S_next += Kh^T U
     dP = c.scale * (dO @ np.swapaxes(c.U, -1, -2))  # forward: O += P U
-    dq, dk, dB1, dB2 = gated_scores_backward(dP, c.q, c.k, B, B, _masks(B.shape[-2])[0])
+    dq, dk, dB = causal_scores_backward(dP, c.q, c.k, B)
     dq += c.scale * dQe * eB
     dk += dKh * np.exp(B[..., -1:, :] - B)
     X = reduce_gate(dKh * Kh, G)  # (..., n, C, G) forward: Kh = K e^{Lam - B}
-    dB = dB1 + dB2 + reduce_gate(c.scale * dQe * c.q * eB, G) - X
+    dB += reduce_gate(c.scale * dQe * c.q * eB, G) - X
     decay = np.exp(np.swapaxes(B[..., -1:, :], -1, -2))  # (..., n, G, 1)
     held = np.sum(dS_out * decay * S_in, axis=-1)  # forward: S_next = e^Lam S0 + ...
     dB[..., -1, :] += X.sum(axis=-2) + reduce_gate(held, G)  # Lam = B_C
@@ -162,10 +161,10 @@ def _ut_backward(dU, c, dq_dk_dB):
     dRb = beta[..., None] * dR  # forward: rhs = diag(beta) [K e^B | V]
     dk = dk + dRb[..., :d_k] * np.exp(B)
     dB = dB + reduce_gate(dRb[..., :d_k] * Ke, B.shape[-1])
-    dk1, dk2, dB1, dB2 = gated_scores_backward(
-        beta[..., :, None] * dA, k, k, B, B, strict
+    dk1, dk2, dB1 = causal_scores_backward(
+        beta[..., :, None] * dA, k, k, B, strict=True
     )
-    return dk + dk1 + dk2, dRb[..., d_k:], dB + dB1 + dB2, dbeta
+    return dk + dk1 + dk2, dRb[..., d_k:], dB + dB1, dbeta
 
 
 def chunkwise_backward(dout, cache, dfinal_state=None):

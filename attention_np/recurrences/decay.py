@@ -105,6 +105,79 @@ def gated_scores_backward(dP, q, k, b_q, b_k, mask):
     )
 
 
+SUB = 16  # rows of the diagonal blocks of causal_scores with a per-channel gate
+
+
+def prefix_scores(q, k, b_q, b_k, ref):
+    """P_ij for keys that all precede the queries, factorised through a reference.
+
+    With j <= r <= i for a position r whose cumulative log-decay is ``ref``
+    (..., 1, G): exp(b_i - b_j) = exp(b_i - ref) exp(ref - b_j), two factors <= 1,
+    so P = (q o e^{b_q - ref}) (k o e^{ref - b_k})^T is one matrix product.
+    """
+    qt, kt = q * np.exp(b_q - ref), k * np.exp(ref - b_k)
+    return qt @ np.swapaxes(kt, -1, -2), (qt, kt)
+
+
+def prefix_scores_backward(dP, q, k, b_q, b_k, ref):
+    """dq, dk, db_q, db_k, dref of prefix_scores."""
+    G = ref.shape[-1]
+    qt, kt = q * np.exp(b_q - ref), k * np.exp(ref - b_k)
+    dqt, dkt = dP @ kt, np.swapaxes(dP, -1, -2) @ qt  # forward: P = qt kt^T
+    Xq, Xk = reduce_gate(dqt * qt, G), reduce_gate(dkt * kt, G)
+    dref = Xk.sum(axis=-2, keepdims=True) - Xq.sum(axis=-2, keepdims=True)
+    return dqt * np.exp(b_q - ref), dkt * np.exp(ref - b_k), Xq, -Xk, dref
+
+
+def _blocks(C, G):
+    step = C if G == 1 else SUB  # a scalar gate needs no (rows, cols, d_k) tensor
+    return [(r0, min(C, r0 + step)) for r0 in range(0, C, step)]
+
+
+def causal_scores(q, k, b, *, strict=False):
+    """(..., C, C) P_ij = sum_c q_ic k_jc e^{b_ic - b_jc} for j <= i (j < i: strict).
+
+    The diagonal blocks use ``gated_scores``; the blocks left of them, whose keys
+    all precede their queries, are one matrix product each (``prefix_scores``).
+    """
+    C = q.shape[-2]
+    P = np.zeros(q.shape[:-1] + (C,), dtype=q.dtype)  # (..., C, C)
+    for r0, r1 in _blocks(C, b.shape[-1]):
+        rows, cols = np.indices((r1 - r0, r1 - r0))
+        mask = rows > cols if strict else rows >= cols
+        qs, ks, bs = (x[..., r0:r1, :] for x in (q, k, b))
+        P[..., r0:r1, r0:r1] = gated_scores(qs, ks, bs, bs, mask)
+        if r0 > 0:
+            P[..., r0:r1, :r0] = prefix_scores(
+                qs, k[..., :r0, :], bs, b[..., :r0, :], b[..., r0 - 1 : r0, :]
+            )[0]
+    return P
+
+
+def causal_scores_backward(dP, q, k, b, *, strict=False):
+    """dq, dk, db of causal_scores."""
+    dq, dk, db = np.zeros_like(q), np.zeros_like(k), np.zeros_like(b)
+    for r0, r1 in _blocks(q.shape[-2], b.shape[-1]):
+        rows, cols = np.indices((r1 - r0, r1 - r0))
+        mask = rows > cols if strict else rows >= cols
+        qs, ks, bs = (x[..., r0:r1, :] for x in (q, k, b))
+        g = gated_scores_backward(dP[..., r0:r1, r0:r1], qs, ks, bs, bs, mask)
+        dq[..., r0:r1, :] += g[0]
+        dk[..., r0:r1, :] += g[1]
+        db[..., r0:r1, :] += g[2] + g[3]
+        if r0 > 0:
+            ref = b[..., r0 - 1 : r0, :]
+            g = prefix_scores_backward(
+                dP[..., r0:r1, :r0], qs, k[..., :r0, :], bs, b[..., :r0, :], ref
+            )
+            dq[..., r0:r1, :] += g[0]
+            dk[..., :r0, :] += g[1]
+            db[..., r0:r1, :] += g[2]
+            db[..., :r0, :] += g[3]
+            db[..., r0 - 1 : r0, :] += g[4]
+    return dq, dk, db
+
+
 def to_chunks(x, C):
     """(..., N, w) -> (..., n, C, w) with n = ceil(N / C), zero-padded at the end.
 

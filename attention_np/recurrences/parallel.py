@@ -4,7 +4,7 @@ Unrolling S_t = diag(alpha_t) S_{t-1} + k_t^T u_t from S0, with cumulative
 log-decays b_t = g_1 + ... + g_t:
 
     O   = scale (Q o e^b) S0 + P U,    P_ij = scale sum_c q_ic k_jc e^{b_ic - b_jc}
-                                              (j <= i, else 0: ``gated_scores``)
+                                              (j <= i, else 0; computed stably)
     S_N = e^{b_N} o S0 + (K o e^{b_N - b})^T U
 
 For the sum rule U = V: O = (Q K^T o D) V, attention with a decay mask D instead of
@@ -23,7 +23,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .decay import BUDGET, gated_scores, gated_scores_backward, reduce_gate
+from .decay import (
+    BUDGET,
+    causal_scores,
+    causal_scores_backward,
+    prefix_scores,
+    prefix_scores_backward,
+    reduce_gate,
+)
 from .decay import reverse_cumsum as _rcumsum
 
 MAX_ROWS = 256  # query rows per strip (fewer when a strip would exceed BUDGET)
@@ -40,34 +47,61 @@ class ParallelCache(NamedTuple):
     scale: float
 
 
-def _strips(q, G):
-    """[(r0, r1, mask (R, r1))]: row strips and their causal masks (j <= i)."""
+def _strips(q):
+    """[(r0, r1)]: strips of query rows of at most BUDGET scores each."""
     lead = int(np.prod(q.shape[:-2], dtype=np.int64))
-    N, width = q.shape[-2], q.shape[-1] if G > 1 else 1
-    R = int(max(1, min(MAX_ROWS, BUDGET // max(1, lead * N * width))))
-    out = []
-    for r0 in range(0, N, R):
-        r1 = min(N, r0 + R)
-        rows, cols = np.arange(r0, r1)[:, None], np.arange(r1)[None, :]
-        out.append((r0, r1, rows >= cols, rows > cols))
-    return out
+    N = q.shape[-2]
+    R = int(max(1, min(MAX_ROWS, BUDGET // max(1, lead * N))))
+    return [(r0, min(N, r0 + R)) for r0 in range(0, N, R)]
 
 
 def _rows(x, r0, r1):
     return x[..., r0:r1, :]
 
 
+def strip_scores(q, k, b, r0, r1, *, strict=False):
+    """(..., R, r1) rows r0..r1 of the decay-masked score matrix (j <= i, or j < i).
+
+    Keys before the strip are one factorised product (``prefix_scores``, through the
+    cumulative decay at r0 - 1); the strip's own square block is ``causal_scores``.
+    """
+    qs, ks, bs = (_rows(x, r0, r1) for x in (q, k, b))
+    P = np.empty(q.shape[:-2] + (r1 - r0, r1), dtype=q.dtype)
+    P[..., r0:] = causal_scores(qs, ks, bs, strict=strict)
+    if r0 > 0:
+        ref = b[..., r0 - 1 : r0, :]
+        P[..., :r0] = prefix_scores(qs, k[..., :r0, :], bs, b[..., :r0, :], ref)[0]
+    return P
+
+
+def _strip_backward(dP, c_q, c_k, b, r0, r1, grads, *, strict=False):
+    """Add the gradients of strip_scores(q, k, b, r0, r1) to grads = (dq, dk, db)."""
+    dq, dk, db = grads
+    qs, ks, bs = (_rows(x, r0, r1) for x in (c_q, c_k, b))
+    g = causal_scores_backward(dP[..., r0:], qs, ks, bs, strict=strict)
+    dq[..., r0:r1, :] += g[0]
+    dk[..., r0:r1, :] += g[1]
+    db[..., r0:r1, :] += g[2]
+    if r0 > 0:
+        ref = b[..., r0 - 1 : r0, :]
+        g = prefix_scores_backward(
+            dP[..., :r0], qs, c_k[..., :r0, :], bs, b[..., :r0, :], ref
+        )
+        dq[..., r0:r1, :] += g[0]
+        dk[..., :r0, :] += g[1]
+        db[..., r0:r1, :] += g[2]
+        db[..., :r0, :] += g[3]
+        db[..., r0 - 1 : r0, :] += g[4]
+
+
 def _solve_strips(k, v, b, beta, S0, strips):
     """U of the delta rule by forward substitution over the row strips."""
     rhs = beta[..., None] * (v - (k * np.exp(b)) @ S0)  # (..., N, d_v)
     U = np.empty_like(v)
-    for r0, r1, _, strict in strips:
-        L = gated_scores(
-            _rows(k, r0, r1), k[..., :r1, :], _rows(b, r0, r1), b[..., :r1, :], strict
-        )  # (..., R, r1)
-        A = beta[..., r0:r1, None] * L  # the strip of A - I
+    for r0, r1 in strips:
+        A = beta[..., r0:r1, None] * strip_scores(k, k, b, r0, r1, strict=True)
         known = rhs[..., r0:r1, :] - A[..., :, :r0] @ U[..., :r0, :]
-        diag = np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:]
+        diag = np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:]  # unit lower
         U[..., r0:r1, :] = np.linalg.solve(diag, known)
     return U
 
@@ -75,42 +109,33 @@ def _solve_strips(k, v, b, beta, S0, strips):
 def parallel_forward(q, k, v, g, beta, S0, *, scale):
     """out (..., N, d_v), ParallelCache, final state; g (..., N, G)."""
     b = np.cumsum(g, axis=-2)  # (..., N, G)
-    strips = _strips(q, g.shape[-1])
+    strips = _strips(q)
     U = v if beta is None else _solve_strips(k, v, b, beta, S0, strips)
     out = (scale * q * np.exp(b)) @ S0  # (..., N, d_v) what S0 contributes
-    for r0, r1, incl, _ in strips:
-        P = gated_scores(
-            _rows(q, r0, r1), k[..., :r1, :], _rows(b, r0, r1), b[..., :r1, :], incl
-        )  # (..., R, r1)
+    for r0, r1 in strips:
+        P = strip_scores(q, k, b, r0, r1)  # (..., R, r1)
         out[..., r0:r1, :] += scale * (P @ U[..., :r1, :])
     bN = b[..., -1:, :]  # (..., 1, G)
-    S_N = (
-        np.exp(np.swapaxes(bN, -1, -2)) * S0
-        + np.swapaxes(k * np.exp(bN - b), -1, -2) @ U
-    )
+    Kh = k * np.exp(bN - b)  # (..., N, d_k) keys decayed to the end
+    S_N = np.exp(np.swapaxes(bN, -1, -2)) * S0 + np.swapaxes(Kh, -1, -2) @ U
     return out, ParallelCache(q, k, v, b, beta, U, S0, scale), S_N
 
 
-def _score_grads(dout, dSN, c, strips, grads):
-    """dU from O and S_N; dq, dk, db from P, O's S0 term and S_N."""
+def _score_grads(dout, c, strips, grads):
+    """dU from O; dq, dk, db from the scores and O's S0 term; dS0 (in place)."""
     dq, dk, db, dS0 = grads
     G, eb = c.b.shape[-1], np.exp(c.b)
     dU = np.zeros_like(c.U)
-    for r0, r1, incl, _ in strips:
-        qs, bs = _rows(c.q, r0, r1), _rows(c.b, r0, r1)
-        P = gated_scores(qs, c.k[..., :r1, :], bs, c.b[..., :r1, :], incl)
-        dU[..., :r1, :] += c.scale * np.swapaxes(P, -1, -2) @ _rows(dout, r0, r1)
-        dP = c.scale * _rows(dout, r0, r1) @ np.swapaxes(c.U[..., :r1, :], -1, -2)
-        g = gated_scores_backward(dP, qs, c.k[..., :r1, :], bs, c.b[..., :r1, :], incl)
-        dq[..., r0:r1, :] += g[0]
-        dk[..., :r1, :] += g[1]
-        db[..., r0:r1, :] += g[2]
-        db[..., :r1, :] += g[3]
+    for r0, r1 in strips:
+        P = strip_scores(c.q, c.k, c.b, r0, r1)
+        dO = _rows(dout, r0, r1)
+        dU[..., :r1, :] += c.scale * np.swapaxes(P, -1, -2) @ dO  # forward: O += P U
+        dP = c.scale * dO @ np.swapaxes(c.U[..., :r1, :], -1, -2)
+        _strip_backward(dP, c.q, c.k, c.b, r0, r1, (dq, dk, db))
     dQe = dout @ np.swapaxes(c.S0, -1, -2)  # forward: O += (scale Q e^b) S0
     dq += c.scale * dQe * eb
     db += reduce_gate(c.scale * dQe * c.q * eb, G)
     dS0 += np.swapaxes(c.scale * c.q * eb, -1, -2) @ dout
-    _final_state_grads(dSN, c, dU, grads)
     return dU
 
 
@@ -133,28 +158,17 @@ def _solve_grads(dU, c, strips, grads):
     """Back substitution through A U = rhs (delta rule); returns dv, dbeta."""
     _, dk, db, dS0 = grads
     k, b, beta = c.k, c.b, c.beta
-    dR = np.empty_like(dU)
-    dbeta = np.zeros_like(beta)
-    for r0, r1, _, strict in reversed(strips):
-        ks, bs = _rows(k, r0, r1), _rows(b, r0, r1)
-        L = gated_scores(ks, k[..., :r1, :], bs, b[..., :r1, :], strict)
-        A = beta[..., r0:r1, None] * L  # (..., R, r1) the strip of A - I
-        diag = np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:]
-        dR[..., r0:r1, :] = np.linalg.solve(
-            np.swapaxes(diag, -1, -2), dU[..., r0:r1, :]
-        )
-        dU[..., :r0, :] -= np.swapaxes(A[..., :, :r0], -1, -2) @ dR[..., r0:r1, :]
-        dA = np.where(
-            strict, -dR[..., r0:r1, :] @ np.swapaxes(c.U[..., :r1, :], -1, -2), 0
-        )
-        dbeta[..., r0:r1] += np.sum(dA * L, axis=-1)
-        g = gated_scores_backward(
-            beta[..., r0:r1, None] * dA, ks, k[..., :r1, :], bs, b[..., :r1, :], strict
-        )
-        dk[..., r0:r1, :] += g[0]
-        dk[..., :r1, :] += g[1]
-        db[..., r0:r1, :] += g[2]
-        db[..., :r1, :] += g[3]
+    dR, dbeta = np.empty_like(dU), np.zeros_like(beta)
+    for r0, r1 in reversed(strips):
+        L = strip_scores(k, k, b, r0, r1, strict=True)  # (..., R, r1)
+        A = beta[..., r0:r1, None] * L  # the strip of A - I
+        diagT = np.swapaxes(np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:], -1, -2)
+        dR[..., r0:r1, :] = np.linalg.solve(diagT, dU[..., r0:r1, :])  # A^T dR = dU
+        dU[..., :r0, :] -= np.swapaxes(A[..., :, :r0], -1, -2) @ _rows(dR, r0, r1)
+        dA = -_rows(dR, r0, r1) @ np.swapaxes(c.U[..., :r1, :], -1, -2)
+        dbeta[..., r0:r1] += np.sum(dA * L, axis=-1)  # L is 0 where A is fixed
+        dL = beta[..., r0:r1, None] * dA
+        _strip_backward(dL, k, k, b, r0, r1, (dk, dk, db), strict=True)
     Ke = k * np.exp(b)  # forward: rhs = diag(beta) (V - Ke S0)
     dbeta += np.sum(dR * (c.v - Ke @ c.S0), axis=-1)
     dRb = beta[..., None] * dR
@@ -168,15 +182,11 @@ def _solve_grads(dU, c, strips, grads):
 def parallel_backward(dout, cache, dfinal_state=None):
     """dq, dk, dv, dg, dbeta (None for the sum rule), dS0 of parallel_forward."""
     c = cache
-    strips = _strips(c.q, c.b.shape[-1])
-    grads = (
-        np.zeros_like(c.q),
-        np.zeros_like(c.k),
-        np.zeros_like(c.b),
-        np.zeros_like(c.S0),
-    )
-    dSN = np.zeros_like(c.S0) if dfinal_state is None else dfinal_state
-    dU = _score_grads(dout, dSN, c, strips, grads)
+    strips = _strips(c.q)
+    grads = tuple(np.zeros_like(x) for x in (c.q, c.k, c.b, c.S0))
+    dU = _score_grads(dout, c, strips, grads)
+    if dfinal_state is not None:
+        _final_state_grads(dfinal_state, c, dU, grads)
     dv, dbeta = dU, None
     if c.beta is not None:
         dv, dbeta = _solve_grads(dU, c, strips, grads)
