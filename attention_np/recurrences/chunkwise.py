@@ -36,6 +36,7 @@ from .decay import (
     reduce_gate,
     reverse_cumsum,
     to_chunks,
+    unit_lower_inverse,
 )
 
 
@@ -45,24 +46,22 @@ class ChunkwiseCache(NamedTuple):
     v: np.ndarray  # (..., n, C, d_v)
     B: np.ndarray  # (..., n, C, G) local cumulative log-decays
     beta: np.ndarray | None  # (..., n, C) delta rule, or None (sum rule)
-    W: np.ndarray | None  # (..., n, C, d_k) delta rule: U = U0 - W S0
+    P: np.ndarray  # (..., n, C, C) scale (Q K^T o Gamma)
+    L: np.ndarray | None  # (..., n, C, C) delta rule: K K^T o Gamma_strict
+    T: np.ndarray | None  # (..., n, C, C) delta rule: A^{-1}
+    WU: np.ndarray | None  # (..., n, C, d_k + d_v) delta rule: [W | U0]
     U: np.ndarray  # (..., n, C, d_v) what each token wrote
     states: np.ndarray  # (..., n + 1, d_k, d_v) the state at every chunk boundary
     scale: float
     N: int
 
 
-def _masks(C):
-    rows, cols = np.indices((C, C))
-    return rows >= cols, rows > cols  # (C, C) with and without the diagonal
-
-
 def _ut_transform(k, v, B, beta):
-    """A (..., C, C) and [W | U0] = A^{-1} diag(beta) [K o e^B | V] (docstring)."""
+    """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
     L = causal_scores(k, k, B, strict=True)  # (..., n, C, C) K K^T o Gamma_strict
-    A = np.eye(k.shape[-2], dtype=k.dtype) + beta[..., :, None] * L
+    T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
-    return A, L, np.linalg.solve(A, rhs)  # (..., n, C, d_k + d_v)
+    return L, T, T @ rhs  # (..., n, C, d_k + d_v)
 
 
 def _state_loop(S, Kh, U0, W, lam):
@@ -92,27 +91,27 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
     B = np.cumsum(to_chunks(g, C), axis=-2)  # (..., n, C, G)
     lam = B[..., -1:, :]  # (..., n, 1, G) the chunk's total log-decay
     Kh = kc * np.exp(lam - B)  # (..., n, C, d_k) keys decayed to the chunk's end
-    W, U0, bc = None, vc, None
+    W, U0, bc, L, T, WU = None, vc, None, None, None, None
     if beta is not None:
         bc = to_chunks(beta[..., None], C)[..., 0]  # (..., n, C)
-        _, _, WU = _ut_transform(kc, vc, B, bc)
+        L, T, WU = _ut_transform(kc, vc, B, bc)
         W, U0 = WU[..., : k.shape[-1]], WU[..., k.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1) scales the state's rows
     states, U = _state_loop(S0, Kh, U0, W, decay)
     P = scale * causal_scores(qc, kc, B)  # (..., n, C, C)
     out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., n, C, dv)
-    cache = ChunkwiseCache(qc, kc, vc, B, bc, W, U, states, scale, N)
+    cache = ChunkwiseCache(qc, kc, vc, B, bc, P, L, T, WU, U, states, scale, N)
     return from_chunks(out, N), cache, states[..., -1, :, :]
 
 
 def _boundary_grads(dO, dSN, c):
     """Back through the chunk loop: dU (..., n, C, d_v) and dS at every boundary."""
-    B, states, W = c.B, c.states, c.W
+    B, states = c.B, c.states
+    W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
     lam = B[..., -1:, :]
     Kh = c.k * np.exp(lam - B)
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1)
-    P = c.scale * causal_scores(c.q, c.k, B)
-    dU = np.swapaxes(P, -1, -2) @ dO  # (..., n, C, d_v) the intra-chunk part
+    dU = np.swapaxes(c.P, -1, -2) @ dO  # (..., n, C, d_v) the intra-chunk part
     QtdO = np.swapaxes(c.scale * c.q * np.exp(B), -1, -2) @ dO  # (..., n, dk, dv)
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
     dS[..., -1, :, :] = dSN
@@ -124,7 +123,7 @@ def _boundary_grads(dO, dSN, c):
             dS[..., j, :, :] -= np.swapaxes(W[..., j, :, :], -1, -2) @ dU[..., j, :, :]
     if W is None:
         dU += Kh @ dS[..., 1:, :, :]
-    return dU, dS, P, Kh
+    return dU, dS, Kh
 
 
 def _decay_grads(dO, dS, c, Kh):
@@ -150,11 +149,10 @@ def _ut_backward(dU, c, dq_dk_dB):
     """Add the UT transform's gradients (delta rule); returns dk, dv, dB, dbeta."""
     dk, dB = dq_dk_dB
     k, B, beta, d_k = c.k, c.B, c.beta, c.k.shape[-1]
-    A, L, WU = _ut_transform(k, c.v, B, beta)
+    L, T, WU = c.L, c.T, c.WU
     dW = -dU @ np.swapaxes(c.states[..., :-1, :, :], -1, -2)  # U = U0 - W S0
-    dR = np.linalg.solve(np.swapaxes(A, -1, -2), np.concatenate([dW, dU], axis=-1))
-    strict = _masks(k.shape[-2])[1]
-    dA = np.where(strict, -dR @ np.swapaxes(WU, -1, -2), 0.0)  # (..., n, C, C)
+    dR = np.swapaxes(T, -1, -2) @ np.concatenate([dW, dU], axis=-1)  # A^T dR = dZ
+    dA = np.tril(-dR @ np.swapaxes(WU, -1, -2), -1)  # (..., n, C, C) A is unit lower
     Ke = k * np.exp(B)
     dbeta = np.sum(dR * np.concatenate([Ke, c.v], axis=-1), axis=-1)
     dbeta += np.sum(dA * L, axis=-1)  # forward: A = I + diag(beta) L
@@ -177,7 +175,7 @@ def chunkwise_backward(dout, cache, dfinal_state=None):
     dSN = (
         np.zeros_like(c.states[..., -1, :, :]) if dfinal_state is None else dfinal_state
     )
-    dU, dS, _, Kh = _boundary_grads(dO, dSN, c)
+    dU, dS, Kh = _boundary_grads(dO, dSN, c)
     dq, dk, dB = _decay_grads(dO, dS, c, Kh)
     dv, dbeta = dU, None
     if c.beta is not None:

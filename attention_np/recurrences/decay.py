@@ -193,3 +193,37 @@ def to_chunks(x, C):
 def from_chunks(x, N):
     """(..., n, C, w) -> (..., N, w), dropping the padding."""
     return x.reshape(x.shape[:-3] + (-1, x.shape[-1]))[..., :N, :]
+
+
+BASE = 16  # diagonal blocks inverted by substitution in unit_lower_inverse
+
+
+def _substitute(L):
+    """(I + L)^{-1} row by row: T_i = e_i - L_i T (L strictly lower, small)."""
+    n = L.shape[-1]
+    T = np.broadcast_to(np.eye(n, dtype=L.dtype), L.shape).copy()
+    for i in range(1, n):
+        T[..., i, :i] = -(L[..., i : i + 1, :i] @ T[..., :i, :i])[..., 0, :]
+    return T
+
+
+def unit_lower_inverse(L):
+    """T = (I + L)^{-1} for strictly lower-triangular L (..., C, C).
+
+    Diagonal blocks of BASE rows by substitution, then blocks of twice the size
+    from two halves: inv([[A, 0], [X, B]]) = [[A^-1, 0], [-B^-1 X A^-1, B^-1]].
+    Every step is a matrix product over all leading dimensions at once.
+    """
+    C = L.shape[-1]
+    T = np.zeros_like(L)
+    for s in range(0, C, BASE):
+        e = min(C, s + BASE)
+        T[..., s:e, s:e] = _substitute(L[..., s:e, s:e])
+    size = BASE
+    while size < C:
+        for s in range(0, C - size, 2 * size):
+            m, e = s + size, min(C, s + 2 * size)
+            X = L[..., m:e, s:m] @ T[..., s:m, s:m]
+            T[..., m:e, s:m] = -T[..., m:e, m:e] @ X
+        size *= 2
+    return T

@@ -30,6 +30,7 @@ from .decay import (
     prefix_scores,
     prefix_scores_backward,
     reduce_gate,
+    unit_lower_inverse,
 )
 from .decay import reverse_cumsum as _rcumsum
 
@@ -101,8 +102,7 @@ def _solve_strips(k, v, b, beta, S0, strips):
     for r0, r1 in strips:
         A = beta[..., r0:r1, None] * strip_scores(k, k, b, r0, r1, strict=True)
         known = rhs[..., r0:r1, :] - A[..., :, :r0] @ U[..., :r0, :]
-        diag = np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:]  # unit lower
-        U[..., r0:r1, :] = np.linalg.solve(diag, known)
+        U[..., r0:r1, :] = unit_lower_inverse(A[..., :, r0:]) @ known
     return U
 
 
@@ -162,8 +162,8 @@ def _solve_grads(dU, c, strips, grads):
     for r0, r1 in reversed(strips):
         L = strip_scores(k, k, b, r0, r1, strict=True)  # (..., R, r1)
         A = beta[..., r0:r1, None] * L  # the strip of A - I
-        diagT = np.swapaxes(np.eye(r1 - r0, dtype=k.dtype) + A[..., :, r0:], -1, -2)
-        dR[..., r0:r1, :] = np.linalg.solve(diagT, dU[..., r0:r1, :])  # A^T dR = dU
+        Tt = np.swapaxes(unit_lower_inverse(A[..., :, r0:]), -1, -2)
+        dR[..., r0:r1, :] = Tt @ dU[..., r0:r1, :]  # A^T dR = dU
         dU[..., :r0, :] -= np.swapaxes(A[..., :, :r0], -1, -2) @ _rows(dR, r0, r1)
         dA = -_rows(dR, r0, r1) @ np.swapaxes(c.U[..., :r1, :], -1, -2)
         dbeta[..., r0:r1] += np.sum(dA * L, axis=-1)  # L is 0 where A is fixed
