@@ -26,7 +26,7 @@ def check_qkv(q, k, v):
         )
     if 0 in q.shape[-2:] or v.shape[-1] == 0:
         raise ValueError(
-            f"q{q.shape} and v{v.shape} need N >= 1 positions and widths >= 1"
+            f"q{q.shape} and v{v.shape} need N >= 1 positions and widths d_k, d_v >= 1"
         )
     return q, k, v
 
