@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test notebooks gradcheck lint bench bench-efficiency lab student clean
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency bench-recurrences bench-mqar lab student clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ bench: $(STAMP)  ## attention vs the BLAS floor (prints a table)
 
 bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (tables + figures)
 	$(BIN)/python benchmarks/efficiency_bench.py
+
+bench-recurrences: $(STAMP)  ## recurrent vs parallel vs chunkwise forms against N (table + figure)
+	$(BIN)/python benchmarks/recurrence_bench.py
+
+bench-mqar: $(STAMP)  ## MQAR accuracy vs key-value pairs for seven mixers (table + figure)
+	$(BIN)/python benchmarks/mqar_bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
