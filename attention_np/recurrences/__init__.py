@@ -15,6 +15,10 @@ Modules (one idea each):
 - ``linear_family``: linear_attn, retention, gla, mamba2 (sum-rule writes).
 - ``delta_family``: deltanet, gated_deltanet (delta-rule writes).
 - ``checks``: input validation of this subpackage.
+- ``mqar``: the multi-query associative recall task (Zoology).
+- ``mixer_ops``, ``mixer_gates``, ``mixers``: a mixer layer around each recurrence
+  (and around softmax attention) with the papers' gates.
+- ``mqar_model``, ``mqar_train``: a small two-layer model for MQAR and its training.
 """
 
 from .checks import retention_decays
@@ -35,8 +39,27 @@ from .linear_family import (
     retention_backward,
     retention_forward,
 )
+from .mixer_ops import (
+    l2norm_backward,
+    l2norm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
+    short_conv_backward,
+    short_conv_forward,
+)
+from .mixers import KINDS, init_mixer_params, mixer_backward, mixer_forward
+from .mqar import MQARBatch, mqar_batch
+from .mqar_model import (
+    init_mqar_params,
+    masked_cross_entropy,
+    mqar_model_backward,
+    mqar_model_forward,
+)
+from .mqar_train import train_mqar
 
 __all__ = [
+    "KINDS",
+    "MQARBatch",
     "RecurrenceCache",
     "deltanet_backward",
     "deltanet_forward",
@@ -52,4 +75,19 @@ __all__ = [
     "retention_forward",
     "retention_decays",
     "with_final_state_grad",
+    "init_mixer_params",
+    "init_mqar_params",
+    "l2norm_backward",
+    "l2norm_forward",
+    "masked_cross_entropy",
+    "mixer_backward",
+    "mixer_forward",
+    "mqar_batch",
+    "mqar_model_backward",
+    "mqar_model_forward",
+    "rmsnorm_backward",
+    "rmsnorm_forward",
+    "short_conv_backward",
+    "short_conv_forward",
+    "train_mqar",
 ]

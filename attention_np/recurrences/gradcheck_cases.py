@@ -28,6 +28,16 @@ from .linear_family import (
     retention_backward,
     retention_forward,
 )
+from .mixer_ops import (
+    l2norm_backward,
+    l2norm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
+    short_conv_backward,
+    short_conv_forward,
+)
+from .mixers import KINDS, init_mixer_params, mixer_backward, mixer_forward
+from .mqar_model import init_mqar_params, mqar_model_backward, mqar_model_forward
 
 B, H, N, d_k, d_v = 2, 3, 7, 4, 5
 FORMS = ("recurrent", "parallel", "chunkwise")
@@ -104,4 +114,50 @@ CASES.update(
         for model in ("GLA", "Gated DeltaNet")
         for form in FORMS
     }
+)
+
+
+def _jitter(params, rng):
+    """Move every parameter off its init (non-zero biases, random conv taps)."""
+    return {k: w + 0.1 * rng.standard_normal(w.shape) for k, w in params.items()}
+
+
+def _mixer_case(kind):
+    def case(rng):
+        params = _jitter(init_mixer_params(6, 2, kind=kind, rng=rng), rng)
+        arrays = {"x": rng.standard_normal((2, 5, 6))}
+        options = {"kind": kind, "n_heads": 2, "chunk_size": 2}
+        return LayerCase(mixer_forward, mixer_backward, arrays, params, options)
+
+    return case
+
+
+def _mqar_model_case(mixer):
+    def case(rng):
+        params = init_mqar_params(9, 4, mixer=mixer, n_heads=2, rng=rng, d_mlp=5)
+        arrays = {"ids": rng.integers(0, 9, (2, 6))}
+        options = {"mixer": mixer, "n_heads": 2, "chunk_size": 4}
+        return LayerCase(mqar_model_forward, mqar_model_backward, arrays,
+                         _jitter(params, rng), options)  # fmt: skip
+
+    return case
+
+
+CASES.update({f"recurrence mixer: {kind}": _mixer_case(kind) for kind in KINDS})
+CASES.update(
+    {
+        f"recurrence MQAR model ({m})": _mqar_model_case(m)
+        for m in ("attention", "gated_deltanet")
+    }
+)
+CASES["recurrence mixer part: short causal convolution"] = lambda rng: LayerCase(
+    short_conv_forward,
+    short_conv_backward,
+    {"x": rng.standard_normal((2, 5, 3)), "w": rng.standard_normal((3, 3))},
+)
+CASES["recurrence mixer part: l2norm"] = lambda rng: LayerCase(
+    l2norm_forward, l2norm_backward, {"x": rng.standard_normal((2, 4, 5))}
+)
+CASES["recurrence mixer part: rmsnorm"] = lambda rng: LayerCase(
+    rmsnorm_forward, rmsnorm_backward, {"x": rng.standard_normal((2, 4, 5))}
 )
