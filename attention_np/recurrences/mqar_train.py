@@ -39,49 +39,67 @@ def learning_rate(step, steps, lr, warmup=0.1):
     return 0.5 * lr * (1.0 + np.cos(np.pi * (step - w) / max(1, steps - w)))
 
 
-def _clip(grads, max_norm=1.0):
+def clip_by_global_norm(grads, max_norm=1.0):
+    """Scale every gradient by min(1, max_norm / global norm)."""
     norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
     scale = min(1.0, max_norm / (norm + 1e-12))
     return {k: g * scale for k, g in grads.items()}
 
 
-def evaluate(params, task, model, *, rng, batches=4):
-    """Accuracy at the query positions over fresh batches of ``task``."""
-    correct = 0.0
-    for _ in range(batches):
-        b = mqar_batch(**task, rng=rng)
-        logits, _ = mqar_model_forward(b.ids, params, **model)
-        correct += masked_cross_entropy(logits, b.targets, b.mask)[2]
-    return correct / batches
+def mqar_seq_len(n_pairs, min_len=64):
+    """Sequence length for n pairs: max(min_len, 4 n) (pairs, then room to query)."""
+    return max(min_len, 4 * n_pairs)
 
 
-def train_mqar(
-    task, model, *, steps, lr, rng, d_model, dtype=np.float32, progress=None
-):
-    """Train a fresh MQAR model; returns (params, losses, held-out accuracy).
+def train_step(params, state, batch, model, *, lr):
+    """One Adam step on an MQARBatch (in place); returns the loss."""
+    logits, cache = mqar_model_forward(batch.ids, params, **model)
+    loss, dlogits, _ = masked_cross_entropy(logits, batch.targets, batch.mask)
+    grads = clip_by_global_norm(mqar_model_backward(dlogits, cache))
+    adam_update(params, grads, state, lr=lr)
+    return loss
+
+
+def evaluate_mqar(params, model, pairs, *, vocab_size, batch, rng, batches=4):
+    """{n: accuracy at the queries} over fresh sequences with n pairs."""
+    acc = {}
+    for n in pairs:
+        correct = 0.0
+        for _ in range(batches):
+            b = mqar_batch(n, seq_len=mqar_seq_len(n), vocab_size=vocab_size,
+                           batch=batch, rng=rng)  # fmt: skip
+            logits, _ = mqar_model_forward(b.ids, params, **model)
+            correct += masked_cross_entropy(logits, b.targets, b.mask)[2]
+        acc[n] = correct / batches
+    return acc
+
+
+def train_mqar(pairs, model, *, steps, lr, rng, d_model, vocab_size, batch=32,
+               dtype=np.float32, progress=None):  # fmt: skip
+    """Train a fresh MQAR model on a mixture of pair counts (Zoology's protocol).
 
     Args:
-        task: keyword arguments of ``mqar_batch`` (n_pairs, seq_len, vocab_size,
-            batch).  model: mixer, n_heads (and n_layers, form, chunk_size).
-        steps, lr: Adam steps and peak learning rate.  rng: Generator.
-        d_model: width D.  progress: an optional tqdm-like bar to ``update(1)``.
+        pairs: pair counts; each step draws one (sequences of mqar_seq_len(n)).
+        model: mixer, n_heads (and n_layers, form, chunk_size) of the model.
+        steps, lr: Adam steps and peak learning rate (warm-up, cosine).
+        rng: Generator.  d_model, vocab_size, batch: sizes.
+        progress: optional callable, called with the step number after each step.
+
+    Returns:
+        params, losses (steps,), {n: held-out accuracy}.
     """
     V.positive_int("steps", steps)
-    params = init_mqar_params(
-        task["vocab_size"],
-        d_model,
-        rng=rng,
-        dtype=dtype,
-        **{k: model[k] for k in ("mixer", "n_heads")},
-    )
-    state, losses = {}, []
+    keys = {k: model[k] for k in ("mixer", "n_heads", "n_layers") if k in model}
+    params = init_mqar_params(vocab_size, d_model, rng=rng, dtype=dtype, **keys)
+    state, losses = {}, np.empty(steps)
     for step in range(steps):
-        b = mqar_batch(**task, rng=rng)
-        logits, cache = mqar_model_forward(b.ids, params, **model)
-        loss, dlogits, _ = masked_cross_entropy(logits, b.targets, b.mask)
-        grads = _clip(mqar_model_backward(dlogits, cache))
-        adam_update(params, grads, state, lr=learning_rate(step, steps, lr))
-        losses.append(loss)
+        n = int(rng.choice(pairs))
+        b = mqar_batch(n, seq_len=mqar_seq_len(n), vocab_size=vocab_size,
+                       batch=batch, rng=rng)  # fmt: skip
+        losses[step] = train_step(params, state, b, model,
+                                  lr=learning_rate(step, steps, lr))  # fmt: skip
         if progress is not None:
-            progress.update(1)
-    return params, np.array(losses), evaluate(params, task, model, rng=rng)
+            progress(step)
+    acc = evaluate_mqar(params, model, pairs, vocab_size=vocab_size, batch=batch,
+                        rng=rng)  # fmt: skip
+    return params, losses, acc
