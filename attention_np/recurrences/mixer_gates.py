@@ -16,6 +16,8 @@ import numpy as np
 from ..multihead import merge_heads, split_heads
 
 GLA_NORMALISER = 16.0
+DT_RANGE = (1e-3, 1e-1)  # Mamba's initial dt, log-uniform
+A_RANGE = (1.0, 16.0)  # initial A = exp(A_log), uniform
 GATE_KEYS = {
     "attention": (),
     "linear_attn": (),
@@ -43,10 +45,10 @@ def init_gate_params(D, H, *, kind, rng):
     if "W_b" in keys:
         p["W_b"], p["b_b"] = rng.standard_normal((D, H)) / np.sqrt(D), np.zeros(H)
     if "W_dt" in keys:
-        dt = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), H))  # Mamba's dt range
+        dt = np.exp(rng.uniform(*np.log(DT_RANGE), H))
         p["W_dt"] = rng.standard_normal((D, H)) / np.sqrt(D)
         p["b_dt"] = dt + np.log(-np.expm1(-dt))  # inverse softplus
-        p["A_log"] = np.log(rng.uniform(1.0, 16.0, H))
+        p["A_log"] = np.log(rng.uniform(*A_RANGE, H))
     return p
 
 

@@ -1,11 +1,13 @@
 """A sequence-mixer layer around each recurrence (and around softmax attention).
 
-    h = short_conv(x);  q, k, v = heads(h W_q), heads(h W_k), heads(h W_v)
+    q, k, v = heads(conv_q(x W_q)), heads(conv_k(x W_k)), heads(conv_v(x W_v))
     attention:  o = softmax(q k^T / sqrt(d), causal) v
-    otherwise:  o = rmsnorm(recurrence(l2norm(q), l2norm(k), v, gates(h)))
+    otherwise:  o = rmsnorm(recurrence(l2norm(q), l2norm(k), v, gates(x)))
     out = merge(o) W_o
 
-Every mixer has the same projections, convolution and widths, so only the
+Every mixer has the same projections, short causal convolutions (one per q, k, v,
+as in fla's DeltaNet / Gated DeltaNet and Mamba-2 layers; Zoology puts a short
+convolution before every mixer, attention included) and widths, so only the
 recurrence differs (equal width). The gates follow the papers' layers (see
 ``mixer_gates``). Shapes: x (B, N, D), heads (B, H, N, d), D = H d.
 """
@@ -42,11 +44,11 @@ RECURRENCES = {  # kind: (forward, backward, names of the gate arrays it takes)
     ),
 }
 KINDS = ("attention",) + tuple(RECURRENCES)
-BASE_KEYS = ("conv", "W_q", "W_k", "W_v", "W_o")
+BASE_KEYS = ("conv_q", "conv_k", "conv_v", "W_q", "W_k", "W_v", "W_o")
 
 
 def init_mixer_params(d_model, n_heads, *, kind, rng, conv_size=3, dtype=np.float64):
-    """Params of one mixer: conv (K, D), W_q, W_k, W_v, W_o (D, D), and gates."""
+    """Params: conv_q, conv_k, conv_v (K, D), W_q, W_k, W_v, W_o (D, D), gates."""
     V.choice("kind", kind, KINDS)
     D, H = V.positive_int("d_model", d_model), V.positive_int("n_heads", n_heads)
     if D % H:
@@ -54,8 +56,8 @@ def init_mixer_params(d_model, n_heads, *, kind, rng, conv_size=3, dtype=np.floa
     V.rng_arg(rng)
     dtype = V.dtype_arg(dtype)
     K = V.positive_int("conv_size", conv_size)
-    params = {"conv": rng.standard_normal((K, D)) / np.sqrt(K)}
-    for name in BASE_KEYS[1:]:
+    params = {n: rng.standard_normal((K, D)) / np.sqrt(K) for n in BASE_KEYS[:3]}
+    for name in BASE_KEYS[3:]:
         params[name] = rng.standard_normal((D, D)) / np.sqrt(D)
     params.update(init_gate_params(D, H, kind=kind, rng=rng))
     return {name: p.astype(dtype) for name, p in params.items()}
@@ -63,8 +65,8 @@ def init_mixer_params(d_model, n_heads, *, kind, rng, conv_size=3, dtype=np.floa
 
 class MixerCache(NamedTuple):
     kind: str
-    conv: tuple  # short_conv cache
-    h: np.ndarray  # (B, N, D) the convolution's output
+    convs: tuple  # short_conv caches of q, k, v
+    x: np.ndarray  # (B, N, D) the input
     core: tuple  # attention cache, or RecurrenceParts
     o: np.ndarray  # (B, N, D) merged heads, before W_o
     params: dict
@@ -88,10 +90,10 @@ def _check(x, params, kind, n_heads):
     D = x.shape[-1]
     if D % H:
         raise ValueError(f"x{x.shape}: D={D} must be a multiple of n_heads={H}")
-    shapes = {k: (D, D) for k in BASE_KEYS[1:]}
-    shapes["conv"] = np.shape(params.get("conv", np.zeros((1, D))))
-    if len(shapes["conv"]) != 2 or shapes["conv"][1] != D:
-        shapes["conv"] = (3, D)  # reported as the expected shape
+    shapes = {k: (D, D) for k in BASE_KEYS[3:]}
+    for name in BASE_KEYS[:3]:  # any number of taps K, width D
+        shape = np.shape(params.get(name, np.zeros((3, D))))
+        shapes[name] = shape if len(shape) == 2 and shape[1] == D else (3, D)
     shapes.update({k: np.shape(params.get(k)) for k in GATE_KEYS[kind]})
     return x, V.check_params(params, shapes, dtype=x.dtype)
 
@@ -120,19 +122,23 @@ def mixer_forward(x, params, *, kind, n_heads, form="chunkwise", chunk_size=64):
         out (B, N, D), MixerCache.
     """
     x, params = _check(x, params, kind, n_heads)
-    h, conv_cache = short_conv_forward(x, params["conv"])  # (B, N, D)
-    q, k, v = (split_heads(h @ params[n], n_heads) for n in ("W_q", "W_k", "W_v"))
+    heads, convs = [], []
+    for n in "qkv":  # conv_n(x W_n): a token can see the few before it
+        a, c = short_conv_forward(x @ params["W_" + n], params["conv_" + n])
+        heads.append(split_heads(a, n_heads))  # (B, H, N, d)
+        convs.append(c)
+    q, k, v = heads
     if kind == "attention":
         o, core = attention_forward(q, k, v, causal=True)  # (B, H, N, d)
     else:
-        o, core = _recurrence_forward(q, k, v, h, params, kind, form, chunk_size)
+        o, core = _recurrence_forward(q, k, v, x, params, kind, form, chunk_size)
     o = merge_heads(o)  # (B, N, D)
-    cache = MixerCache(kind, conv_cache, h, core, o, params, n_heads)
+    cache = MixerCache(kind, tuple(convs), x, core, o, params, n_heads)
     return o @ params["W_o"], cache
 
 
 def _recurrence_backward(do, c):
-    """dq, dk, dv (B, H, N, d), dh from the gates, the gates' dparams."""
+    """dq, dk, dv (B, H, N, d), dx from the gates, the gates' dparams."""
     p = c.core
     grads = RECURRENCES[c.kind][1](rmsnorm_backward(do, p.o_norm), p.recurrence)
     dq, dk = l2norm_backward(grads[0], p.q_norm), l2norm_backward(grads[1], p.k_norm)
@@ -148,19 +154,18 @@ def _recurrence_backward(do, c):
 def mixer_backward(dout, cache):
     """dx (B, N, D) and grads (keys of params) of mixer_forward."""
     c = cache
-    V.grad_shape("dout", dout, c.h.shape)
+    V.grad_shape("dout", dout, c.x.shape)
     p = c.params
     grads = {"W_o": c.o.reshape(-1, c.o.shape[-1]).T @ dout.reshape(-1, c.o.shape[-1])}
     do = split_heads(dout @ p["W_o"].T, c.n_heads)  # (B, H, N, d)
     if c.kind == "attention":
         dq, dk, dv = attention_backward(do, c.core)
-        dh, dgates = np.zeros_like(c.h), {}
+        dx, dgates = np.zeros_like(c.x), {}
     else:
-        dq, dk, dv, dh, dgates = _recurrence_backward(do, c)
-    h2 = c.h.reshape(-1, c.h.shape[-1])
-    for name, d in (("W_q", dq), ("W_k", dk), ("W_v", dv)):
-        d = merge_heads(d)  # (B, N, D) forward: q = heads(h W_q)
-        grads[name] = h2.T @ d.reshape(h2.shape)
-        dh += d @ p[name].T
-    dx, grads["conv"] = short_conv_backward(dh, c.conv)
+        dq, dk, dv, dx, dgates = _recurrence_backward(do, c)
+    x2 = c.x.reshape(-1, c.x.shape[-1])
+    for n, d, conv in zip("qkv", (dq, dk, dv), c.convs, strict=True):
+        da, grads["conv_" + n] = short_conv_backward(merge_heads(d), conv)
+        grads["W_" + n] = x2.T @ da.reshape(x2.shape)  # forward: a = x W_n
+        dx += da @ p["W_" + n].T
     return dx, {**grads, **dgates}
