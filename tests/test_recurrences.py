@@ -8,7 +8,7 @@ import pytest
 from attention_np import recurrences as R
 from attention_np.gradcheck import numerical_grads
 from attention_np.memory import delta_rule_forward, sum_rule_forward
-from attention_np.recurrences import decay, parallel
+from attention_np.recurrences import chunkwise, decay, parallel
 
 B, H, N, d_k, d_v = 2, 3, 11, 4, 5
 FORMS = ("recurrent", "parallel", "chunkwise")
@@ -281,6 +281,7 @@ def test_parallel_strips_and_channel_blocks_do_not_change_anything(monkeypatch):
     monkeypatch.setattr(decay, "SUB", 3)  # channel gates: 3-row diagonal blocks
     monkeypatch.setattr(decay, "BUDGET", 100)  # and few slices at a time
     monkeypatch.setattr(decay, "BASE", 2)  # the triangular inverse doubles 4 times
+    monkeypatch.setattr(chunkwise, "GROUP_TOKENS", 20)  # groups of chunks
     for model, ref in expected.items():
         for form, C in (("parallel", 1), ("chunkwise", 16), ("chunkwise", 13)):
             got = _grads(model, form, inputs, dout, chunk_size=C)

@@ -17,9 +17,11 @@ decays folded in (Yang et al. 2024):
     A U = diag(beta) (V - (K o e^B) S0),   A = I + diag(beta) (K K^T o Gamma_strict)
     W = A^{-1} diag(beta) (K o e^B),  U0 = A^{-1} diag(beta) V,   U = U0 - W S0
 
-P, A, W and U0 do not depend on the state: every chunk is transformed at once, and
-only the short loop over the n = N / C chunk states stays sequential. The backward
-keeps the n + 1 chunk-boundary states and differentiates these formulas.
+P, A, W and U0 do not depend on the state: the chunks are transformed together,
+and only the short loop over the n = N / C chunk states stays sequential. They are
+processed in groups of about GROUP_TOKENS tokens, so that a group's temporaries stay
+in the CPU cache and the time grows linearly with N. The backward keeps the n + 1
+chunk-boundary states and differentiates these formulas, group by group in reverse.
 
 Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G the
 gate width (1: scalar per head, d_k: GLA's diagonal gate).
@@ -32,6 +34,7 @@ import numpy as np
 from .decay import (
     causal_scores,
     causal_scores_backward,
+    decay_matrix,
     from_chunks,
     reduce_gate,
     reverse_cumsum,
@@ -39,80 +42,126 @@ from .decay import (
     unit_lower_inverse,
 )
 
+GROUP_TOKENS = 1024  # tokens per group of chunks (its temporaries stay in cache)
+
+
+class GroupCache(NamedTuple):
+    """One group of m chunks: everything its backward needs."""
+
+    q: np.ndarray  # (..., m, C, d_k) chunked, zero-padded
+    k: np.ndarray  # (..., m, C, d_k)
+    v: np.ndarray  # (..., m, C, d_v)
+    B: np.ndarray  # (..., m, C, G) local cumulative log-decays
+    beta: np.ndarray | None  # (..., m, C) delta rule, or None (sum rule)
+    D: np.ndarray | None  # (..., m, C, C) scalar gates: Gamma (diagonal included)
+    P: np.ndarray  # (..., m, C, C) scale (Q K^T o Gamma)
+    L: np.ndarray | None  # (..., m, C, C) delta rule: K K^T o Gamma_strict
+    T: np.ndarray | None  # (..., m, C, C) delta rule: A^{-1}
+    WU: np.ndarray | None  # (..., m, C, d_k + d_v) delta rule: [W | U0]
+    U: np.ndarray  # (..., m, C, d_v) what each token wrote
+    states: np.ndarray  # (..., m + 1, d_k, d_v) the state at every chunk boundary
+
 
 class ChunkwiseCache(NamedTuple):
-    q: np.ndarray  # (..., n, C, d_k) chunked, zero-padded
-    k: np.ndarray  # (..., n, C, d_k)
-    v: np.ndarray  # (..., n, C, d_v)
-    B: np.ndarray  # (..., n, C, G) local cumulative log-decays
-    beta: np.ndarray | None  # (..., n, C) delta rule, or None (sum rule)
-    P: np.ndarray  # (..., n, C, C) scale (Q K^T o Gamma)
-    L: np.ndarray | None  # (..., n, C, C) delta rule: K K^T o Gamma_strict
-    T: np.ndarray | None  # (..., n, C, C) delta rule: A^{-1}
-    WU: np.ndarray | None  # (..., n, C, d_k + d_v) delta rule: [W | U0]
-    U: np.ndarray  # (..., n, C, d_v) what each token wrote
-    states: np.ndarray  # (..., n + 1, d_k, d_v) the state at every chunk boundary
+    groups: list  # GroupCache per group of chunks, in order
     scale: float
     N: int
 
 
-def _ut_transform(k, v, B, beta):
+def _scores(a, b, B, D, strict=False):
+    """(a b^T o Gamma) in each chunk; Gamma is D (scalar gates) or from B (channels)."""
+    if D is None:
+        return causal_scores(a, b, B, strict=strict)
+    P = (a @ np.swapaxes(b, -1, -2)) * D  # (..., m, C, C)
+    return np.tril(P, -1) if strict else P
+
+
+def _scores_backward(dP, a, b, B, D, strict=False):
+    """da, db, dB of _scores (dB: the sum of both roles)."""
+    if D is None:
+        dq, dk, dB = causal_scores_backward(dP, a, b, B, strict=strict)
+        return dq, dk, dB
+    X = (np.tril(dP, -1) if strict else dP) * D
+    Y = X * (a @ np.swapaxes(b, -1, -2))  # d Gamma_ij / d B_i = -d/dB_j = Gamma_ij
+    dB = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
+    return X @ b, np.swapaxes(X, -1, -2) @ a, dB
+
+
+def _ut_transform(k, v, B, beta, D):
     """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
-    L = causal_scores(k, k, B, strict=True)  # (..., n, C, C) K K^T o Gamma_strict
+    L = _scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
-    return L, T, T @ rhs  # (..., n, C, d_k + d_v)
+    return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
 
-def _state_loop(S, Kh, U0, W, lam):
-    """Carry the state over the chunks; returns states (..., n + 1, ...) and U."""
-    n = Kh.shape[-3]
-    states = np.empty(S.shape[:-2] + (n + 1,) + S.shape[-2:], dtype=S.dtype)
-    KtV = None if W is not None else np.swapaxes(Kh, -1, -2) @ U0  # (..., n, dk, dv)
+def _state_loop(S, Kh, U0, W, decay):
+    """Carry the state over the chunks; returns states (..., m + 1, ...) and U."""
+    m = Kh.shape[-3]
+    states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
+    KtV = None if W is not None else np.swapaxes(Kh, -1, -2) @ U0  # (..., m, dk, dv)
     U = U0 if W is None else np.empty_like(U0)
-    for j in range(n):
+    for j in range(m):
         states[..., j, :, :] = S
         if W is None:
-            S = lam[..., j, :, :] * S + KtV[..., j, :, :]
+            S = decay[..., j, :, :] * S + KtV[..., j, :, :]
             continue
         U[..., j, :, :] = U0[..., j, :, :] - W[..., j, :, :] @ S  # (..., C, d_v)
-        S = (
-            lam[..., j, :, :] * S
-            + np.swapaxes(Kh[..., j, :, :], -1, -2) @ U[..., j, :, :]
-        )
-    states[..., n, :, :] = S
+        Kt = np.swapaxes(Kh[..., j, :, :], -1, -2)
+        S = decay[..., j, :, :] * S + Kt @ U[..., j, :, :]
+    states[..., m, :, :] = S
     return states, U
+
+
+def _group_forward(qc, kc, vc, gc, bc, S0, scale):
+    """out (..., m, C, d_v), GroupCache and the final state of m chunks."""
+    B = np.cumsum(gc, axis=-2)  # (..., m, C, G) local cumulative log-decays
+    lam = B[..., -1:, :]  # (..., m, 1, G) the chunk's total log-decay
+    C = B.shape[-2]
+    D = decay_matrix(B, B, np.tri(C, dtype=bool)) if B.shape[-1] == 1 else None
+    Kh = kc * np.exp(lam - B)  # (..., m, C, d_k) keys decayed to the chunk's end
+    W, U0, L, T, WU = None, vc, None, None, None
+    if bc is not None:
+        L, T, WU = _ut_transform(kc, vc, B, bc, D)
+        W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
+    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
+    states, U = _state_loop(S0, Kh, U0, W, decay)
+    P = scale * _scores(qc, kc, B, D)  # (..., m, C, C)
+    out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., m, C, dv)
+    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
+    return out, cache, states[..., -1, :, :]
+
+
+def _groups(n, C):
+    per = max(1, GROUP_TOKENS // C)
+    return [slice(s, min(n, s + per)) for s in range(0, n, per)]
 
 
 def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
     """out (..., N, d_v), ChunkwiseCache, final state; g (..., N, G), beta or None."""
     N, C = q.shape[-2], min(chunk_size, q.shape[-2])
-    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)
-    B = np.cumsum(to_chunks(g, C), axis=-2)  # (..., n, C, G)
-    lam = B[..., -1:, :]  # (..., n, 1, G) the chunk's total log-decay
-    Kh = kc * np.exp(lam - B)  # (..., n, C, d_k) keys decayed to the chunk's end
-    W, U0, bc, L, T, WU = None, vc, None, None, None, None
-    if beta is not None:
-        bc = to_chunks(beta[..., None], C)[..., 0]  # (..., n, C)
-        L, T, WU = _ut_transform(kc, vc, B, bc)
-        W, U0 = WU[..., : k.shape[-1]], WU[..., k.shape[-1] :]
-    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1) scales the state's rows
-    states, U = _state_loop(S0, Kh, U0, W, decay)
-    P = scale * causal_scores(qc, kc, B)  # (..., n, C, C)
-    out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., n, C, dv)
-    cache = ChunkwiseCache(qc, kc, vc, B, bc, P, L, T, WU, U, states, scale, N)
-    return from_chunks(out, N), cache, states[..., -1, :, :]
+    qc, kc, vc, gc = (to_chunks(x, C) for x in (q, k, v, g))  # (..., n, C, .)
+    bc = None if beta is None else to_chunks(beta[..., None], C)[..., 0]  # (..., n, C)
+    outs, groups, S = [], [], S0
+    for sl in _groups(qc.shape[-3], C):
+        part = [x[..., sl, :, :] for x in (qc, kc, vc, gc)]
+        part.append(None if bc is None else bc[..., sl, :])
+        out, cache, S = _group_forward(*part, S, scale)
+        outs.append(out)
+        groups.append(cache)
+    out = np.concatenate(outs, axis=-3)  # (..., n, C, d_v)
+    return from_chunks(out, N), ChunkwiseCache(groups, scale, N), S
 
 
-def _boundary_grads(dO, dSN, c):
-    """Back through the chunk loop: dU (..., n, C, d_v) and dS at every boundary."""
+def _boundary_grads(dO, dSN, c, scale):
+    """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary."""
     B, states = c.B, c.states
     W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
     lam = B[..., -1:, :]
     Kh = c.k * np.exp(lam - B)
-    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., n, G, 1)
-    dU = np.swapaxes(c.P, -1, -2) @ dO  # (..., n, C, d_v) the intra-chunk part
-    QtdO = np.swapaxes(c.scale * c.q * np.exp(B), -1, -2) @ dO  # (..., n, dk, dv)
+    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1)
+    dU = np.swapaxes(c.P, -1, -2) @ dO  # (..., m, C, d_v) the intra-chunk part
+    QtdO = np.swapaxes(scale * c.q * np.exp(B), -1, -2) @ dO  # (..., m, dk, dv)
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
     dS[..., -1, :, :] = dSN
     for j in reversed(range(B.shape[-3])):
@@ -126,43 +175,50 @@ def _boundary_grads(dO, dSN, c):
     return dU, dS, Kh
 
 
-def _decay_grads(dO, dS, c, Kh):
+def _decay_grads(dO, dS, c, Kh, scale):
     """dq, dk and dB from O's inter-chunk term, S_next's decays and the scores P."""
     B, G = c.B, c.B.shape[-1]
     eB = np.exp(B)
     S_in, dS_out = c.states[..., :-1, :, :], dS[..., 1:, :, :]
-    dQe = dO @ np.swapaxes(S_in, -1, -2)  # (..., n, C, d_k) forward: O += Qe S0
+    dQe = dO @ np.swapaxes(S_in, -1, -2)  # (..., m, C, d_k) forward: O += Qe S0
     dKh = c.U @ np.swapaxes(dS_out, -1, -2)  # forward: S_next += Kh^T U
-    dP = c.scale * (dO @ np.swapaxes(c.U, -1, -2))  # forward: O += P U
-    dq, dk, dB = causal_scores_backward(dP, c.q, c.k, B)
-    dq += c.scale * dQe * eB
+    dP = scale * (dO @ np.swapaxes(c.U, -1, -2))  # forward: O += P U
+    dq, dk, dB = _scores_backward(dP, c.q, c.k, B, c.D)
+    dq += scale * dQe * eB
     dk += dKh * np.exp(B[..., -1:, :] - B)
-    X = reduce_gate(dKh * Kh, G)  # (..., n, C, G) forward: Kh = K e^{Lam - B}
-    dB += reduce_gate(c.scale * dQe * c.q * eB, G) - X
-    decay = np.exp(np.swapaxes(B[..., -1:, :], -1, -2))  # (..., n, G, 1)
+    X = reduce_gate(dKh * Kh, G)  # (..., m, C, G) forward: Kh = K e^{Lam - B}
+    dB += reduce_gate(scale * dQe * c.q * eB, G) - X
+    decay = np.exp(np.swapaxes(B[..., -1:, :], -1, -2))  # (..., m, G, 1)
     held = np.sum(dS_out * decay * S_in, axis=-1)  # forward: S_next = e^Lam S0 + ...
     dB[..., -1, :] += X.sum(axis=-2) + reduce_gate(held, G)  # Lam = B_C
     return dq, dk, dB
 
 
-def _ut_backward(dU, c, dq_dk_dB):
+def _ut_backward(dU, c, dk, dB):
     """Add the UT transform's gradients (delta rule); returns dk, dv, dB, dbeta."""
-    dk, dB = dq_dk_dB
     k, B, beta, d_k = c.k, c.B, c.beta, c.k.shape[-1]
-    L, T, WU = c.L, c.T, c.WU
     dW = -dU @ np.swapaxes(c.states[..., :-1, :, :], -1, -2)  # U = U0 - W S0
-    dR = np.swapaxes(T, -1, -2) @ np.concatenate([dW, dU], axis=-1)  # A^T dR = dZ
-    dA = np.tril(-dR @ np.swapaxes(WU, -1, -2), -1)  # (..., n, C, C) A is unit lower
+    dR = np.swapaxes(c.T, -1, -2) @ np.concatenate([dW, dU], axis=-1)  # A^T dR = dZ
+    dA = np.tril(-dR @ np.swapaxes(c.WU, -1, -2), -1)  # (..., m, C, C) unit lower A
     Ke = k * np.exp(B)
     dbeta = np.sum(dR * np.concatenate([Ke, c.v], axis=-1), axis=-1)
-    dbeta += np.sum(dA * L, axis=-1)  # forward: A = I + diag(beta) L
+    dbeta += np.sum(dA * c.L, axis=-1)  # forward: A = I + diag(beta) L
     dRb = beta[..., None] * dR  # forward: rhs = diag(beta) [K e^B | V]
     dk = dk + dRb[..., :d_k] * np.exp(B)
     dB = dB + reduce_gate(dRb[..., :d_k] * Ke, B.shape[-1])
-    dk1, dk2, dB1 = causal_scores_backward(
-        beta[..., :, None] * dA, k, k, B, strict=True
-    )
+    dk1, dk2, dB1 = _scores_backward(beta[..., :, None] * dA, k, k, B, c.D, True)
     return dk + dk1 + dk2, dRb[..., d_k:], dB + dB1, dbeta
+
+
+def _group_backward(dO, dSN, c, scale):
+    """Chunked dq, dk, dv, dg, dbeta of one group, and the gradient of its S0."""
+    dU, dS, Kh = _boundary_grads(dO, dSN, c, scale)
+    dq, dk, dB = _decay_grads(dO, dS, c, Kh, scale)
+    dv, dbeta = dU, None
+    if c.beta is not None:
+        dk, dv, dB, dbeta = _ut_backward(dU, c, dk, dB)
+    dg = reverse_cumsum(dB, axis=-2)  # forward: B = cumsum(g) inside each chunk
+    return (dq, dk, dv, dg, dbeta), dS[..., 0, :, :]
 
 
 def chunkwise_backward(dout, cache, dfinal_state=None):
@@ -170,17 +226,23 @@ def chunkwise_backward(dout, cache, dfinal_state=None):
 
     ``dfinal_state`` is the gradient of the final state (None: it is not used).
     """
-    c = cache
-    dO = to_chunks(dout, c.q.shape[-2])  # (..., n, C, d_v)
-    dSN = (
-        np.zeros_like(c.states[..., -1, :, :]) if dfinal_state is None else dfinal_state
-    )
-    dU, dS, Kh = _boundary_grads(dO, dSN, c)
-    dq, dk, dB = _decay_grads(dO, dS, c, Kh)
-    dv, dbeta = dU, None
-    if c.beta is not None:
-        dk, dv, dB, dbeta = _ut_backward(dU, c, (dk, dB))
-        dbeta = from_chunks(dbeta[..., None], c.N)[..., 0]
-    dg = reverse_cumsum(dB, axis=-2)  # forward: B = cumsum(g) inside each chunk
-    grads = (from_chunks(x, c.N) for x in (dq, dk, dv, dg))
-    return (*grads, dbeta, dS[..., 0, :, :])
+    first = cache.groups[0]
+    dO = to_chunks(dout, first.q.shape[-2])  # (..., n, C, d_v)
+    dS = np.zeros_like(first.states[..., 0, :, :])
+    if dfinal_state is not None:
+        dS = dS + dfinal_state
+    parts, stop = [], dO.shape[-3]
+    for c in reversed(cache.groups):
+        start = stop - c.q.shape[-3]
+        grads, dS = _group_backward(dO[..., start:stop, :, :], dS, c, cache.scale)
+        parts.append(grads)
+        stop = start
+    joined = [
+        np.concatenate([p[i] for p in reversed(parts)], axis=-3) for i in range(4)
+    ]
+    grads = [from_chunks(x, cache.N) for x in joined]
+    dbeta = None
+    if first.beta is not None:
+        dbeta = np.concatenate([p[4] for p in reversed(parts)], axis=-2)
+        dbeta = from_chunks(dbeta[..., None], cache.N)[..., 0]
+    return (*grads, dbeta, dS)

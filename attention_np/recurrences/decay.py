@@ -186,8 +186,9 @@ def to_chunks(x, C):
     """
     N = x.shape[-2]
     n = -(-N // C)
-    pad = [(0, 0)] * (x.ndim - 2) + [(0, n * C - N), (0, 0)]
-    return np.pad(x, pad).reshape(x.shape[:-2] + (n, C, x.shape[-1]))
+    if n * C != N:  # only a length that C does not divide needs a padded copy
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, n * C - N), (0, 0)])
+    return x.reshape(x.shape[:-2] + (n, C, x.shape[-1]))
 
 
 def from_chunks(x, N):
