@@ -1,9 +1,13 @@
 """The exercise 19a checkers: two or more different correct solutions pass, planted
 wrong ones fail by raising, and the hint names the planted mistake."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from attention_np.exercises.build import student_notebook
 from attention_np.exercises.recurrence_checks import (
     check_gated_delta_chunk,
     check_gated_delta_step,
@@ -139,8 +143,65 @@ def test_wrong_chunks_raise_with_the_right_hint(fn, hint, capsys):
 
 def test_a_solution_that_raises_is_reported_with_its_case(capsys):
     def broken(S, q, k, v, alpha, beta):
-        raise NotImplementedError()
+        return np.linalg.inv(np.zeros((2, 2))), S
 
     with pytest.raises(AssertionError, match="d_k != d_v"):
         check_gated_delta_step(broken)
-    assert "raised NotImplementedError" in capsys.readouterr().out
+    assert "raised LinAlgError" in capsys.readouterr().out
+
+
+def test_a_stub_is_reported_as_not_implemented_and_raises(capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    for check in (check_gated_delta_step, check_gated_delta_chunk):
+        with pytest.raises(AssertionError, match="not implemented yet"):
+            check(stub)
+        assert "not implemented yet" in capsys.readouterr().out
+
+
+# --- the draft exercise notebook ---------------------------------------------------
+
+DRAFT = (
+    Path(__file__).resolve().parents[1]
+    / "notebooks/exercises/drafts/19a_gated_recurrence.ipynb"
+)
+
+
+def _check_cells(nb):
+    return [
+        c
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("grade")
+    ]
+
+
+def test_the_committed_draft_shows_every_check_passing():
+    nb = json.loads(DRAFT.read_text(encoding="utf-8"))
+    cells = _check_cells(nb)
+    assert len(cells) == 2
+    for cell in cells:
+        text = "".join(
+            "".join(o.get("text", ""))
+            + "".join(o.get("data", {}).get("text/plain", ""))
+            for o in cell["outputs"]
+        )
+        assert (
+            "cases pass" in text and "✗" not in text and text.rstrip().endswith("True")
+        )
+
+
+def test_the_student_copy_of_the_draft_raises_not_implemented(capsys):
+    nb, replaced = student_notebook(json.loads(DRAFT.read_text(encoding="utf-8")))
+    assert replaced == 2
+    namespace = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        if cell["metadata"].get("nbgrader", {}).get("grade"):
+            with pytest.raises(AssertionError, match="not implemented yet"):
+                exec(source, namespace)
+        elif "gated_delta_chunk(S, Q" not in source:  # the demo needs a solution
+            exec(source, namespace)
+    assert capsys.readouterr().out.count("not implemented yet") == 2

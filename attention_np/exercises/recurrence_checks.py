@@ -160,6 +160,10 @@ def _run(title, fn, cases, answer, mistakes):
         copies = [np.array(a, dtype=float) for a in args]
         try:
             got = tuple(fn(*copies))
+        except NotImplementedError as exc:
+            print("  … not implemented yet: replace `raise NotImplementedError()` "
+                  "with your code")  # fmt: skip
+            raise AssertionError(f"{title}: not implemented yet") from exc
         except Exception as exc:  # the student's error, reported with the case
             print(f"  ✗ {name}: raised {type(exc).__name__}: {exc}")
             raise AssertionError(f"{title}: case '{name}' raised {exc!r}") from exc
