@@ -3,11 +3,11 @@
     python benchmarks/recurrence_bench.py            # full run (a few minutes)
     python benchmarks/recurrence_bench.py --quick    # smoke test, seconds
 
-Forward passes (--backward: forward + backward). B=1, H=2, d_k=d_v=64, float32,
-chunks of 64 tokens, one BLAS thread (--threads); each time is the median of
---repeats runs. Slopes are least-squares fits of log(time) against log(N) over
-N >= --fit-from; a crossover is the smallest N from which one form stays faster
-than another. The target lines (chunkwise >= 10x faster than recurrent at N = 4096;
+Forward passes (--backward: forward + backward). B=1, H=2 heads (--heads) of width
+d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BLAS
+thread (--threads); each time is the median of --repeats runs. Slopes are
+least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover
+is the smallest N from which one form stays faster than another. The target lines (chunkwise >= 10x faster than recurrent at N = 4096;
 chunkwise time(4N)/time(N) <= 4.6 from N = 4096) use the times of this one run.
 Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
 """
@@ -86,7 +86,7 @@ def measure(models, sizes, args):
     rng = np.random.default_rng(0)
     results = {m: {f: {} for f in FORMS} for m in models}
     for N in sizes:
-        x = inputs(rng, N)
+        x = inputs(rng, N, heads=args.heads, d=args.head_dim)
         for model in models:
             for form in FORMS:
                 if form == "parallel" and N > args.parallel_max:
@@ -182,6 +182,8 @@ def parse(argv):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--parallel-max", type=int, default=16384)
     parser.add_argument("--fit-from", type=int, default=1024)
     parser.add_argument("--backward", action="store_true")
@@ -191,8 +193,8 @@ def parse(argv):
         args.sizes = args.sizes or [64, 128, 256]
         args.repeats, args.fit_from = 1, 64
     args.sizes = sorted(args.sizes or [256, 512, 1024, 2048, 4096, 8192, 16384])
-    if min(args.sizes) < 1 or args.repeats < 1 or args.chunk_size < 1:
-        parser.error("sizes, --repeats and --chunk-size must be >= 1")
+    if min(args.sizes + [args.repeats, args.chunk_size, args.heads, args.head_dim]) < 1:
+        parser.error("sizes, --repeats, --chunk-size, --heads, --head-dim must be >= 1")
     return args
 
 
@@ -200,7 +202,8 @@ def main(argv=None):
     global ARGS
     ARGS = parse(argv)
     models = ARGS.models or list(MODELS)
-    print(f"recurrence benchmark: B=1, H=2, d_k=d_v=64, float32, chunk "
+    print(f"recurrence benchmark: B=1, H={ARGS.heads}, d_k=d_v={ARGS.head_dim}, "
+          f"float32, chunk "
           f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
           f"thread(s), median of "
           f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "

@@ -105,7 +105,7 @@ def gated_scores_backward(dP, q, k, b_q, b_k, mask):
     )
 
 
-SUB = 16  # rows of the diagonal blocks of causal_scores with a per-channel gate
+SUB = 8  # rows of the diagonal blocks of causal_scores with a per-channel gate
 
 
 def prefix_scores(q, k, b_q, b_k, ref):
