@@ -7,8 +7,9 @@ Forward passes (--backward: forward + backward). B=1, H=2 heads (--heads) of wid
 d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BLAS
 thread (--threads); each time is the median of --repeats runs. Slopes are
 least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover
-is the smallest N from which one form stays faster than another. The target lines (chunkwise >= 10x faster than recurrent at N = 4096;
-chunkwise time(4N)/time(N) <= 4.6 from N = 4096) use the times of this one run.
+is the smallest N from which one form stays faster than another. The target lines
+(chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N)
+<= 4.6 from N = 4096) use the times of this one run.
 Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
 """
 
