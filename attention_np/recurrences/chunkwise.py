@@ -69,11 +69,21 @@ class ChunkwiseCache(NamedTuple):
 
 
 def _scores(a, b, B, D, strict=False):
-    """(a b^T o Gamma) in each chunk; Gamma is D (scalar gates) or from B (channels)."""
+    """(a b^T o Gamma) in each chunk; Gamma is D (scalar gates) or from B (channels).
+
+    D holds Gamma with its diagonal of ones; D - I is Gamma_strict.
+    """
     if D is None:
         return causal_scores(a, b, B, strict=strict)
     P = (a @ np.swapaxes(b, -1, -2)) * D  # (..., m, C, C)
-    return np.tril(P, -1) if strict else P
+    return _zero_diagonal(P) if strict else P
+
+
+def _zero_diagonal(X):
+    """X (a fresh contiguous (..., C, C) array) with its diagonal set to 0."""
+    C = X.shape[-1]
+    X.reshape(X.shape[:-2] + (C * C,))[..., :: C + 1] = 0.0
+    return X
 
 
 def _scores_backward(dP, a, b, B, D, strict=False):
@@ -81,7 +91,7 @@ def _scores_backward(dP, a, b, B, D, strict=False):
     if D is None:
         dq, dk, dB = causal_scores_backward(dP, a, b, B, strict=strict)
         return dq, dk, dB
-    X = (np.tril(dP, -1) if strict else dP) * D
+    X = _zero_diagonal(dP * D) if strict else dP * D
     Y = X * (a @ np.swapaxes(b, -1, -2))  # d Gamma_ij / d B_i = -d/dB_j = Gamma_ij
     dB = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
     return X @ b, np.swapaxes(X, -1, -2) @ a, dB

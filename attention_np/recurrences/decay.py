@@ -208,6 +208,24 @@ def _substitute(L):
     return T
 
 
+def _diagonal_blocks(L, T):
+    """T's diagonal BASE-blocks = the inverses of L's, all substituted at once."""
+    C = L.shape[-1]
+    nb = C // BASE
+    if nb > 1 and nb * BASE == C:  # gather the blocks into one batch
+        L5 = L.reshape(L.shape[:-2] + (nb, BASE, nb, BASE))
+        blocks = np.moveaxis(np.diagonal(L5, axis1=-4, axis2=-2), -1, -3)
+        inv = _substitute(blocks)  # (..., nb, BASE, BASE)
+        for i in range(nb):
+            T[..., i * BASE : (i + 1) * BASE, i * BASE : (i + 1) * BASE] = inv[
+                ..., i, :, :
+            ]
+        return
+    for s in range(0, C, BASE):
+        e = min(C, s + BASE)
+        T[..., s:e, s:e] = _substitute(L[..., s:e, s:e])
+
+
 def unit_lower_inverse(L):
     """T = (I + L)^{-1} for strictly lower-triangular L (..., C, C).
 
@@ -217,9 +235,7 @@ def unit_lower_inverse(L):
     """
     C = L.shape[-1]
     T = np.zeros_like(L)
-    for s in range(0, C, BASE):
-        e = min(C, s + BASE)
-        T[..., s:e, s:e] = _substitute(L[..., s:e, s:e])
+    _diagonal_blocks(L, T)
     size = BASE
     while size < C:
         for s in range(0, C - size, 2 * size):
