@@ -10,13 +10,16 @@ with Adam on a mixture of pair counts (each step draws one count; sequences of
 length max(64, 4 n)), then evaluated on fresh sequences of each count. Accuracy is
 the fraction of queries whose value is the arg-max prediction. The runs are spread
 over --workers processes (one BLAS thread each). Prints the accuracy table with the
-state size of each mixer and writes <out-dir>/mqar_accuracy.png (default figures/).
+state size of each mixer, writes <out-dir>/mqar_accuracy.png (default figures/) and
+the numbers to --json (default benchmarks/results/mqar.json; notebook 19 reads it).
 """
 
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 if __name__ == "__main__":  # one BLAS thread per worker process
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -45,11 +48,17 @@ def state_size(mixer, d_model, n_heads, n):
     return d_model * d_model // n_heads  # H heads of (d, d)
 
 
-def train_one(job):
-    """Train one mixer on the pair mixture; returns (mixer, {pairs: acc}, losses)."""
+def train_one(job, update=None):
+    """Train one mixer on the pair mixture; returns (mixer, {pairs: acc}, losses).
+
+    Progress goes to ``update(1)`` every step (same process) or to the queue in the
+    job every 10 steps (a worker process).
+    """
     mixer, args, queue = job
     report = None
-    if queue is not None:
+    if update is not None:
+        report = lambda step: update(1)
+    elif queue is not None:
         report = lambda step: queue.put(10) if (step + 1) % 10 == 0 else None
     _, losses, acc = train_mqar(
         args.pairs,
@@ -63,25 +72,30 @@ def train_one(job):
 
 def run_all(args):
     """{mixer: ({pairs: accuracy}, losses)}, with a progress bar over all steps."""
+    from tqdm import tqdm
+
+    total = args.steps * len(args.mixers)
+    with tqdm(total=total, desc="MQAR training steps", file=sys.stderr) as bar:
+        if args.workers == 1:  # in this process
+            jobs = [train_one((m, args, None), bar.update) for m in args.mixers]
+            return {mixer: (acc, losses) for mixer, acc, losses in jobs}
+        return _in_processes(args, bar)
+
+
+def _in_processes(args, bar):
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import Manager
 
-    from tqdm import tqdm
-
-    results = {}
     with Manager() as manager, ProcessPoolExecutor(args.workers) as pool:
         queue = manager.Queue()
         jobs = [pool.submit(train_one, (m, args, queue)) for m in args.mixers]
-        total = args.steps * len(jobs)
-        with tqdm(total=total, desc="MQAR training steps", file=sys.stderr) as bar:
-            while any(not j.done() for j in jobs) or not queue.empty():
-                while not queue.empty():
-                    bar.update(queue.get())
-                time.sleep(0.2)
-        for job in jobs:
-            mixer, acc, losses = job.result()
-            results[mixer] = (acc, losses)
-    return results
+        while any(not j.done() for j in jobs) or not queue.empty():
+            while not queue.empty():
+                bar.update(queue.get())
+            time.sleep(0.2)
+        return {
+            mixer: (acc, losses) for mixer, acc, losses in (j.result() for j in jobs)
+        }
 
 
 def print_table(results, args):
@@ -136,6 +150,7 @@ def parse(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--figure", default="mqar_accuracy")
     p.add_argument("--out-dir", default=None, help="figures folder")
+    p.add_argument("--json", default=str(Path(__file__).parent / "results/mqar.json"))
     args = p.parse_args(argv)
     if args.quick:
         args.pairs, args.steps, args.d_model = [2, 4], 4, 8
@@ -154,7 +169,33 @@ def main(argv=None):
     print(f"({time.time() - t0:.0f} s on {args.workers} worker(s); load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end)")  # fmt: skip
     plot(results, args)
+    save_json(results, args, time.time() - t0, load)
     return 0
+
+
+def save_json(results, args, seconds, load):
+    """The sweep's settings, accuracies, state sizes and loss curves (every 50th)."""
+    record = {
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("json", "out_dir")
+        },
+        "seconds": round(seconds, 1),
+        "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "mixers": {
+            m: {
+                "name": NAMES[m],
+                "accuracy": {str(n): round(a, 4) for n, a in acc.items()},
+                "state_per_layer": state_size(
+                    m, args.d_model, args.heads, mqar_seq_len(max(args.pairs))
+                ),
+                "loss_every_50": [round(float(x), 4) for x in losses[::50]],
+            }
+            for m, (acc, losses) in results.items()
+        },
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
