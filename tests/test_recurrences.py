@@ -8,7 +8,7 @@ import pytest
 from attention_np import recurrences as R
 from attention_np.gradcheck import numerical_grads
 from attention_np.memory import delta_rule_forward, sum_rule_forward
-from attention_np.recurrences import chunkwise, decay, parallel
+from attention_np.recurrences import chunkwise, decay, parallel, triangular
 
 B, H, N, d_k, d_v = 2, 3, 11, 4, 5
 FORMS = ("recurrent", "parallel", "chunkwise")
@@ -280,7 +280,7 @@ def test_parallel_strips_and_channel_blocks_do_not_change_anything(monkeypatch):
     monkeypatch.setattr(parallel, "MAX_ROWS", 7)  # 6 strips, the last one short
     monkeypatch.setattr(decay, "SUB", 3)  # channel gates: 3-row diagonal blocks
     monkeypatch.setattr(decay, "BUDGET", 100)  # and few slices at a time
-    monkeypatch.setattr(decay, "BASE", 2)  # the triangular inverse doubles 4 times
+    monkeypatch.setattr(triangular, "BASE", 2)  # the inverse doubles 4 times
     monkeypatch.setattr(chunkwise, "GROUP_TOKENS", 20)  # groups of chunks
     for model, ref in expected.items():
         for form, C in (("parallel", 1), ("chunkwise", 16), ("chunkwise", 13)):
@@ -292,7 +292,7 @@ def test_parallel_strips_and_channel_blocks_do_not_change_anything(monkeypatch):
 @pytest.mark.parametrize("C", [1, 2, 15, 16, 17, 33, 64, 100])
 def test_unit_lower_inverse_is_the_inverse(C):
     L = np.tril(0.3 * np.random.default_rng(C).standard_normal((2, 3, C, C)), -1)
-    T = decay.unit_lower_inverse(L)
+    T = triangular.unit_lower_inverse(L)
     np.testing.assert_allclose(T @ (np.eye(C) + L), np.broadcast_to(np.eye(C), L.shape),
                                atol=1e-12)  # fmt: skip
     assert np.all(np.triu(T, 1) == 0)

@@ -8,7 +8,8 @@ Mamba-2's SSD (alpha_t I), DeltaNet (I - beta_t k_t^T k_t) and Gated DeltaNet
 recurrent (one token at a time), parallel (decay-masked attention) and chunkwise.
 
 Modules (one idea each):
-- ``decay``: log-space cumulative decays and the decay-masked score matrix.
+- ``decay``: log-space cumulative decays and the decay-masked score matrices.
+- ``triangular``: (I + L)^{-1} for strictly lower L, by blocks (the UT transform).
 - ``recurrent``, ``parallel``, ``chunkwise``: the three forms of the generic
   recurrence (sum-rule or delta-rule write; scalar or per-channel gate).
 - ``forms``: validation, dispatch, the public cache, carrying state gradients.

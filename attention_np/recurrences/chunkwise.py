@@ -32,15 +32,15 @@ from typing import NamedTuple
 import numpy as np
 
 from .decay import (
-    causal_scores,
-    causal_scores_backward,
+    chunk_scores,
+    chunk_scores_backward,
     decay_matrix,
     from_chunks,
     reduce_gate,
     reverse_cumsum,
     to_chunks,
-    unit_lower_inverse,
 )
+from .triangular import unit_lower_inverse
 
 GROUP_TOKENS = 1024  # tokens per group of chunks (its temporaries stay in cache)
 
@@ -68,38 +68,9 @@ class ChunkwiseCache(NamedTuple):
     N: int
 
 
-def _scores(a, b, B, D, strict=False):
-    """(a b^T o Gamma) in each chunk; Gamma is D (scalar gates) or from B (channels).
-
-    D holds Gamma with its diagonal of ones; D - I is Gamma_strict.
-    """
-    if D is None:
-        return causal_scores(a, b, B, strict=strict)
-    P = (a @ np.swapaxes(b, -1, -2)) * D  # (..., m, C, C)
-    return _zero_diagonal(P) if strict else P
-
-
-def _zero_diagonal(X):
-    """X (a fresh contiguous (..., C, C) array) with its diagonal set to 0."""
-    C = X.shape[-1]
-    X.reshape(X.shape[:-2] + (C * C,))[..., :: C + 1] = 0.0
-    return X
-
-
-def _scores_backward(dP, a, b, B, D, strict=False):
-    """da, db, dB of _scores (dB: the sum of both roles)."""
-    if D is None:
-        dq, dk, dB = causal_scores_backward(dP, a, b, B, strict=strict)
-        return dq, dk, dB
-    X = _zero_diagonal(dP * D) if strict else dP * D
-    Y = X * (a @ np.swapaxes(b, -1, -2))  # d Gamma_ij / d B_i = -d/dB_j = Gamma_ij
-    dB = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
-    return X @ b, np.swapaxes(X, -1, -2) @ a, dB
-
-
 def _ut_transform(k, v, B, beta, D):
     """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
-    L = _scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
+    L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
@@ -136,7 +107,7 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
         W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
     states, U = _state_loop(S0, Kh, U0, W, decay)
-    P = scale * _scores(qc, kc, B, D)  # (..., m, C, C)
+    P = scale * chunk_scores(qc, kc, B, D)  # (..., m, C, C)
     out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., m, C, dv)
     cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
     return out, cache, states[..., -1, :, :]
@@ -193,7 +164,7 @@ def _decay_grads(dO, dS, c, Kh, scale):
     dQe = dO @ np.swapaxes(S_in, -1, -2)  # (..., m, C, d_k) forward: O += Qe S0
     dKh = c.U @ np.swapaxes(dS_out, -1, -2)  # forward: S_next += Kh^T U
     dP = scale * (dO @ np.swapaxes(c.U, -1, -2))  # forward: O += P U
-    dq, dk, dB = _scores_backward(dP, c.q, c.k, B, c.D)
+    dq, dk, dB = chunk_scores_backward(dP, c.q, c.k, B, c.D, c.P / scale)
     dq += scale * dQe * eB
     dk += dKh * np.exp(B[..., -1:, :] - B)
     X = reduce_gate(dKh * Kh, G)  # (..., m, C, G) forward: Kh = K e^{Lam - B}
@@ -216,7 +187,8 @@ def _ut_backward(dU, c, dk, dB):
     dRb = beta[..., None] * dR  # forward: rhs = diag(beta) [K e^B | V]
     dk = dk + dRb[..., :d_k] * np.exp(B)
     dB = dB + reduce_gate(dRb[..., :d_k] * Ke, B.shape[-1])
-    dk1, dk2, dB1 = _scores_backward(beta[..., :, None] * dA, k, k, B, c.D, True)
+    dL = beta[..., :, None] * dA
+    dk1, dk2, dB1 = chunk_scores_backward(dL, k, k, B, c.D, c.L, strict=True)
     return dk + dk1 + dk2, dRb[..., d_k:], dB + dB1, dbeta
 
 

@@ -196,51 +196,30 @@ def from_chunks(x, N):
     return x.reshape(x.shape[:-3] + (-1, x.shape[-1]))[..., :N, :]
 
 
-BASE = 16  # diagonal blocks inverted by substitution in unit_lower_inverse
+def chunk_scores(a, b, B, D, *, strict=False):
+    """(a b^T o Gamma) in each chunk; Gamma is D (scalar gates) or from B (channels).
 
-
-def _substitute(L):
-    """(I + L)^{-1} row by row: T_i = e_i - L_i T (L strictly lower, small)."""
-    n = L.shape[-1]
-    T = np.broadcast_to(np.eye(n, dtype=L.dtype), L.shape).copy()
-    for i in range(1, n):
-        T[..., i, :i] = -(L[..., i : i + 1, :i] @ T[..., :i, :i])[..., 0, :]
-    return T
-
-
-def _diagonal_blocks(L, T):
-    """T's diagonal BASE-blocks = the inverses of L's, all substituted at once."""
-    C = L.shape[-1]
-    nb = C // BASE
-    if nb > 1 and nb * BASE == C:  # gather the blocks into one batch
-        L5 = L.reshape(L.shape[:-2] + (nb, BASE, nb, BASE))
-        blocks = np.moveaxis(np.diagonal(L5, axis1=-4, axis2=-2), -1, -3)
-        inv = _substitute(blocks)  # (..., nb, BASE, BASE)
-        for i in range(nb):
-            T[..., i * BASE : (i + 1) * BASE, i * BASE : (i + 1) * BASE] = inv[
-                ..., i, :, :
-            ]
-        return
-    for s in range(0, C, BASE):
-        e = min(C, s + BASE)
-        T[..., s:e, s:e] = _substitute(L[..., s:e, s:e])
-
-
-def unit_lower_inverse(L):
-    """T = (I + L)^{-1} for strictly lower-triangular L (..., C, C).
-
-    Diagonal blocks of BASE rows by substitution, then blocks of twice the size
-    from two halves: inv([[A, 0], [X, B]]) = [[A^-1, 0], [-B^-1 X A^-1, B^-1]].
-    Every step is a matrix product over all leading dimensions at once.
+    D holds Gamma with its diagonal of ones; D - I is Gamma_strict.
     """
-    C = L.shape[-1]
-    T = np.zeros_like(L)
-    _diagonal_blocks(L, T)
-    size = BASE
-    while size < C:
-        for s in range(0, C - size, 2 * size):
-            m, e = s + size, min(C, s + 2 * size)
-            X = L[..., m:e, s:m] @ T[..., s:m, s:m]
-            T[..., m:e, s:m] = -T[..., m:e, m:e] @ X
-        size *= 2
-    return T
+    if D is None:
+        return causal_scores(a, b, B, strict=strict)
+    P = (a @ np.swapaxes(b, -1, -2)) * D  # (..., m, C, C)
+    return zero_diagonal(P) if strict else P
+
+
+def zero_diagonal(X):
+    """X (a fresh contiguous (..., C, C) array) with its diagonal set to 0."""
+    C = X.shape[-1]
+    X.reshape(X.shape[:-2] + (C * C,))[..., :: C + 1] = 0.0
+    return X
+
+
+def chunk_scores_backward(dP, a, b, B, D, P, *, strict=False):
+    """da, db, dB of P = chunk_scores(a, b, B, D) (dB: both roles summed)."""
+    if D is None:
+        dq, dk, dB = causal_scores_backward(dP, a, b, B, strict=strict)
+        return dq, dk, dB
+    X = zero_diagonal(dP * D) if strict else dP * D
+    Y = dP * P  # P_ij = (a b^T)_ij Gamma_ij and d Gamma_ij / d B_i = Gamma_ij
+    dB = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]  # -d/dB_j
+    return X @ b, np.swapaxes(X, -1, -2) @ a, dB

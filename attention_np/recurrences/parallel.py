@@ -30,9 +30,9 @@ from .decay import (
     prefix_scores,
     prefix_scores_backward,
     reduce_gate,
-    unit_lower_inverse,
 )
 from .decay import reverse_cumsum as _rcumsum
+from .triangular import unit_lower_inverse
 
 MAX_ROWS = 256  # query rows per strip (fewer when a strip would exceed BUDGET)
 
