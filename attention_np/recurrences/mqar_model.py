@@ -141,15 +141,17 @@ def mqar_model_backward(dout, cache):
 
 
 def masked_cross_entropy(logits, targets, mask):
-    """(mean loss over the masked positions, dlogits, accuracy there)."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # (B, N, V)
-    picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    count = max(int(mask.sum()), 1)
-    loss = -float(np.sum(picked * mask)) / count
-    dlogits = np.exp(logp)  # softmax
-    b, n = np.indices(targets.shape)
-    dlogits[b, n, targets] -= 1.0  # d(-log p_target)/dz = softmax - onehot
-    dlogits *= mask[..., None] / count
-    correct = (logp.argmax(axis=-1) == targets) & mask
-    return loss, dlogits.astype(logits.dtype), float(correct.sum()) / count
+    """(mean loss over the masked positions, dlogits, accuracy there).
+
+    Only the masked rows are normalised: the other positions carry no loss.
+    """
+    rows, t = logits[mask], targets[mask]  # (Q, V) and (Q,) the query positions
+    z = rows - rows.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # log-softmax
+    count, picked = max(len(t), 1), np.arange(len(t))
+    loss = -float(logp[picked, t].sum()) / count
+    drows = np.exp(logp)  # d(-log p_target)/dz = softmax - onehot
+    drows[picked, t] -= 1.0
+    dlogits = np.zeros_like(logits)
+    dlogits[mask] = drows / count
+    return loss, dlogits, float((logp.argmax(axis=-1) == t).sum()) / count
