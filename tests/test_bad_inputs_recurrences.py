@@ -19,6 +19,7 @@ beta = rng.uniform(0.1, 0.9, (2, 3, 6))
 S0 = rng.standard_normal((2, 3, 4, 5))
 
 f_lin, f_ret, f_gla = R.linear_attn_forward, R.retention_forward, R.gla_forward
+MODEL = R.init_mqar_params(8, 4, mixer="gla", n_heads=2, rng=np.random.default_rng(1))
 f_m2, f_dn, f_gdn = R.mamba2_forward, R.deltanet_forward, R.gated_deltanet_forward
 
 CASES = [  # (id, call, exception, a word the message must contain)
@@ -178,6 +179,22 @@ CASES = [  # (id, call, exception, a word the message must contain)
         "w",
     ),  # fmt: skip
     ("l2norm eps 0", lambda: l2norm_forward(q, eps=0.0), ValueError, "eps"),
+    (
+        "model mask of another shape",
+        lambda: R.mqar_model_forward(
+            np.zeros((2, 4), int), MODEL, np.ones((2, 3), bool), mixer="gla", n_heads=2
+        ),
+        ValueError,
+        "mask",
+    ),  # fmt: skip
+    (
+        "model mask not boolean",
+        lambda: R.mqar_model_forward(
+            np.zeros((2, 4), int), MODEL, np.ones((2, 4)), mixer="gla", n_heads=2
+        ),
+        TypeError,
+        "mask",
+    ),  # fmt: skip
 ]
 
 

@@ -132,11 +132,13 @@ def _mixer_case(kind):
     return case
 
 
-def _mqar_model_case(mixer):
+def _mqar_model_case(mixer, masked=False):
     def case(rng):
         params = init_mqar_params(9, 4, mixer=mixer, n_heads=2, rng=rng, d_mlp=5)
         arrays = {"ids": rng.integers(0, 9, (2, 6))}
         options = {"mixer": mixer, "n_heads": 2, "chunk_size": 4}
+        if masked:  # the head only at some positions: logits (Q, V)
+            options["mask"] = rng.random((2, 6)) > 0.5
         return LayerCase(mqar_model_forward, mqar_model_backward, arrays,
                          _jitter(params, rng), options)  # fmt: skip
 
@@ -149,6 +151,9 @@ CASES.update(
         f"recurrence MQAR model ({m})": _mqar_model_case(m)
         for m in ("attention", "gated_deltanet")
     }
+)
+CASES["recurrence MQAR model (mamba2, head at masked positions)"] = _mqar_model_case(
+    "mamba2", masked=True
 )
 CASES["recurrence mixer part: short causal convolution"] = lambda rng: LayerCase(
     short_conv_forward,

@@ -72,6 +72,7 @@ class MQARCache(NamedTuple):
     lnf: tuple
     head: tuple
     keys: tuple  # the params' keys, for the grads dict
+    mask: np.ndarray | None  # (B, N) where the head was applied, or None: everywhere
 
 
 def _sub(params, prefix):
@@ -90,12 +91,23 @@ def _layer_forward(x, p, pre, options):
 
 
 def mqar_model_forward(
-    ids, params, *, mixer, n_heads, n_layers=2, form="chunkwise", chunk_size=64
+    ids,
+    params,
+    mask=None,
+    *,
+    mixer,
+    n_heads,
+    n_layers=2,
+    form="chunkwise",
+    chunk_size=64,
 ):
-    """logits (B, N, V) of the MQAR model and an MQARCache.
+    """logits (B, N, V) of the MQAR model, or (Q, V) at the mask's Q positions.
 
     Args:
         ids: (B, N) token ids.  params: from ``init_mqar_params``.
+        mask: optional (B, N) bool: apply the head only where True (the positions
+            that carry a loss: with a large vocabulary the head is the costliest
+            layer); the logits are then the rows ``[mask]``.
         mixer: "attention" or a recurrence kind (``mixers.KINDS``).
         n_heads, n_layers: as at init.  form, chunk_size: the recurrences' form.
     """
@@ -111,8 +123,19 @@ def mqar_model_forward(
         x, c = _layer_forward(x, params, f"l{l}.", options)
         layers.append(c)
     h, cf = layernorm_forward(x, params["lnf_g"], params["lnf_b"])
+    if mask is not None:
+        mask = _check_mask(mask, ids)
+        h = h[mask]  # (Q, D)
     logits, ch = linear_forward(h, params["W_out"])
-    return logits, MQARCache(ce, layers, cf, ch, tuple(params))
+    return logits, MQARCache(ce, layers, cf, ch, tuple(params), mask)
+
+
+def _check_mask(mask, ids):
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array, got {type(mask).__name__}")
+    if mask.shape != np.shape(ids):
+        raise ValueError(f"mask{mask.shape} must have the shape of ids{np.shape(ids)}")
+    return mask
 
 
 def _layer_backward(dx, caches, pre, grads):
@@ -133,6 +156,9 @@ def mqar_model_backward(dout, cache):
     """grads (the params' keys) of mqar_model_forward; ids get no gradient."""
     grads = {}
     dh, grads["W_out"], _ = linear_backward(dout, cache.head)
+    if cache.mask is not None:  # forward: h = h[mask]
+        rows, dh = dh, np.zeros(cache.mask.shape + dh.shape[-1:], dtype=dh.dtype)
+        dh[cache.mask] = rows
     dx, grads["lnf_g"], grads["lnf_b"] = layernorm_backward(dh, cache.lnf)
     for l in reversed(range(len(cache.layers))):
         dx = _layer_backward(dx, cache.layers[l], f"l{l}.", grads)
@@ -143,15 +169,20 @@ def mqar_model_backward(dout, cache):
 def masked_cross_entropy(logits, targets, mask):
     """(mean loss over the masked positions, dlogits, accuracy there).
 
-    Only the masked rows are normalised: the other positions carry no loss.
+    ``logits`` is (B, N, V), or already the (Q, V) rows at the mask (the model's
+    ``mask`` argument); only those rows carry a loss.
     """
-    rows, t = logits[mask], targets[mask]  # (Q, V) and (Q,) the query positions
+    t = targets[mask]  # (Q,) the values to recall
+    rows = logits if logits.ndim == 2 else logits[mask]  # (Q, V)
     z = rows - rows.max(axis=-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # log-softmax
     count, picked = max(len(t), 1), np.arange(len(t))
     loss = -float(logp[picked, t].sum()) / count
     drows = np.exp(logp)  # d(-log p_target)/dz = softmax - onehot
     drows[picked, t] -= 1.0
+    drows /= count
+    if logits.ndim == 2:
+        return loss, drows, float((logp.argmax(axis=-1) == t).sum()) / count
     dlogits = np.zeros_like(logits)
-    dlogits[mask] = drows / count
+    dlogits[mask] = drows
     return loss, dlogits, float((logp.argmax(axis=-1) == t).sum()) / count

@@ -53,7 +53,7 @@ def mqar_seq_len(n_pairs, min_len=64):
 
 def train_step(params, state, batch, model, *, lr):
     """One Adam step on an MQARBatch (in place); returns the loss."""
-    logits, cache = mqar_model_forward(batch.ids, params, **model)
+    logits, cache = mqar_model_forward(batch.ids, params, batch.mask, **model)
     loss, dlogits, _ = masked_cross_entropy(logits, batch.targets, batch.mask)
     grads = clip_by_global_norm(mqar_model_backward(dlogits, cache))
     adam_update(params, grads, state, lr=lr)
@@ -68,7 +68,7 @@ def evaluate_mqar(params, model, pairs, *, vocab_size, batch, rng, batches=4):
         for _ in range(batches):
             b = mqar_batch(n, seq_len=mqar_seq_len(n), vocab_size=vocab_size,
                            batch=batch, rng=rng)  # fmt: skip
-            logits, _ = mqar_model_forward(b.ids, params, **model)
+            logits, _ = mqar_model_forward(b.ids, params, b.mask, **model)
             correct += masked_cross_entropy(logits, b.targets, b.mask)[2]
         acc[n] = correct / batches
     return acc
