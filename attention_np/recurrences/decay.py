@@ -15,8 +15,12 @@ exp(b_i) * exp(-b_j): the second factor overflows (float64) once b_j < -709.
 
     P_ij = sum_c q_ic k_jc exp(b_q[i, c] - b_k[j, c])   where mask[i, j], else 0
 
-which for a scalar gate is (q k^T) o exp(b_i - b_j). With a diagonal gate it needs
-a (rows, cols, d_k) tensor; it is built a few slices at a time.
+which for a scalar gate is (q k^T) o exp(b_i - b_j) (``chunk_scores`` reuses one
+decay matrix). A per-channel gate needs a (rows, cols, d_k) tensor, so
+``causal_scores`` builds it only for SUB-row diagonal blocks; every block left of
+the diagonal is one matrix product, factorised through the position r just before
+its rows (``prefix_scores``): exp(b_i - b_j) = exp(b_i - b_r) exp(b_r - b_j), both
+factors <= 1.
 
 Shape legend: (...) leading dimensions, Nq rows, Nk columns, d_k key width, G the
 gate width (1 or d_k).
