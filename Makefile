@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SITE_STAMP := $(VENV)/.site-installed
 
-.PHONY: setup test notebooks gradcheck lint bench bench-efficiency bench-train lab student \
+.PHONY: setup test notebooks gradcheck lint bench bench-efficiency bench-train bench-recurrences bench-mqar lab student \
         site test-site site-screenshot clean
 
 setup: $(STAMP)
@@ -40,6 +40,12 @@ bench-efficiency: $(STAMP)  ## naive vs tiled vs linear vs sliding window (table
 
 bench-train: $(STAMP)  ## training-step tokens/s: NumPy hand backward vs PyTorch eager
 	$(BIN)/python benchmarks/train_bench.py
+
+bench-recurrences: $(STAMP)  ## recurrent vs parallel vs chunkwise forms against N (table + figure)
+	$(BIN)/python benchmarks/recurrence_bench.py
+
+bench-mqar: $(STAMP)  ## MQAR accuracy vs key-value pairs for seven mixers (table + figure)
+	$(BIN)/python benchmarks/mqar_bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

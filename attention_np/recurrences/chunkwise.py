@@ -1,0 +1,230 @@
+"""Chunkwise form of the gated recurrence: parallel inside chunks, recurrent across.
+
+The recurrence (``recurrent``) is S_t = diag(alpha_t) S_{t-1} + k_t^T u_t, read as
+o_t = scale q_t S_t, where u_t = v_t (sum rule) or, for the delta rule,
+u_t = beta_t (v_t - k_t alpha_t S_{t-1}). Cut the sequence into chunks of C tokens;
+inside a chunk that starts from the state S0, with local cumulative log-decays
+B_t = g_1 + ... + g_t (t = 1 .. C) and the chunk's total Lam = B_C:
+
+    O      = scale (Q o e^B) S0 + P U,       P = scale (Q K^T o Gamma), Gamma_ij =
+                                                 e^{B_i - B_j} for j <= i, else 0
+    S_next = e^Lam o S0 + (K o e^{Lam - B})^T U
+
+Every exponent is <= 0 (``decay``). For the sum rule U = V. For the delta rule
+(scalar gates) U solves a unit lower-triangular system, the UT transform with the
+decays folded in (Yang et al. 2024):
+
+    A U = diag(beta) (V - (K o e^B) S0),   A = I + diag(beta) (K K^T o Gamma_strict)
+    W = A^{-1} diag(beta) (K o e^B),  U0 = A^{-1} diag(beta) V,   U = U0 - W S0
+
+P, A, W and U0 do not depend on the state: the chunks are transformed together,
+and only the short loop over the n = N / C chunk states stays sequential. They are
+processed in groups of about GROUP_TOKENS tokens, so that a group's temporaries stay
+in the CPU cache and the time grows linearly with N. The backward keeps the n + 1
+chunk-boundary states and differentiates these formulas, group by group in reverse.
+
+Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G the
+gate width (1: scalar per head, d_k: GLA's diagonal gate).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .decay import (
+    chunk_scores,
+    chunk_scores_backward,
+    decay_matrix,
+    from_chunks,
+    reduce_gate,
+    reverse_cumsum,
+    to_chunks,
+)
+from .triangular import unit_lower_inverse
+
+GROUP_TOKENS = 1024  # tokens per group of chunks (its temporaries stay in cache)
+
+
+class GroupCache(NamedTuple):
+    """One group of m chunks: everything its backward needs."""
+
+    q: np.ndarray  # (..., m, C, d_k) chunked, zero-padded
+    k: np.ndarray  # (..., m, C, d_k)
+    v: np.ndarray  # (..., m, C, d_v)
+    B: np.ndarray  # (..., m, C, G) local cumulative log-decays
+    beta: np.ndarray | None  # (..., m, C) delta rule, or None (sum rule)
+    D: np.ndarray | None  # (..., m, C, C) scalar gates: Gamma (diagonal included)
+    P: np.ndarray  # (..., m, C, C) scale (Q K^T o Gamma)
+    L: np.ndarray | None  # (..., m, C, C) delta rule: K K^T o Gamma_strict
+    T: np.ndarray | None  # (..., m, C, C) delta rule: A^{-1}
+    WU: np.ndarray | None  # (..., m, C, d_k + d_v) delta rule: [W | U0]
+    U: np.ndarray  # (..., m, C, d_v) what each token wrote
+    states: np.ndarray  # (..., m + 1, d_k, d_v) the state at every chunk boundary
+
+
+class ChunkwiseCache(NamedTuple):
+    groups: list  # GroupCache per group of chunks, in order
+    scale: float
+    N: int
+
+
+def _ut_transform(k, v, B, beta, D):
+    """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
+    L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
+    T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
+    rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
+    return L, T, T @ rhs  # (..., m, C, d_k + d_v)
+
+
+def _state_loop(S, Kh, U0, W, decay):
+    """Carry the state over the chunks; returns states (..., m + 1, ...) and U."""
+    m = Kh.shape[-3]
+    states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
+    KtV = None if W is not None else np.swapaxes(Kh, -1, -2) @ U0  # (..., m, dk, dv)
+    U = U0 if W is None else np.empty_like(U0)
+    for j in range(m):
+        states[..., j, :, :] = S
+        if W is None:
+            S = decay[..., j, :, :] * S + KtV[..., j, :, :]
+            continue
+        U[..., j, :, :] = U0[..., j, :, :] - W[..., j, :, :] @ S  # (..., C, d_v)
+        Kt = np.swapaxes(Kh[..., j, :, :], -1, -2)
+        S = decay[..., j, :, :] * S + Kt @ U[..., j, :, :]
+    states[..., m, :, :] = S
+    return states, U
+
+
+def _group_forward(qc, kc, vc, gc, bc, S0, scale):
+    """out (..., m, C, d_v), GroupCache and the final state of m chunks."""
+    B = np.cumsum(gc, axis=-2)  # (..., m, C, G) local cumulative log-decays
+    lam = B[..., -1:, :]  # (..., m, 1, G) the chunk's total log-decay
+    C = B.shape[-2]
+    D = decay_matrix(B, B, np.tri(C, dtype=bool)) if B.shape[-1] == 1 else None
+    Kh = kc * np.exp(lam - B)  # (..., m, C, d_k) keys decayed to the chunk's end
+    W, U0, L, T, WU = None, vc, None, None, None
+    if bc is not None:
+        L, T, WU = _ut_transform(kc, vc, B, bc, D)
+        W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
+    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
+    states, U = _state_loop(S0, Kh, U0, W, decay)
+    P = scale * chunk_scores(qc, kc, B, D)  # (..., m, C, C)
+    out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., m, C, dv)
+    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
+    return out, cache, states[..., -1, :, :]
+
+
+def _groups(n, C):
+    per = max(1, GROUP_TOKENS // C)
+    return [slice(s, min(n, s + per)) for s in range(0, n, per)]
+
+
+def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
+    """out (..., N, d_v), ChunkwiseCache, final state; g (..., N, G), beta or None."""
+    N, C = q.shape[-2], min(chunk_size, q.shape[-2])
+    qc, kc, vc, gc = (to_chunks(x, C) for x in (q, k, v, g))  # (..., n, C, .)
+    bc = None if beta is None else to_chunks(beta[..., None], C)[..., 0]  # (..., n, C)
+    outs, groups, S = [], [], S0
+    for sl in _groups(qc.shape[-3], C):
+        part = [x[..., sl, :, :] for x in (qc, kc, vc, gc)]
+        part.append(None if bc is None else bc[..., sl, :])
+        out, cache, S = _group_forward(*part, S, scale)
+        outs.append(out)
+        groups.append(cache)
+    out = np.concatenate(outs, axis=-3)  # (..., n, C, d_v)
+    return from_chunks(out, N), ChunkwiseCache(groups, scale, N), S
+
+
+def _boundary_grads(dO, dSN, c, scale):
+    """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary."""
+    B, states = c.B, c.states
+    W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
+    lam = B[..., -1:, :]
+    Kh = c.k * np.exp(lam - B)
+    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1)
+    dU = np.swapaxes(c.P, -1, -2) @ dO  # (..., m, C, d_v) the intra-chunk part
+    QtdO = np.swapaxes(scale * c.q * np.exp(B), -1, -2) @ dO  # (..., m, dk, dv)
+    dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
+    dS[..., -1, :, :] = dSN
+    for j in reversed(range(B.shape[-3])):
+        nxt = dS[..., j + 1, :, :]
+        dS[..., j, :, :] = QtdO[..., j, :, :] + decay[..., j, :, :] * nxt
+        if W is not None:  # forward: U = U0 - W S,  S_next = ... + Kh^T U
+            dU[..., j, :, :] += Kh[..., j, :, :] @ nxt
+            dS[..., j, :, :] -= np.swapaxes(W[..., j, :, :], -1, -2) @ dU[..., j, :, :]
+    if W is None:
+        dU += Kh @ dS[..., 1:, :, :]
+    return dU, dS, Kh
+
+
+def _decay_grads(dO, dS, c, Kh, scale):
+    """dq, dk and dB from O's inter-chunk term, S_next's decays and the scores P."""
+    B, G = c.B, c.B.shape[-1]
+    eB = np.exp(B)
+    S_in, dS_out = c.states[..., :-1, :, :], dS[..., 1:, :, :]
+    dQe = dO @ np.swapaxes(S_in, -1, -2)  # (..., m, C, d_k) forward: O += Qe S0
+    dKh = c.U @ np.swapaxes(dS_out, -1, -2)  # forward: S_next += Kh^T U
+    dP = scale * (dO @ np.swapaxes(c.U, -1, -2))  # forward: O += P U
+    dq, dk, dB = chunk_scores_backward(dP, c.q, c.k, B, c.D, c.P / scale)
+    dq += scale * dQe * eB
+    dk += dKh * np.exp(B[..., -1:, :] - B)
+    X = reduce_gate(dKh * Kh, G)  # (..., m, C, G) forward: Kh = K e^{Lam - B}
+    dB += reduce_gate(scale * dQe * c.q * eB, G) - X
+    decay = np.exp(np.swapaxes(B[..., -1:, :], -1, -2))  # (..., m, G, 1)
+    held = np.sum(dS_out * decay * S_in, axis=-1)  # forward: S_next = e^Lam S0 + ...
+    dB[..., -1, :] += X.sum(axis=-2) + reduce_gate(held, G)  # Lam = B_C
+    return dq, dk, dB
+
+
+def _ut_backward(dU, c, dk, dB):
+    """Add the UT transform's gradients (delta rule); returns dk, dv, dB, dbeta."""
+    k, B, beta, d_k = c.k, c.B, c.beta, c.k.shape[-1]
+    dW = -dU @ np.swapaxes(c.states[..., :-1, :, :], -1, -2)  # U = U0 - W S0
+    dR = np.swapaxes(c.T, -1, -2) @ np.concatenate([dW, dU], axis=-1)  # A^T dR = dZ
+    dA = np.tril(-dR @ np.swapaxes(c.WU, -1, -2), -1)  # (..., m, C, C) unit lower A
+    Ke = k * np.exp(B)
+    dbeta = np.sum(dR * np.concatenate([Ke, c.v], axis=-1), axis=-1)
+    dbeta += np.sum(dA * c.L, axis=-1)  # forward: A = I + diag(beta) L
+    dRb = beta[..., None] * dR  # forward: rhs = diag(beta) [K e^B | V]
+    dk = dk + dRb[..., :d_k] * np.exp(B)
+    dB = dB + reduce_gate(dRb[..., :d_k] * Ke, B.shape[-1])
+    dL = beta[..., :, None] * dA
+    dk1, dk2, dB1 = chunk_scores_backward(dL, k, k, B, c.D, c.L, strict=True)
+    return dk + dk1 + dk2, dRb[..., d_k:], dB + dB1, dbeta
+
+
+def _group_backward(dO, dSN, c, scale):
+    """Chunked dq, dk, dv, dg, dbeta of one group, and the gradient of its S0."""
+    dU, dS, Kh = _boundary_grads(dO, dSN, c, scale)
+    dq, dk, dB = _decay_grads(dO, dS, c, Kh, scale)
+    dv, dbeta = dU, None
+    if c.beta is not None:
+        dk, dv, dB, dbeta = _ut_backward(dU, c, dk, dB)
+    dg = reverse_cumsum(dB, axis=-2)  # forward: B = cumsum(g) inside each chunk
+    return (dq, dk, dv, dg, dbeta), dS[..., 0, :, :]
+
+
+def chunkwise_backward(dout, cache, dfinal_state=None):
+    """dq, dk, dv, dg, dbeta (None for the sum rule), dS0 of chunkwise_forward.
+
+    ``dfinal_state`` is the gradient of the final state (None: it is not used).
+    """
+    first = cache.groups[0]
+    dO = to_chunks(dout, first.q.shape[-2])  # (..., n, C, d_v)
+    dS = np.zeros_like(first.states[..., 0, :, :])
+    if dfinal_state is not None:
+        dS = dS + dfinal_state
+    parts, stop = [], dO.shape[-3]
+    for c in reversed(cache.groups):
+        start = stop - c.q.shape[-3]
+        grads, dS = _group_backward(dO[..., start:stop, :, :], dS, c, cache.scale)
+        parts.append(grads)
+        stop = start
+    joined = [
+        np.concatenate([p[i] for p in reversed(parts)], axis=-3) for i in range(4)
+    ]
+    grads = [from_chunks(x, cache.N) for x in joined]
+    dbeta = None
+    if first.beta is not None:
+        dbeta = np.concatenate([p[4] for p in reversed(parts)], axis=-2)
+        dbeta = from_chunks(dbeta[..., None], cache.N)[..., 0]
+    return (*grads, dbeta, dS)

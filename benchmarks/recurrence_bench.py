@@ -1,0 +1,224 @@
+"""Time against N of the recurrent, parallel and chunkwise forms of the recurrences.
+
+    python benchmarks/recurrence_bench.py            # full run (a few minutes)
+    python benchmarks/recurrence_bench.py --quick    # smoke test, seconds
+
+Forward passes (--backward: forward + backward). B=1, H=2 heads (--heads) of width
+d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BLAS
+thread (--threads); each time is the median of --repeats runs. Slopes are
+least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover
+is the smallest N from which one form stays faster than another. The target lines
+(chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N)
+<= 4.6 from N = 4096) use the times of this one run.
+Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+if __name__ == "__main__":  # BLAS reads its thread count once, at import
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--threads", type=int, default=1)
+    _threads = str(_pre.parse_known_args()[0].threads)
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _threads
+
+import numpy as np  # noqa: E402
+
+from attention_np import recurrences as R  # noqa: E402
+
+FORMS = ("recurrent", "parallel", "chunkwise")
+MODELS = {  # name: (forward, backward, gate names)
+    "linear_attn": (R.linear_attn_forward, R.linear_attn_backward, ()),
+    "retention": (R.retention_forward, R.retention_backward, ()),
+    "gla": (R.gla_forward, R.gla_backward, ("log_alpha_channels",)),
+    "mamba2": (R.mamba2_forward, R.mamba2_backward, ("log_alpha",)),
+    "deltanet": (R.deltanet_forward, R.deltanet_backward, ("beta",)),
+    "gated_deltanet": (
+        R.gated_deltanet_forward,
+        R.gated_deltanet_backward,
+        ("log_alpha", "beta"),
+    ),
+}
+
+
+def inputs(rng, N, heads=2, d=64, dtype=np.float32):
+    """q, k (unit), v and every gate, (1, heads, N, ...)."""
+    shape = (1, heads, N)
+    k = rng.standard_normal(shape + (d,))
+    arrays = {
+        "q": rng.standard_normal(shape + (d,)),
+        "k": k / np.linalg.norm(k, axis=-1, keepdims=True),
+        "v": rng.standard_normal(shape + (d,)),
+        "log_alpha": -rng.uniform(0.01, 0.5, shape),
+        "log_alpha_channels": -rng.uniform(0.01, 0.5, shape + (d,)),
+        "beta": rng.uniform(0.1, 0.9, shape),
+    }
+    return {n: a.astype(dtype) for n, a in arrays.items()}
+
+
+def runner(model, form, x, chunk_size, backward):
+    """A function running one forward (and backward) of ``model`` in ``form``."""
+    forward, back, gates = MODELS[model]
+    arrays = [x[n] for n in ("q", "k", "v") + gates]
+
+    def run():
+        out, cache = forward(*arrays, form=form, chunk_size=chunk_size)
+        if backward:
+            back(np.ones_like(out), cache)
+
+    return run
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure(models, sizes, args):
+    """{model: {form: {N: seconds}}}; the parallel form only up to --parallel-max."""
+    rng = np.random.default_rng(0)
+    results = {m: {f: {} for f in FORMS} for m in models}
+    for N in sizes:
+        x = inputs(rng, N, heads=args.heads, d=args.head_dim)
+        for model in models:
+            for form in FORMS:
+                if form == "parallel" and N > args.parallel_max:
+                    continue
+                run = runner(model, form, x, args.chunk_size, args.backward)
+                results[model][form][N] = median_time(run, args.repeats)
+        print(f"  N = {N} done", file=sys.stderr, flush=True)
+    return results
+
+
+def slope(points, n_min):
+    """Least-squares exponent p of time ~ N^p over the points with N >= n_min."""
+    ns = sorted(n for n in points if n >= n_min)
+    if len(ns) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(ns), np.log([points[n] for n in ns]), 1)[0])
+
+
+def crossover(fast, slow):
+    """Smallest measured N from which ``fast`` is faster at every larger shared N."""
+    shared = sorted(set(fast) & set(slow))
+    for i, n in enumerate(shared):
+        if all(fast[m] < slow[m] for m in shared[i:]):
+            return n
+    return None
+
+
+def print_table(model, times, sizes):
+    print(f"\n{model}: forward{' + backward' if ARGS.backward else ''}, ms")
+    print(f"{'N':>7}" + "".join(f"{f:>12}" for f in FORMS))
+    for N in sizes:
+        cells = [times[f].get(N) for f in FORMS]
+        print(
+            f"{N:>7}"
+            + "".join(f"{c * 1e3:12.2f}" if c else f"{'-':>12}" for c in cells)
+        )
+    fits = "  ".join(f"{f} {slope(times[f], ARGS.fit_from):.2f}" for f in FORMS)
+    print(f"  slopes (N >= {ARGS.fit_from}): {fits}")
+    for fast, slow in (("chunkwise", "recurrent"), ("chunkwise", "parallel"),
+                       ("parallel", "recurrent")):  # fmt: skip
+        n = crossover(times[fast], times[slow])
+        where = f"from N = {n}" if n else "at no measured N"
+        print(f"  {fast} faster than {slow} {where}")
+
+
+def target_lines(results, n_ref=4096):
+    """The acceptance ratios, from this run's times."""
+    lines = []
+    for model, times in results.items():
+        rec, chunk = times["recurrent"], times["chunkwise"]
+        if n_ref in rec and n_ref in chunk:
+            speedup = rec[n_ref] / chunk[n_ref]
+            ok = "ok" if speedup >= 10 else "MISSED"
+            lines.append(f"{model}: recurrent / chunkwise at N = {n_ref}: "
+                         f"{speedup:.1f}x (target >= 10: {ok})")  # fmt: skip
+        if n_ref in chunk and 4 * n_ref in chunk:
+            growth = chunk[4 * n_ref] / chunk[n_ref]
+            ok = "ok" if growth <= 4.6 else "MISSED"
+            lines.append(f"{model}: chunkwise time({4 * n_ref}) / time({n_ref}) = "
+                         f"{growth:.2f} (target <= 4.6: {ok})")  # fmt: skip
+    return lines
+
+
+def plot(results, directory):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attention_np.viz import figures_dir, save_figure
+
+    width = 3.6 * len(results)
+    fig, axes = plt.subplots(1, len(results), figsize=(width, 3.4), sharey=True,
+                             layout="constrained", squeeze=False)  # fmt: skip
+    for ax, (model, times) in zip(axes[0], results.items(), strict=True):
+        for form, marker in zip(FORMS, "os^", strict=True):
+            ns = sorted(times[form])
+            p = slope(times[form], ARGS.fit_from)
+            ax.loglog(ns, [times[form][n] for n in ns], marker=marker,
+                      label=f"{form} (slope {p:.2f})")  # fmt: skip
+        ax.set(title=model, xlabel="sequence length N")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("seconds")
+    save_figure(fig, "bench_recurrence_time_vs_n", directory=directory)
+    return figures_dir(directory) / "bench_recurrence_time_vs_n.png"
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--parallel-max", type=int, default=16384)
+    parser.add_argument("--fit-from", type=int, default=1024)
+    parser.add_argument("--backward", action="store_true")
+    parser.add_argument("--out-dir", default=None, help="figures folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = args.sizes or [64, 128, 256]
+        args.repeats, args.fit_from = 1, 64
+    args.sizes = sorted(args.sizes or [256, 512, 1024, 2048, 4096, 8192, 16384])
+    if min(args.sizes + [args.repeats, args.chunk_size, args.heads, args.head_dim]) < 1:
+        parser.error("sizes, --repeats, --chunk-size, --heads, --head-dim must be >= 1")
+    return args
+
+
+def main(argv=None):
+    global ARGS
+    ARGS = parse(argv)
+    models = ARGS.models or list(MODELS)
+    print(f"recurrence benchmark: B=1, H={ARGS.heads}, d_k=d_v={ARGS.head_dim}, "
+          f"float32, chunk "
+          f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
+          f"thread(s), median of "
+          f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "
+          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+    results = measure(models, ARGS.sizes, ARGS)
+    for model in models:
+        print_table(model, results[model], ARGS.sizes)
+    print()
+    for line in target_lines(results):
+        print(line)
+    print(f"(load average at the end: {os.getloadavg()[0]:.2f})")
+    print(f"figure: {plot(results, ARGS.out_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The recurrence speed benchmark runs end to end at tiny sizes (no timing is
+checked: only that the tables, slopes, target lines and the figure come out)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "recurrence_bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("recurrence_bench", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_prints_tables_and_saves_the_figure(tmp_path, capsys):
+    bench = load_bench()
+    argv = ["--quick", "--sizes", "32", "64", "--models", "gla", "gated_deltanet"]
+    assert bench.main(argv + ["--out-dir", str(tmp_path), "--chunk-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "gated_deltanet: forward, ms" in out and "slopes (N >= 64)" in out
+    assert (tmp_path / "bench_recurrence_time_vs_n.png").stat().st_size > 0
+
+
+def test_fit_and_crossover_helpers():
+    bench = load_bench()
+    assert bench.slope({1: 1.0, 2: 4.0, 4: 16.0}, 1) == pytest.approx(2.0)
+    assert bench.crossover({1: 2.0, 2: 1.0, 4: 1.0}, {1: 1.0, 2: 2.0, 4: 4.0}) == 2
+    assert bench.crossover({1: 2.0}, {1: 1.0}) is None
+    lines = bench.target_lines(
+        {"m": {"recurrent": {4096: 1.0}, "chunkwise": {4096: 0.05, 16384: 0.25}}}
+    )
+    assert "20.0x (target >= 10: ok)" in lines[0] and "MISSED" in lines[1]
+
+
+def test_bad_flags_exit_with_status_2(capsys):
+    bench = load_bench()
+    with pytest.raises(SystemExit) as stop:
+        bench.parse(["--repeats", "0"])
+    assert stop.value.code == 2
+    with pytest.raises(SystemExit):
+        bench.parse(["--models", "mamba"])
