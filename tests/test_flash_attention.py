@@ -187,7 +187,7 @@ def test_backward_matches_finite_differences(rng, causal):
 
 
 def test_causal_skips_tiles_in_the_future(rng, monkeypatch):
-    tiles = tile_schedule(8, 8, 2, 2, offset=0)
+    tiles = tile_schedule(8, 8, 2, 2, causal=True)
     computed = np.zeros((4, 4), dtype=bool)
     for rows, cols, masked in tiles:
         computed[rows.start // 2, cols.start // 2] = True
@@ -206,7 +206,7 @@ def test_causal_skips_tiles_in_the_future(rng, monkeypatch):
 
 
 def test_causal_key_tiles_are_cut_at_the_diagonal():
-    tiles = tile_schedule(8, 8, 4, 8, offset=0)
+    tiles = tile_schedule(8, 8, 4, 8, causal=True)
     spans = [(r.start, c.start, c.stop, m) for r, c, m in tiles]
     assert spans == [(0, 0, 4, True), (4, 0, 4, False), (4, 4, 8, True)]
 
@@ -214,7 +214,7 @@ def test_causal_key_tiles_are_cut_at_the_diagonal():
 def test_all_false_mask_tiles_are_skipped():
     mask = np.zeros((8, 8), dtype=bool)
     mask[:4, :4] = True  # only the top-left quarter may attend
-    tiles = tile_schedule(8, 8, 4, 4, mask=mask)
+    tiles = tile_schedule(8, 8, 4, 4, causal=False, mask=mask)
     assert [(r.start, c.start, m) for r, c, m in tiles] == [(0, 0, False)]
 
 

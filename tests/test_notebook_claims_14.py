@@ -134,7 +134,7 @@ def test_tiled_io_grows_about_like_d_squared():
 def test_causal_tiles_cover_one_half_plus_block_q_over_2n():
     n = 1024
     for bq in (64, 128, 512):
-        tiles = tile_schedule(n, n, bq, 256, offset=0)
+        tiles = tile_schedule(n, n, bq, 256, causal=True)
         area = sum((r.stop - r.start) * (c.stop - c.start) for r, c, _ in tiles) / n**2
         assert area == 0.5 + bq / (2 * n)
 

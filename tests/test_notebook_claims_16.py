@@ -145,14 +145,18 @@ def test_banded_memory_grows_linearly_and_dense_masked_quadratically():
             )
         )
     slope = lambda y: np.polyfit(np.log(sizes), np.log(y), 1)[0]
-    assert slope(band) < 1.0 and slope(dense) > 1.9
+    assert slope(band) < 1.0
+    # dense: the (N, N) float32 weights plus a linear part, which flattens the fitted
+    # slope at small N; the last doubling is close to 4x
+    assert all(p >= 4 * n * n for p, n in zip(dense, sizes, strict=True))
+    assert slope(dense) > 1.75 and dense[-1] / dense[-2] > 3.6
 
 
 def test_aligned_bigbird_computes_a_falling_fraction_of_the_tiles():
     fractions = []
     for n in [512, 1024, 2048, 4096]:
         mask = bigbird_mask(n, 64, rng=np.random.default_rng(0), n_random=3)
-        tiles = tile_schedule(n, n, 64, 64, mask=mask)
+        tiles = tile_schedule(n, n, 64, 64, causal=False, mask=mask)
         fractions.append(len(tiles) / (n // 64) ** 2)
         assert fractions[-1] == mask.mean()  # aligned blocks: tiles == blocks
     assert (np.diff(fractions) < 0).all() and fractions[-1] < 0.16

@@ -19,7 +19,7 @@ import pytest
 
 from attention_np import attention_backward, attention_forward, causal_mask
 from attention_np.efficient import block_attention_forward
-from attention_np.efficient.tiles import tile_schedule
+from attention_np.efficient.tiles import offset_tile_schedule
 from attention_np.parallel import (
     LAYOUTS,
     bytes_sent,
@@ -272,12 +272,12 @@ def test_step_0_computes_1_25_times_the_scores_of_a_later_step_with_4_masked_til
             tiles = [
                 ((rows.stop - rows.start) * (cols.stop - cols.start), masked)
                 for tile in plan.step(rank, t).tiles
-                for rows, cols, masked in tile_schedule(
+                for rows, cols, masked in offset_tile_schedule(
                     tile.rows.stop - tile.rows.start,
                     tile.cols.stop - tile.cols.start,
                     plan.block_q,
                     plan.block_k,
-                    offset=tile.offset,
+                    tile.offset,
                 )
             ]
             counts.append((t, sum(n for n, _ in tiles), sum(m for _, m in tiles)))

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import validate as V
+
 
 def blocks(n, size, start=0):
     """Slices [start, start + size), ... over range(start, n); the last may be short."""
@@ -89,18 +91,30 @@ def tile_mask(mask, offset, rows, cols):
     return allow
 
 
-def tile_schedule(N, M, block_q, block_k, *, offset=None, mask=None):
+def tile_schedule(N, M, block_q, block_k, *, causal, align="top_left", mask=None):
     """The tiles the forward computes, as (rows, cols, masked) triples.
 
     Args:
         N, M: numbers of queries and keys.
         block_q, block_k: tile size.
-        offset: causal offset (j <= i + offset allowed), None for no causal rule.
+        causal: apply the causal rule (keyword-only, no default, as in every
+            attention function); align: "top_left" or "bottom_right" when N != M.
         mask: optional (N, M) boolean mask; all-False tiles are skipped too.
 
     Returns:
         list of (rows slice, cols slice, masked), masked = the tile needs a mask.
     """
+    for name, size in (("N", N), ("M", M), ("block_q", block_q), ("block_k", block_k)):
+        V.positive_int(name, size)
+    return offset_tile_schedule(
+        N, M, block_q, block_k, V.causal_offset(causal, align, N, M), mask
+    )
+
+
+def offset_tile_schedule(N, M, block_q, block_k, offset, mask=None):
+    """tile_schedule for a causal rule given as a raw offset (key j visible to query
+    i when j <= i + offset, None for no rule): ring attention's per-step tiles, whose
+    offsets come from global positions rather than an alignment."""
     tiles = []
     for rows in blocks(N, block_q):
         for cols in key_blocks(rows, M, block_k, offset):
