@@ -29,8 +29,8 @@ gradcheck: $(STAMP)
 	$(BIN)/python -m attention_np gradcheck
 
 lint: $(STAMP)
-	$(BIN)/ruff check attention_np tests benchmarks tools
-	$(BIN)/ruff format --check attention_np tests benchmarks tools
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)  ## attention vs its matrix-product floor and torch SDPA on 1, 2, all cores
 	$(BIN)/python benchmarks/attention_bench.py  # tables, targets, figures/bench_breakdown.png

@@ -1164,3 +1164,26 @@ def test_a_refused_cached_self_attention_call_leaves_the_cache_alone():
             X, ATTN_P, np.ones((5, 5)), n_heads=3, causal=True, kv_cache=cache
         )
     assert cache.length == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"step,loss\n1,2.3\n", "not a checkpoint .*zip archives.*b'step,l'"),
+        (b"", "not a checkpoint"),
+        (b"PK\x03\x04 truncated", "not a readable .npz checkpoint"),
+    ],
+    ids=["text file", "empty file", "truncated zip"],
+)
+def test_a_file_that_is_not_an_npz_archive_is_named_as_such(tmp_path, content, match):
+    """Not NumPy's advice to allow pickles, which is wrong and unsafe here."""
+    path = tmp_path / "run.npz"
+    path.write_bytes(content)
+    with pytest.raises(tr.CheckpointError, match=match) as info:
+        tr.load_checkpoint(path)
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_a_directory_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(tr.CheckpointError, match="cannot be read"):
+        tr.load_checkpoint(tmp_path)

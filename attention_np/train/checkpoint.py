@@ -131,6 +131,20 @@ def write_npz(path, arrays):
 def _read(path):
     """Every array of the archive as a dict, or a CheckpointError."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err})") from None
+    # np.load falls back to unpickling any file that is neither .npz (a zip archive)
+    # nor .npy, and then blames pickling: name the real problem first
+    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (.npz files are zip archives; this file "
+            f"starts with {magic!r})"
+        )
+    try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
