@@ -9,8 +9,8 @@ differentiates the scalar ``sum(f(x) * dout)``:
     d/dx_i sum(f(x) * dout) ~ (sum(f(x + h e_i) * dout) - sum(f(x - h e_i) * dout)) / 2h
 
 The truncation error is O(h^2) and the rounding error O(eps / h); in float64 with
-h = 1e-6 both are far below the default tolerance (atol 1e-7, rtol 1e-6), in float32 they are not (see notebook
-07), so the checker accepts float64 only.
+h = 1e-6 both are far below the default tolerance (atol 1e-7, rtol 1e-6), in
+float32 they are not (see notebook 07), so the checker accepts float64 only.
 """
 
 from collections.abc import Callable
