@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from . import validate as V
 from .gradcheck import as_check, check_layer
 
 
@@ -62,17 +63,6 @@ def run_gradcheck(pattern="", seed=0, file=None):
     return failed
 
 
-def seed_arg(text):
-    """argparse type for --seed: a non-negative integer (what default_rng accepts)."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
-    return seed
-
-
 def main(argv=None):
     """Exit status: 0 every gradient agrees, 1 some disagree, 2 a usage error."""
     parser = argparse.ArgumentParser(prog="python -m attention_np")
@@ -81,7 +71,7 @@ def main(argv=None):
     gc.add_argument(
         "-k", "--pattern", default="", help="only layers whose name contains this"
     )
-    gc.add_argument("--seed", type=seed_arg, default=0, help="an integer >= 0")
+    gc.add_argument("--seed", type=V.cli_int(0), default=0, help="an integer >= 0")
     args = parser.parse_args(argv)
     names = [n for n in all_cases() if args.pattern.lower() in n.lower()]
     if not names:

@@ -6,6 +6,8 @@ mistake never surfaces as a broadcasting error deep inside NumPy. Backward funct
 trust their cache and do not call these.
 """
 
+import argparse
+import math
 import os
 
 import numpy as np
@@ -392,3 +394,47 @@ def integer(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     return int(value)
+
+
+# --- command-line numbers: argparse types, so a bad value ends in "error: argument
+# --steps: must be >= 1, got 0" (exit status 2) and never in a traceback ------------
+
+
+def cli_int(low):
+    """argparse type: an integer >= low."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {text!r}"
+            ) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # argparse names the type in some errors
+    return parse
+
+
+def cli_float(low, *, strict=False):
+    """argparse type: a finite number >= low (> low when strict)."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number, got {text!r}"
+            ) from None
+        ok = value > low if strict else value >= low
+        if not (math.isfinite(value) and ok):
+            sign = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(
+                f"must be finite and {sign} {low:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = f"number {'>' if strict else '>='} {low:g}"
+    return parse

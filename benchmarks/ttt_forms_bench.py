@@ -31,6 +31,7 @@ if __name__ == "__main__":  # BLAS reads its thread count once, at import
 import numpy as np  # noqa: E402
 
 from attention_np.memory import init_ttt_linear_params, ttt_linear_forward  # noqa: E402
+from attention_np.validate import cli_int  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "ttt_forms.json"
@@ -38,7 +39,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "ttt_forms.json"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    positive = lambda text: _positive(parser, text)
+    positive = cli_int(1)
     parser.add_argument("--threads", type=positive, default=1, help="BLAS threads")
     parser.add_argument("--repeats", type=positive, default=5, help="runs per point")
     parser.add_argument("--batch", type=positive, default=4, help="B sequences")
@@ -53,16 +54,6 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats, args.tokens, args.widths, args.mini_batches = 1, 64, [8], [1, 16]
     return args
-
-
-def _positive(parser, text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        parser.error(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def best_time(fn, args, options, repeats):

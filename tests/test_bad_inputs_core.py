@@ -2098,7 +2098,7 @@ def test_viz_argument_errors_do_not_import_matplotlib():
     [
         (["gradcheck", "-k", "no_such_layer"], "no gradcheck case matches"),
         (["gradcheck", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
-        (["gradcheck", "--seed", "1.5"], "argument --seed: must be an integer"),
+        (["gradcheck", "--seed", "1.5"], "argument --seed: expected an integer"),
         (["gradcheck", "--seed"], "argument --seed: expected one argument"),
         (["gradcheck", "--bogus"], "unrecognized arguments: --bogus"),
         (["gradchek"], "invalid choice: 'gradchek'"),

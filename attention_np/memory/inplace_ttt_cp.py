@@ -14,37 +14,13 @@ this module, so ``python -m`` runs it without a warning; the functions live in
 
 import argparse
 import importlib.util
-import math
 import sys
 
 import numpy as np
 
+from .. import validate as V
 from .inplace_ttt import init_inplace_ttt_params, inplace_ttt_forward
 from .inplace_ttt_parallel import inplace_ttt_mpi_forward, shard_positions
-
-
-def _int_at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            msg = f"expected an integer, got {text!r}"
-            raise argparse.ArgumentTypeError(msg) from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
-def _rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text}")
-    return value
 
 
 def parse_args(argv=None):
@@ -53,9 +29,11 @@ def parse_args(argv=None):
         prog="python -m attention_np.memory.inplace_ttt_cp",
         description="Check In-Place TTT over MPI (run under mpiexec).",
     )
-    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed >= 0")
-    parser.add_argument("--chunk-size", type=_int_at_least(1), default=4, help="C >= 1")
-    parser.add_argument("--lr", type=_rate, default=0.5, help="fast-weight rate >= 0")
+    parser.add_argument("--seed", type=V.cli_int(0), default=0, help="seed >= 0")
+    parser.add_argument("--chunk-size", type=V.cli_int(1), default=4, help="C >= 1")
+    parser.add_argument(
+        "--lr", type=V.cli_float(0), default=0.5, help="fast-weight rate >= 0"
+    )
     args = parser.parse_args(argv)
     if importlib.util.find_spec("mpi4py") is None:
         parser.error("mpi4py is not installed (pip install mpi4py mpich)")

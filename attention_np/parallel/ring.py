@@ -20,43 +20,12 @@ import traceback
 
 import numpy as np
 
+from .. import validate as V
 from .layouts import LAYOUTS, check_split, layout_positions, unshard
 from .ring_check import check, ring_options
 from .ring_mpi import ring_attention_mpi_backward, ring_attention_mpi_forward
 from .ulysses import check_heads
 from .ulysses_mpi import ulysses_mpi_backward, ulysses_mpi_forward
-
-
-def _integer(text, low):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-
-def positive(text):
-    """argparse type: an int >= 1."""
-    return _integer(text, 1)
-
-
-def non_negative(text):
-    """argparse type: an int >= 0 (a seed)."""
-    return _integer(text, 0)
-
-
-def tolerance(text):
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (np.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text}")
-    return value
-
 
 PROG = "python -m attention_np.parallel.ring"
 
@@ -72,9 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--algorithm", choices=("ring", "ulysses"), default="ring")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--seed", type=non_negative, default=0)
+    p.add_argument("--seed", type=V.cli_int(0), default=0)
     p.add_argument(
-        "--tol", type=tolerance, default=None, help="default 1e-12 (float64)"
+        "--tol", type=V.cli_float(0), default=None, help="default 1e-12 (float64)"
     )
     p.add_argument(
         "--compare-sim",
@@ -89,15 +58,17 @@ def parse_args(argv=None):
 
 def _sizes(p):
     """The size flags: each a positive int, checked by argparse itself."""
-    p.add_argument("--seq-len", type=positive, default=4096, help="N (default 4096)")
-    p.add_argument("--heads", type=positive, default=4, help="H (default 4)")
-    p.add_argument("--head-dim", type=positive, default=32, help="d (default 32)")
-    p.add_argument("--batch", type=positive, default=1, help="B (default 1)")
-    p.add_argument("--block-q", type=positive, default=256, help="tile rows")
-    p.add_argument("--block-k", type=positive, default=512, help="tile columns")
+    p.add_argument(
+        "--seq-len", type=V.cli_int(1), default=4096, help="N (default 4096)"
+    )
+    p.add_argument("--heads", type=V.cli_int(1), default=4, help="H (default 4)")
+    p.add_argument("--head-dim", type=V.cli_int(1), default=32, help="d (default 32)")
+    p.add_argument("--batch", type=V.cli_int(1), default=1, help="B (default 1)")
+    p.add_argument("--block-q", type=V.cli_int(1), default=256, help="tile rows")
+    p.add_argument("--block-k", type=V.cli_int(1), default=512, help="tile columns")
     p.add_argument(
         "--blas-threads",
-        type=positive,
+        type=V.cli_int(1),
         default=1,
         help="BLAS threads per rank (default 1: P ranks already share the cores)",
     )

@@ -16,12 +16,12 @@ writes no checkpoint.
 """
 
 import argparse
-import math
 import sys
 import time
 
 import numpy as np
 
+from .. import validate as V
 from . import commands
 from .checkpoint import check_out_path, save_checkpoint
 from .config import TrainConfig
@@ -29,48 +29,20 @@ from .loop import default_model_config, evaluate, train
 from .tasks import TASKS
 
 
-def _int(lo):
-    """argparse type: an int >= lo."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer, got {text!r}"
-            ) from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(text):
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-    return value
-
-
 def parser():
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m attention_np.train")
     p.add_argument("task", choices=TASKS + commands.COMMANDS)
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    p.add_argument("--steps", type=_int(1), default=defaults.steps)
-    p.add_argument("--batch-size", type=_int(1), default=defaults.batch_size)
-    p.add_argument("--lr", type=_positive_float, default=defaults.lr)
-    p.add_argument("--length", type=_int(1), default=defaults.length)
-    p.add_argument("--n-symbols", type=_int(1), default=defaults.n_symbols)
-    p.add_argument("--d-model", type=_int(1), default=64)
-    p.add_argument("--n-heads", type=_int(1), default=4)
-    p.add_argument("--n-layers", type=_int(1), default=2)
-    p.add_argument("--seed", type=_int(0), default=defaults.seed)
+    p.add_argument("--steps", type=V.cli_int(1), default=defaults.steps)
+    p.add_argument("--batch-size", type=V.cli_int(1), default=defaults.batch_size)
+    p.add_argument("--lr", type=V.cli_float(0, strict=True), default=defaults.lr)
+    p.add_argument("--length", type=V.cli_int(1), default=defaults.length)
+    p.add_argument("--n-symbols", type=V.cli_int(1), default=defaults.n_symbols)
+    p.add_argument("--d-model", type=V.cli_int(1), default=64)
+    p.add_argument("--n-heads", type=V.cli_int(1), default=4)
+    p.add_argument("--n-layers", type=V.cli_int(1), default=2)
+    p.add_argument("--seed", type=V.cli_int(0), default=defaults.seed)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 

@@ -13,12 +13,12 @@ status 1 and no checkpoint.
 """
 
 import argparse
-import math
 import os
 import time
 
 import numpy as np
 
+from .. import validate as V
 from .checkpoint import check_out_path
 from .mlm import MLMConfig, accuracy_per_position, mlm_model_config, train_mlm
 from .run_checkpoint import save_run
@@ -33,41 +33,16 @@ from .stream import StreamConfig, evaluate_stream, stream_model_config, train_st
 COMMANDS = ("translate", "mlm", "stream")
 
 
-def _int(lo):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer, got {text!r}"
-            ) from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-    return value
-
-
 def _parser(command, defaults):
     p = argparse.ArgumentParser(prog=f"python -m attention_np.train {command}")
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    p.add_argument("--steps", type=_int(1), default=defaults.steps)
-    p.add_argument("--batch-size", type=_int(1), default=defaults.batch_size)
-    p.add_argument("--lr", type=_float, default=defaults.lr)
-    p.add_argument("--seed", type=_int(0), default=defaults.seed)
-    p.add_argument("--d-model", type=_int(1), default=None)
-    p.add_argument("--n-heads", type=_int(1), default=None)
-    p.add_argument("--threads", type=_int(1), default=1, help="BLAS threads")
+    p.add_argument("--steps", type=V.cli_int(1), default=defaults.steps)
+    p.add_argument("--batch-size", type=V.cli_int(1), default=defaults.batch_size)
+    p.add_argument("--lr", type=V.cli_float(0, strict=True), default=defaults.lr)
+    p.add_argument("--seed", type=V.cli_int(0), default=defaults.seed)
+    p.add_argument("--d-model", type=V.cli_int(1), default=None)
+    p.add_argument("--n-heads", type=V.cli_int(1), default=None)
+    p.add_argument("--threads", type=V.cli_int(1), default=1, help="BLAS threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -98,16 +73,16 @@ def parser(command):
     if command == "translate":
         p = _parser(command, TranslateConfig())
         p.add_argument("--score", choices=("dot", "additive"), default="dot")
-        p.add_argument("--n-enc-layers", type=_int(1), default=None)
-        p.add_argument("--n-dec-layers", type=_int(1), default=None)
+        p.add_argument("--n-enc-layers", type=V.cli_int(1), default=None)
+        p.add_argument("--n-dec-layers", type=V.cli_int(1), default=None)
         p.add_argument(
-            "--beam-width", type=_int(1), default=1, help="for the evaluation"
+            "--beam-width", type=V.cli_int(1), default=1, help="for the evaluation"
         )
         return p
     p = _parser(command, MLMConfig() if command == "mlm" else StreamConfig())
-    p.add_argument("--length", type=_int(1), default=None)
-    p.add_argument("--n-symbols", type=_int(1), default=None)
-    p.add_argument("--n-layers", type=_int(1), default=None)
+    p.add_argument("--length", type=V.cli_int(1), default=None)
+    p.add_argument("--n-symbols", type=V.cli_int(1), default=None)
+    p.add_argument("--n-layers", type=V.cli_int(1), default=None)
     if command == "mlm":
         p.add_argument(
             "--causal", action="store_true", help="the left-to-right control"

@@ -6,9 +6,9 @@ in range, choices from a fixed set. A bad field raises TypeError/ValueError nami
 """
 
 import dataclasses
-import json
 
 from .. import validate as V
+from ..transformer.config import JsonConfig
 from .tasks import TASKS, make_batch
 
 DTYPES = ("float32", "float64")
@@ -16,7 +16,7 @@ POSITIVE = ("length", "n_symbols", "steps", "batch_size")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Task and optimiser settings (the model's sizes live in TransformerConfig).
 
     The learning rate warms up linearly for ``warmup`` steps, then decays along a
@@ -62,17 +62,6 @@ class TrainConfig:
 
     def _set(self, name, value):
         object.__setattr__(self, name, value)  # frozen: normalise once, here
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """The config written by ``to_json``; fields left out take their defaults."""
-        fields = json.loads(text)
-        if not isinstance(fields, dict):
-            raise TypeError(f"{cls.__name__} JSON must be an object, got {text!r}")
-        return cls(**fields)
 
     def batch(self, rng, batch_size=None):
         """A batch of this task (B = batch_size or the training batch size)."""

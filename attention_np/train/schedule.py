@@ -8,12 +8,12 @@
 """
 
 import dataclasses
-import json
 
 import numpy as np
 
 from .. import validate as V
 from ..transformer import adam_step, clip_grad_norm
+from ..transformer.config import JsonConfig
 
 DTYPES = ("float32", "float64")
 
@@ -30,7 +30,7 @@ def warmup_cosine(step, *, lr, warmup, steps, final_lr_frac):
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(JsonConfig):
     """Steps, batch size, Adam(W) with warm-up + cosine decay, clipping, dtype, seed.
 
     Every field is checked when the config is made; a bad one raises
@@ -76,17 +76,6 @@ class OptimConfig:
             steps=self.steps,
             final_lr_frac=self.final_lr_frac,
         )
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """The config written by ``to_json``; fields left out take their defaults."""
-        fields = json.loads(text)
-        if not isinstance(fields, dict):
-            raise TypeError(f"{cls.__name__} JSON must be an object, got {text!r}")
-        return cls(**fields)
 
 
 def optimizer_update(params, grads, opt_state, cfg, step):

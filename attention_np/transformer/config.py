@@ -19,8 +19,24 @@ POSITIONS = ("learned", "sinusoidal", "rope")
 SIZES = ("vocab_size", "max_len", "d_model", "n_heads", "n_layers")
 
 
+class JsonConfig:
+    """to_json / from_json for the frozen config dataclasses (model, training,
+    optimiser): every field as sorted JSON, and back."""
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """The config written by ``to_json``; fields left out take their defaults."""
+        fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise TypeError(f"{cls.__name__} JSON must be an object, got {text!r}")
+        return cls(**fields)
+
+
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(JsonConfig):
     """Sizes of a decoder-only transformer.
 
     pos: "learned" (a trained table added to the embeddings), "sinusoidal" (a fixed
@@ -62,17 +78,6 @@ class TransformerConfig:
 
     def _set(self, name, value):
         object.__setattr__(self, name, value)  # frozen: normalise once, here
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """The config written by ``to_json``; fields left out take their defaults."""
-        fields = json.loads(text)
-        if not isinstance(fields, dict):
-            raise TypeError(f"{cls.__name__} JSON must be an object, got {text!r}")
-        return cls(**fields)
 
 
 def param_shapes(config):

@@ -14,11 +14,11 @@ lengths, H heads.
 
 import dataclasses
 import functools
-import json
 
 from .. import validate as V
 from ._params import prefixed
 from .block import block_param_shapes
+from .config import JsonConfig
 from .cross_attention import SCORES
 from .decoder_block import decoder_block_param_shapes
 
@@ -28,7 +28,7 @@ SIZES += ("n_enc_layers", "n_dec_layers")
 
 
 @dataclasses.dataclass(frozen=True)
-class EncDecConfig:
+class EncDecConfig(JsonConfig):
     """Sizes of an encoder-decoder transformer (pre-norm, Vaswani et al. 2017).
 
     score: cross-attention scores, "dot" (scaled dot product) or "additive"
@@ -75,17 +75,6 @@ class EncDecConfig:
     @property
     def d_head(self):
         return self.d_model // self.n_heads
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """The config written by ``to_json``; fields left out take their defaults."""
-        fields = json.loads(text)
-        if not isinstance(fields, dict):
-            raise TypeError(f"{cls.__name__} JSON must be an object, got {text!r}")
-        return cls(**fields)
 
 
 def encdec_param_shapes(config):
