@@ -1,6 +1,6 @@
 """MQAR accuracy against the number of key-value pairs, for seven sequence mixers.
 
-    python benchmarks/mqar_bench.py            # the full sweep (about 15 min, 2 cores)
+    python benchmarks/mqar_bench.py            # the full sweep (about 10 min, 2 cores)
     python benchmarks/mqar_bench.py --quick    # smoke test, seconds
 
 Zoology's protocol (Arora et al. 2023) at course scale: one two-layer model per
@@ -11,7 +11,7 @@ length max(64, 4 n)), then evaluated on fresh sequences of each count. Accuracy 
 the fraction of queries whose value is the arg-max prediction. The runs are spread
 over --workers processes (one BLAS thread each). Prints the accuracy table with the
 state size of each mixer, writes <out-dir>/mqar_accuracy.png (default figures/) and
-the numbers to --json (default benchmarks/results/mqar.json; notebook 19 reads it).
+the numbers to --json (default benchmarks/results/mqar.json; lesson 20 reads it).
 """
 
 import argparse
@@ -139,13 +139,13 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run, seconds")
     p.add_argument("--mixers", nargs="+", choices=KINDS, default=list(KINDS))
-    p.add_argument("--pairs", type=int, nargs="+", default=[4, 8, 16, 32, 64])
-    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--pairs", type=int, nargs="+", default=[4, 8, 16, 32, 48])
+    p.add_argument("--d-model", type=int, default=32)
     p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--vocab", type=int, default=256)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--vocab", type=int, default=128)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--figure", default="mqar_accuracy")

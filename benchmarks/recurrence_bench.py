@@ -5,19 +5,25 @@
 
 Forward passes (--backward: forward + backward). B=1, H=2 heads (--heads) of width
 d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BLAS
-thread (--threads); each time is the median of --repeats runs. Slopes are
-least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover
-is the smallest N from which one form stays faster than another. The target lines
-(chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N)
-<= 4.6 from N = 4096) use the times of this one run.
+thread (--threads); each time is the best of --repeats runs (the machine may be
+shared, and other programs only ever add time). Slopes are least-squares fits of
+log(time) against log(N) over N >= --fit-from; a crossover is the smallest N from
+which one form stays faster than another. The target lines (chunkwise >= 10x faster
+than recurrent at N = 4096; chunkwise time(4N)/time(N) <= 4.6 from N = 4096) use
+the times of this one run.
 Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
+JSON: --json (default benchmarks/results/recurrences.json, committed): the times,
+slopes, crossovers and target ratios with a description of the machine and its load
+average, so that lesson 20 can show them without timing anything itself.
 """
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 if __name__ == "__main__":  # BLAS reads its thread count once, at import
     _pre = argparse.ArgumentParser(add_help=False)
@@ -30,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from attention_np import recurrences as R  # noqa: E402
 
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "recurrences.json"
 FORMS = ("recurrent", "parallel", "chunkwise")
 MODELS = {  # name: (forward, backward, gate names)
     "linear_attn": (R.linear_attn_forward, R.linear_attn_backward, ()),
@@ -73,13 +80,14 @@ def runner(model, form, x, chunk_size, backward):
     return run
 
 
-def median_time(fn, repeats):
+def best_time(fn, repeats):
+    """The fastest of ``repeats`` calls, in seconds."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(min(times))
 
 
 def measure(models, sizes, args):
@@ -93,7 +101,7 @@ def measure(models, sizes, args):
                 if form == "parallel" and N > args.parallel_max:
                     continue
                 run = runner(model, form, x, args.chunk_size, args.backward)
-                results[model][form][N] = median_time(run, args.repeats)
+                results[model][form][N] = best_time(run, args.repeats)
         print(f"  N = {N} done", file=sys.stderr, flush=True)
     return results
 
@@ -133,18 +141,27 @@ def print_table(model, times, sizes):
         print(f"  {fast} faster than {slow} {where}")
 
 
+def target_ratios(times, n_ref=4096):
+    """(recurrent / chunkwise at n_ref, chunkwise time(4 n_ref) / time(n_ref));
+    None where a size was not measured."""
+    rec, chunk = times["recurrent"], times["chunkwise"]
+    speedup = rec[n_ref] / chunk[n_ref] if n_ref in rec and n_ref in chunk else None
+    growth = None
+    if n_ref in chunk and 4 * n_ref in chunk:
+        growth = chunk[4 * n_ref] / chunk[n_ref]
+    return speedup, growth
+
+
 def target_lines(results, n_ref=4096):
     """The acceptance ratios, from this run's times."""
     lines = []
     for model, times in results.items():
-        rec, chunk = times["recurrent"], times["chunkwise"]
-        if n_ref in rec and n_ref in chunk:
-            speedup = rec[n_ref] / chunk[n_ref]
+        speedup, growth = target_ratios(times, n_ref)
+        if speedup is not None:
             ok = "ok" if speedup >= 10 else "MISSED"
             lines.append(f"{model}: recurrent / chunkwise at N = {n_ref}: "
                          f"{speedup:.1f}x (target >= 10: {ok})")  # fmt: skip
-        if n_ref in chunk and 4 * n_ref in chunk:
-            growth = chunk[4 * n_ref] / chunk[n_ref]
+        if growth is not None:
             ok = "ok" if growth <= 4.6 else "MISSED"
             lines.append(f"{model}: chunkwise time({4 * n_ref}) / time({n_ref}) = "
                          f"{growth:.2f} (target <= 4.6: {ok})")  # fmt: skip
@@ -181,7 +198,7 @@ def parse(argv):
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -189,6 +206,7 @@ def parse(argv):
     parser.add_argument("--fit-from", type=int, default=1024)
     parser.add_argument("--backward", action="store_true")
     parser.add_argument("--out-dir", default=None, help="figures folder")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="JSON file")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [64, 128, 256]
@@ -206,9 +224,10 @@ def main(argv=None):
     print(f"recurrence benchmark: B=1, H={ARGS.heads}, d_k=d_v={ARGS.head_dim}, "
           f"float32, chunk "
           f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
-          f"thread(s), median of "
+          f"thread(s), best of "
           f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+    load_start = os.getloadavg()[0]
     results = measure(models, ARGS.sizes, ARGS)
     for model in models:
         print_table(model, results[model], ARGS.sizes)
@@ -217,7 +236,63 @@ def main(argv=None):
         print(line)
     print(f"(load average at the end: {os.getloadavg()[0]:.2f})")
     print(f"figure: {plot(results, ARGS.out_dir)}")
+    save_json(results, ARGS, load_start)
+    print(f"wrote {ARGS.json}")
     return 0
+
+
+def machine(threads, load_start):
+    """What the timings were measured on (they mean nothing without it)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "blas_threads": threads,
+        "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def summary(times, fit_from):
+    """Slopes, crossovers and target ratios of one model's times."""
+    speedup, growth = target_ratios(times)
+    pairs = (("chunkwise", "recurrent"), ("chunkwise", "parallel"),
+             ("parallel", "recurrent"))  # fmt: skip
+    return {
+        "ms": {
+            f: {str(n): round(1e3 * t, 3) for n, t in times[f].items()} for f in FORMS
+        },
+        "slopes": {f: round(slope(times[f], fit_from), 3) for f in FORMS},
+        "crossovers": {f"{a}<{b}": crossover(times[a], times[b]) for a, b in pairs},
+        "recurrent_over_chunkwise_4096": None if speedup is None else round(speedup, 2),
+        "chunkwise_16384_over_4096": None if growth is None else round(growth, 3),
+    }
+
+
+def save_json(results, args, load_start):
+    """The run's settings, machine, times (ms) and derived numbers, to args.json."""
+    report = {
+        "benchmark": "recurrent vs parallel vs chunkwise forms of the recurrences",
+        "command": "make bench-recurrences (python benchmarks/recurrence_bench.py)",
+        "machine": machine(args.threads, load_start),
+        "settings": {
+            "batch": 1,
+            "heads": args.heads,
+            "head_dim": args.head_dim,
+            "dtype": "float32",
+            "chunk_size": args.chunk_size,
+            "sizes": args.sizes,
+            "parallel_max": args.parallel_max,
+            "fit_from": args.fit_from,
+            "backward": args.backward,
+            "repeats": args.repeats,
+            "statistic": "best of repeats",
+        },
+        "models": {m: summary(t, args.fit_from) for m, t in results.items()},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

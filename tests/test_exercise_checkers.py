@@ -35,6 +35,7 @@ from attention_np.exercises import (
     numgrad_checks,
     online_softmax_checks,
     question_checks,
+    recurrence_checks,
     rope_checks,
     softmax_checks,
     ttt_checks,
@@ -97,6 +98,12 @@ CHECKERS = {
     "ttt_grad": (ttt_checks.TTT_GRAD, ex.check_ttt_grad, [S.ttt_grad, S.ttt_grad_loop]),
     "ttt_ln_grad": (ttt_checks.TTT_LN_GRAD, ex.check_ttt_ln_grad,
                     [S.ttt_ln_grad, S.ttt_ln_grad_package]),
+    "gated_delta_step": (recurrence_checks.GATED_DELTA_STEP, ex.check_gated_delta_step,
+                         [S.gated_delta_step, S.gated_delta_step_householder]),
+    "gated_delta_chunk": (recurrence_checks.GATED_DELTA_CHUNK,
+                          ex.check_gated_delta_chunk,
+                          [S.gated_delta_chunk, S.gated_delta_chunk_loop,
+                           S.gated_delta_chunk_substitution]),
 }  # fmt: skip
 
 
@@ -260,6 +267,33 @@ PLANTED = [
     ("ttt_ln_grad", with_bug(S.ttt_ln_grad, "target x_v"), "the target is x_v - x_k"),
     ("ttt_ln_grad", with_bug(S.ttt_ln_grad, "transposed"), "dW is transposed"),
     ("ttt_ln_grad", with_bug(S.ttt_ln_grad, "default eps"), "eps argument"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "decay after"),
+     "decays *before* the write"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "undecayed read"),
+     "from the decayed state"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "read before"),
+     "after writing the current token"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "sum rule"),
+     "writes the correction"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "no beta"), "beta is missing"),
+    ("gated_delta_step", with_bug(S.gated_delta_step, "in place"), "on a copy"),
+    ("gated_delta_step",
+     lambda *a: tuple(x.T for x in S.gated_delta_step_householder(*a)), "k along"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "exp product"),
+     "mask them before exp"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "unmasked"),
+     "tokens j <= i only"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "inter"),
+     "not Q S0"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "decay S"),
+     "whole chunk's decay"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "no S0 in U"),
+     "including the incoming state"),
+    ("gated_delta_chunk", with_bug(S.gated_delta_chunk, "keys"),
+     "until the end of the chunk"),
+    ("gated_delta_chunk",
+     lambda *a: (S.gated_delta_chunk(*a)[0] - 1e-3, S.gated_delta_chunk(*a)[1]),
+     NEUTRAL),
 ]  # fmt: skip
 
 SEEDS = [0, 1, 2]
@@ -426,6 +460,14 @@ CHEATS = {
     "ttt_ln_grad": lambda x_k, x_v, W, b, g, be, eps=1e-6: __import__(
         "attention_np.memory.ttt_inner").memory.ttt_inner.ln_l2_grad_forward(
         x_k @ W + b, x_v - x_k, g, be, eps=eps)[0],
+    "gated_delta_step": lambda S_, q, k, v, a, b: (
+        lambda r: (r[0][0], r[1].final_state))(
+        __import__("attention_np.recurrences").recurrences.gated_deltanet_forward(
+            q[None], k[None], v[None], np.log([a]), np.array([b]), S_, scale=1.0)),
+    "gated_delta_chunk": lambda S0, Q, K, V, la, b: (
+        lambda r: (r[0], r[1].final_state))(
+        __import__("attention_np.recurrences").recurrences.gated_deltanet_forward(
+            Q, K, V, la, b, S0, form="chunkwise", scale=1.0)),
 }  # fmt: skip
 
 # the checkers' own reference functions are off limits too
@@ -441,6 +483,8 @@ REFERENCE_CHEATS = {
         for n, g in mha_checks._ref.mha_backward(dout, x, p, H, mask)[1].items()},
     "score_change": lambda q, k, b, s: question_checks._ref.attention(q, k, k)[0] * 0,
     "delta_rule_update": fast_weight_checks._delta_reference,
+    "gated_delta_step": recurrence_checks._step_reference,
+    "gated_delta_chunk": recurrence_checks._chunk_reference,
     "linear_attention_rnn": lambda q, k, v, eps=1e-6: linear_rnn_checks._parallel(
         q, k, v, eps),
 }  # fmt: skip

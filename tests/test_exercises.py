@@ -99,8 +99,8 @@ def run_in_process(nb):
 # --- names and numbers ---------------------------------------------------------------
 
 
-def test_sixteen_exercises_each_named_after_the_lesson_it_follows():
-    assert len(NOTEBOOKS) == 16
+def test_seventeen_exercises_each_named_after_the_lesson_it_follows():
+    assert len(NOTEBOOKS) == 17
     for path in NOTEBOOKS:
         assert re.fullmatch(r"\d\d[a-e]_[a-z0-9_]+", path.stem), path.name
         lesson = path.name[:2]

@@ -1,7 +1,7 @@
 """A real nbgrader class, end to end: every wrong answer scores zero.
 
 A temporary course uses the ``nbgrader_config.py`` printed in the teacher's guide
-(notebooks/exercises/README.md), generates the release copies of all 16 exercises
+(notebooks/exercises/README.md), generates the release copies of all 17 exercises
 with ``nbgrader generate_assignment``, and receives submissions:
 
 - ``correct``: every answer cell holds the solution -> full marks on every check;
@@ -85,6 +85,9 @@ BUGS = {
     "ex18a_delta_rule_update": ("(v - stored)", "v"),
     "ex19a_ttt_grad": ("- (x_v - x_k)", "- x_v"),
     "ex19a_ttt_ln_grad": ("G = layers.layernorm_backward(r, cache)[0]", "G = r"),
+    "ex20a_gated_delta_step": ("u = beta * (v - k @ S_decayed)", "u = beta * v"),
+    "ex20a_gated_delta_chunk": ("np.exp(np.where(causal, diff, -np.inf))",
+                                "np.exp(diff)"),
 }  # fmt: skip
 
 # answers that call the package's own implementation: grade id -> function body
@@ -141,7 +144,7 @@ def generate(course):
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory, request):
-    """A course with the 16 exercises generated, copied by each test. Under
+    """A course with the 17 exercises generated, copied by each test. Under
     pytest-xdist the first worker generates it and the others wait for it."""
     if not hasattr(request.config, "workerinput"):  # not an xdist worker
         course = tmp_path_factory.mktemp("template") / "course"
@@ -234,15 +237,15 @@ def test_correct_submission_gets_full_marks_and_the_csv_export_says_so(course):
         submit(course, "correct", path.name, lambda g, release, answer: answer)
     autograde(course)
     scores = auto_scores(course, "correct")
-    assert len(scores) == sum(len(graded_ids(p.name)) for p in NOTEBOOKS) == 24
+    assert len(scores) == sum(len(graded_ids(p.name)) for p in NOTEBOOKS) == 26
     assert all(score == top == 1 for score, top in scores.values()), scores
     assert nbgrader(course, "export", "--to", "grades.csv").returncode == 0
     rows = list(csv.DictReader((course / "grades.csv").open()))
     row = next(r for r in rows if r["student_id"] == "correct")
     assert (
-        float(row["raw_score"]) == 24
+        float(row["raw_score"]) == 26
     )  # + 1 point for the explanation, graded by hand
-    assert float(row["max_score"]) == 25
+    assert float(row["max_score"]) == 27
 
 
 def test_every_buggy_function_gets_zero(course):
@@ -257,7 +260,7 @@ def test_every_buggy_function_gets_zero(course):
         submit(course, "buggy", path.name, plant)
     autograde(course)
     scores = auto_scores(course, "buggy")
-    assert len(scores) == 24
+    assert len(scores) == 26
     assert all(score == 0 for score, _ in scores.values()), scores
 
 
@@ -267,7 +270,7 @@ def test_blank_submission_gets_zero_and_validate_says_it_fails(course):
     autograde(course)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         submission = gb.find_submission(ASSIGNMENT, "blank")
-        assert submission.score == 0 and submission.max_score == 25
+        assert submission.score == 0 and submission.max_score == 27
     release = course / "release" / ASSIGNMENT / NOTEBOOKS[0].name
     result = nbgrader(course, "validate", str(release))
     assert "Success" not in result.stdout and "failed" in result.stdout.lower()

@@ -1,7 +1,13 @@
 """Claims in notebooks/20_gated_linear_recurrences.ipynb, recomputed from the package
-with the notebook's seeds (timings are never asserted: they depend on the machine)."""
+with the notebook's seeds. Nothing is timed here: the speed and MQAR-sweep claims are
+checked against the committed results the lesson reads
+(benchmarks/results/recurrences.json and mqar.json)."""
+
+import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from attention_np import recurrences as R
 from attention_np.recurrences import decay
@@ -105,3 +111,90 @@ def test_gated_deltanet_at_16k_tokens_is_finite_in_float32():
         grads = R.gated_deltanet_backward(np.ones_like(out), cache)
     assert g.sum(-1).min() < -8e4
     assert np.isfinite(out).all() and all(np.isfinite(a).all() for a in grads)
+
+
+# --- section 5: MQAR (the small run, and the committed sweep) ------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_the_small_mqar_run_learns_with_both_mixers_attention_first():
+    """Section 5: attention and Gated DeltaNet both reach > 0.9 accuracy at 4 and 8
+    pairs in 600 steps, and attention's loss drops below 1 first."""
+    first_below_1 = {}
+    for mixer in ("attention", "gated_deltanet"):
+        _, losses, acc = R.train_mqar([4, 8], {"mixer": mixer, "n_heads": 2}, steps=600,
+                                      lr=1e-2, rng=np.random.default_rng(0), d_model=32,
+                                      vocab_size=32, batch=16)  # fmt: skip
+        assert min(acc.values()) > 0.9
+        smooth = np.convolve(losses, np.ones(20) / 20, "valid")
+        first_below_1[mixer] = np.flatnonzero(smooth < 1.0)[0]
+        assert smooth[:10].min() > 2.5  # it starts on the plateau
+    assert first_below_1["attention"] < first_below_1["gated_deltanet"]
+
+
+def _mqar():
+    record = json.loads((RESULTS / "mqar.json").read_text())
+    acc = {m: {int(n): a for n, a in r["accuracy"].items()}
+           for m, r in record["mixers"].items()}  # fmt: skip
+    return record, acc
+
+
+def test_mqar_sweep_claims():
+    """Section 5's reading of benchmarks/results/mqar.json."""
+    record, acc = _mqar()
+    pairs = record["settings"]["pairs"]
+    recurrences = ["linear_attn", "retention", "gla", "mamba2", "deltanet"]
+    assert min(acc["attention"].values()) >= 0.99  # answers every count
+    sizes = {
+        r["state_per_layer"] for m, r in record["mixers"].items() if m != "attention"
+    }
+    assert sizes == {512}
+    for m in recurrences:  # the five that learned: falling from 16 pairs on
+        tail = [acc[m][n] for n in pairs if n >= 16]
+        assert (
+            all(a >= b for a, b in zip(tail[:-1], tail[1:], strict=True))
+            and tail[0] > 0.7
+        )
+    for n in (32, 48):  # RetNet lowest of the five
+        assert acc["retention"][n] == min(acc[m][n] for m in recurrences)
+    for n in pairs[1:]:  # linear attention best recurrence from 8 pairs on
+        assert acc["linear_attn"][n] == max(acc[m][n] for m in recurrences)
+        assert acc["deltanet"][n] < acc["linear_attn"][n]
+    assert max(acc["gated_deltanet"].values()) <= 0.09
+    losses = {m: r["loss_every_50"] for m, r in record["mixers"].items()}
+    assert min(losses["gated_deltanet"]) > 3.0
+    left = [next(i for i, x in enumerate(losses[m]) if x < 3.0) for m in recurrences]
+    assert left == sorted(left) and left[0] >= 10  # hundreds of steps on the plateau
+
+
+# --- section 6: the committed speed benchmark -----------------------------------------
+
+
+def test_speed_claims_from_the_committed_benchmark():
+    """Section 6's reading of benchmarks/results/recurrences.json."""
+    record = json.loads((RESULTS / "recurrences.json").read_text())
+    smallest = min(record["settings"]["sizes"])
+    models = record["models"].values()
+    for r in models:
+        assert r["crossovers"]["chunkwise<recurrent"] == smallest
+        assert r["crossovers"]["chunkwise<parallel"] == smallest
+        assert r["crossovers"]["parallel<recurrent"] is None
+        beats = [
+            int(n)
+            for n, t in r["ms"]["parallel"].items()
+            if t < r["ms"]["recurrent"][n]
+        ]
+        assert 512 <= max(beats) <= 2048
+        assert 0.9 < r["slopes"]["recurrent"] < 1.2
+    assert min(r["slopes"]["parallel"] for r in models) == pytest.approx(1.72, abs=5e-3)
+    assert max(r["slopes"]["parallel"] for r in models) == pytest.approx(1.95, abs=5e-3)
+    ratios = {
+        m: r["recurrent_over_chunkwise_4096"] for m, r in record["models"].items()
+    }
+    assert min(ratios, key=ratios.get) == "gla" and round(ratios["gla"], 1) == 2.8
+    for m in ("linear_attn", "retention", "mamba2"):
+        assert 8.5 < ratios[m] < 8.9
+    growth = [r["chunkwise_16384_over_4096"] for r in models]
+    assert (round(min(growth), 2), round(max(growth), 2)) == (3.66, 6.11)

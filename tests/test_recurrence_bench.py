@@ -2,6 +2,7 @@
 checked: only that the tables, slopes, target lines and the figure come out)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,18 @@ def load_bench():
 def test_quick_run_prints_tables_and_saves_the_figure(tmp_path, capsys):
     bench = load_bench()
     argv = ["--quick", "--sizes", "32", "64", "--models", "gla", "gated_deltanet"]
-    assert bench.main(argv + ["--out-dir", str(tmp_path), "--chunk-size", "16"]) == 0
+    argv += ["--out-dir", str(tmp_path), "--chunk-size", "16"]
+    assert bench.main(argv + ["--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "gated_deltanet: forward, ms" in out and "slopes (N >= 64)" in out
     assert (tmp_path / "bench_recurrence_time_vs_n.png").stat().st_size > 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["machine"]["blas_threads"] == 1
+    assert len(report["machine"]["load_average_1min"]) == 2
+    model = report["models"]["gated_deltanet"]
+    assert set(model["ms"]) == {"recurrent", "parallel", "chunkwise"}
+    assert set(model["ms"]["chunkwise"]) == {"32", "64"}
+    assert model["recurrent_over_chunkwise_4096"] is None
 
 
 def test_fit_and_crossover_helpers():

@@ -37,6 +37,7 @@ from .mha_checks import check_mha_backward, check_mha_forward
 from .numgrad_checks import check_numerical_grad
 from .online_softmax_checks import check_online_attention, check_online_softmax
 from .question_checks import check_answers, check_bias_gradients, check_score_change
+from .recurrence_checks import check_gated_delta_chunk, check_gated_delta_step
 from .rope_checks import check_rope
 from .softmax_checks import check_softmax, check_softmax_backward
 from .ttt_checks import check_ttt_grad, check_ttt_ln_grad
@@ -52,6 +53,8 @@ __all__ = [
     "check_causal_mask",
     "check_delta_rule_update",
     "check_fast_weight_update",
+    "check_gated_delta_chunk",
+    "check_gated_delta_step",
     "check_gradient_checker",
     "check_layernorm_backward",
     "check_linear_attention_rnn",

@@ -94,8 +94,20 @@ TTT = (
     P + "memory.ttt_decode:ttt_linear_decode_step",
 )
 
+RECURRENCES = (
+    P + "recurrences.delta_family:gated_deltanet_forward",
+    P + "recurrences.delta_family:deltanet_forward",
+    P + "recurrences.linear_family:mamba2_forward",
+    P + "recurrences.linear_family:gla_forward",
+    P + "recurrences.recurrent:recurrent_forward",
+    P + "recurrences.parallel:parallel_forward",
+    P + "recurrences.chunkwise:chunkwise_forward",
+    P + "recurrences.forms:run_form",
+    P + "recurrences.triangular:unit_lower_inverse",
+) + DELTA_RULE
+
 REFERENCE = _ref.FUNCTIONS  # the checkers' own answer key
 
 ALL = (SOFTMAX + SOFTMAX_BACKWARD + ATTENTION + ATTENTION_BACKWARD + MASKS + HEADS
        + MHA + FINITE_DIFFERENCES + ROPE + LAYERNORM + ONLINE_SOFTMAX
-       + LINEAR_ATTENTION + FAST_WEIGHTS + DELTA_RULE + TTT)  # fmt: skip
+       + LINEAR_ATTENTION + FAST_WEIGHTS + DELTA_RULE + TTT + RECURRENCES)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Checkers for exercise 19a: the gated delta rule, one step and one chunk.
+"""Checkers for exercise 20a: the gated delta rule, one token and one chunk.
 
 Student signatures (row vectors; S is (d_k, d_v); no scale on q):
 
@@ -9,197 +9,228 @@ Student signatures (row vectors; S is (d_k, d_v); no scale on q):
         C tokens at once: Q, K (C, d_k), V (C, d_v), log_alpha, beta (C,); the
         chunkwise (UT transform) form of the same recurrence, any correct method.
 
-The answers come from ``attention_np.recurrences.gated_deltanet_forward`` (recurrent
-form, scale 1). Plain functions, independent of the exercise framework: a check
-prints one line per case and raises ``AssertionError`` naming the first failing
-case. A hint is printed only when the wrong answer equals the answer of one known
-mistake (each mistake is planted by recomputing the answer with it); otherwise the
-message names the case and the largest difference.
+The answers are computed here from first principles (the chunk's by running the
+step token by token), never by the package's recurrences, which a solution may not
+call (``answer_key.RECURRENCES``).
 """
 
 import numpy as np
 
-from ..recurrences import gated_deltanet_forward
+from . import answer_key
+from .framework import Case, Checker, grade
+from .hints import Hint, kind, matches, matches_any
 
-
-def _reference(S0, Q, K, V, log_alpha, beta):
-    """(O, S_next) of the recurrence, token by token."""
-    out, cache = gated_deltanet_forward(
-        Q, K, V, log_alpha, beta, S0, form="recurrent", scale=1.0
-    )
-    return out, cache.final_state
+STEP_OUTPUTS = ("o", "S_new")
+CHUNK_OUTPUTS = ("O", "S_next")
 
 
 def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def step_cases(rng):
-    """[(name, (S, q, k, v, alpha, beta))] for gated_delta_step."""
-    g = rng.standard_normal
-    return [
-        ("d_k != d_v", (g((4, 3)), g(4), _unit(g(4)), g(3), 0.8, 0.6)),
-        ("square state", (g((3, 3)), g(3), _unit(g(3)), g(3), 0.95, 0.3)),
-        (
-            "alpha = 1, beta = 0: nothing changes",
-            (g((4, 2)), g(4), _unit(g(4)), g(2), 1.0, 0.0),
-        ),  # fmt: skip
-        (
-            "unit key, beta = 1: k reads v afterwards",
-            (g((5, 3)), g(5), _unit(g(5)), g(3), 0.5, 1.0),
-        ),  # fmt: skip
-        (
-            "a key that is not a unit vector",
-            (g((4, 3)), g(4), 2.0 * _unit(g(4)), g(3), 0.9, 0.4),
-        ),  # fmt: skip
-    ]
-
-
-def _step_answer(S, q, k, v, alpha, beta):
-    out, S_new = _reference(S, q[None], k[None], v[None], np.log([alpha]), [beta])
-    return out[0], S_new
-
-
-STEP_MISTAKES = (  # (name, wrong answer, hint)
-    (
-        "decay after the write",
-        lambda S, q, k, v, a, b: _read(q, a * (S + b * np.outer(k, v - k @ S))),
-        "the state decays *before* the write: S' = alpha S, then the delta rule "
-        "corrects what S' returns for k (alpha must not scale the new value).",
-    ),
-    (
-        "correction read from the undecayed state",
-        lambda S, q, k, v, a, b: _read(q, a * S + b * np.outer(k, v - k @ S)),
-        "read the old value from the decayed state: u = beta (v - k S'), S' = alpha S.",
-    ),
-    (
-        "output read before the write",
-        lambda S, q, k, v, a, b: (q @ S, _step_answer(S, q, k, v, a, b)[1]),
-        "o = q S_new: read the memory after writing the current token (causal "
-        "attention includes the current position).",
-    ),
-    (
-        "sum rule instead of the delta rule",
-        lambda S, q, k, v, a, b: _read(q, a * S + b * np.outer(k, v)),
-        "the delta rule writes the correction v - k S', not v itself: without it an "
-        "old value stored under k is added to, not replaced.",
-    ),
-)
-
-
-def _read(q, S_new):
+def _step_reference(S, q, k, v, alpha, beta):
+    """(o, S_new) of one token: decay, delta-rule write, read."""
+    Sa = alpha * S  # (d_k, d_v)
+    S_new = Sa + np.outer(k, beta * (v - k @ Sa))
     return q @ S_new, S_new
 
 
-def chunk_cases(rng):
-    """[(name, (S0, Q, K, V, log_alpha, beta))] for gated_delta_chunk."""
+def _chunk_reference(S0, Q, K, V, log_alpha, beta):
+    """(O, S_next): the step, token by token."""
+    S, out = S0, []
+    for t in range(len(Q)):
+        o, S = _step_reference(S, Q[t], K[t], V[t], np.exp(log_alpha[t]), beta[t])
+        out.append(o)
+    return np.array(out), S
+
+
+# --- one token ----------------------------------------------------------------------
+
+
+def _step_cases(rng):
     g = rng.standard_normal
+    a, b = rng.uniform(0.5, 0.99, 3), rng.uniform(0.2, 0.9, 2)
+    specs = [  # name, S, q, k, v, alpha, beta
+        ("d_k != d_v", g((4, 3)), g(4), _unit(g(4)), g(3), a[0], b[0]),
+        ("square state", g((3, 3)), g(3), _unit(g(3)), g(3), a[1], b[1]),
+        ("alpha = 1, beta = 0: nothing changes", g((4, 2)), g(4), _unit(g(4)), g(2),
+         1.0, 0.0),
+        ("unit key, beta = 1: k reads v afterwards", g((5, 3)), g(5), _unit(g(5)),
+         g(3), a[2], 1.0),
+        ("a key of norm 2", g((4, 3)), g(4), 2.0 * _unit(g(4)), g(3), a[0], b[1]),
+    ]  # fmt: skip
     out = []
-    sizes = (("C = 4", 4, 3, 2), ("C = 6, d_k = d_v", 6, 4, 4), ("C = 1", 1, 3, 2),
-             ("C = 8 > d_k", 8, 3, 5))  # fmt: skip
-    for name, C, d_k, d_v in sizes:
-        gates = (-rng.uniform(0.05, 1.0, C), rng.uniform(0.1, 1.0, C))
-        out.append((name, (g((d_k, d_v)), g((C, d_k)), _unit(g((C, d_k))),
-                           g((C, d_v)), *gates)))  # fmt: skip
+    for name, S, q, k, v, alpha, beta in specs:
+        label = f"{name}: S {S.shape}"
+        args = (S, q, k, v, float(alpha), float(beta))
+        out.append(Case(label, args, _step_reference(*args)))
     return out
 
 
-def _chunk(S0, Q, K, V, la, beta, *, causal=True, inter=True, decay_S=True):
+def _step(c, *, decay_first=True, read_decayed=True, delta=True, use_beta=True,
+          read_after=True):  # fmt: skip
+    """(o, S_new) with one planted change (the defaults are right)."""
+    S, q, k, v, a, b = c.args
+    Sa = a * S
+    read = Sa if read_decayed and decay_first else S  # write, then decay: reads S
+    old = k @ read if delta else 0.0
+    write = np.outer(k, (b if use_beta else 1.0) * (v - old))
+    S_new = Sa + write if decay_first else a * (S + write)
+    return (q @ S_new if read_after else q @ S), S_new
+
+
+def _read_before(c):
+    S, q, alpha = c.args[0], c.args[1], c.args[4]
+    return [{"o": q @ S}, {"o": q @ (alpha * S)}]  # the old or the decayed state
+
+
+STEP_HINTS = (
+    matches(
+        lambda c: _step(c, decay_first=False),
+        "the state decays *before* the write: S' = alpha S, then the delta rule "
+        "corrects what S' returns for k (alpha must not scale the new value).",
+    ),
+    matches(
+        lambda c: _step(c, read_decayed=False),
+        "read the old value from the decayed state: u = beta (v - k S'), S' = alpha S.",
+    ),
+    matches_any(
+        _read_before,
+        "o = q S_new: read the memory after writing the current token (causal "
+        "attention includes the current position).",
+    ),
+    matches(
+        lambda c: _step(c, delta=False),
+        "the delta rule writes the correction v - k S', not v itself: without it an "
+        "old value stored under k is added to, not replaced.",
+    ),
+    matches(
+        lambda c: _step(c, use_beta=False),
+        "the write strength beta is missing: u = beta (v - k S').",
+    ),
+    Hint(
+        kind("shape"),
+        "o has shape (d_v,) and S_new the shape of S, (d_k, d_v): the write k^T u "
+        "is an outer product with k along the rows.",
+    ),
+)
+
+GATED_DELTA_STEP = Checker(
+    title="gated_delta_step(S, q, k, v, alpha, beta) -> (o, S_new)",
+    make_cases=_step_cases,
+    outputs=STEP_OUTPUTS,
+    arg_names=("S", "q", "k", "v"),
+    hints=STEP_HINTS,
+    forbidden=answer_key.RECURRENCES + answer_key.REFERENCE
+    + (_step_reference, _chunk_reference),
+    call="check_gated_delta_step(gated_delta_step)",
+)  # fmt: skip
+
+
+# --- one chunk ----------------------------------------------------------------------
+
+
+def _chunk_cases(rng):
+    g = rng.standard_normal
+    specs = [  # name, C, d_k, d_v, smallest log-decay
+        ("C = 4", 4, 3, 2, -1.0),
+        ("C = 6, d_k = d_v", 6, 4, 4, -1.0),
+        ("C = 1", 1, 3, 2, -1.0),
+        ("C = 8 > d_k", 8, 3, 5, -1.0),
+        ("strong decays, cumulative log-decay below -709", 8, 3, 2, -200.0),
+    ]
+    out = []
+    for name, C, d_k, d_v, lo in specs:
+        la = -rng.uniform(0.05, 1.0, C) if lo > -2 else -rng.uniform(100.0, 200.0, C)
+        args = (g((d_k, d_v)), g((C, d_k)), _unit(g((C, d_k))), g((C, d_v)), la,
+                rng.uniform(0.1, 1.0, C))  # fmt: skip
+        label = f"{name}: Q, K ({C}, {d_k}), V ({C}, {d_v})"
+        out.append(Case(label, args, _chunk_reference(*args), info={"lo": lo}))
+    return out
+
+
+def _chunk(c, *, causal=True, inter=True, decay_S=True, S0_in_U=True, keys=True):
     """The UT-transform chunk with one planted change (the defaults are right)."""
+    S0, Q, K, V, la, beta = c.args
     B = np.cumsum(la)  # (C,) local cumulative log-decays
     diff = B[:, None] - B[None, :]
     tril = np.tril(np.ones_like(diff, dtype=bool))
     G = np.exp(np.where(tril, diff, -np.inf))  # masked before exp
     A = np.eye(len(B)) + beta[:, None] * np.tril(K @ K.T * G, -1)
-    U = np.linalg.solve(A, beta[:, None] * (V - (K * np.exp(B)[:, None]) @ S0))
+    R = V - (K * np.exp(B)[:, None]) @ S0 if S0_in_U else V
+    U = np.linalg.solve(A, beta[:, None] * R)  # (C, d_v)
     with np.errstate(over="ignore", invalid="ignore"):
         P = Q @ K.T * (G if causal else np.exp(diff))  # no mask: the future leaks
     O = (Q * np.exp(B)[:, None] if inter else Q) @ S0 + P @ U
     S_next = (np.exp(B[-1]) if decay_S else 1.0) * S0
-    return O, S_next + (K * np.exp(B[-1] - B)[:, None]).T @ U
+    Kd = K * np.exp(B[-1] - B)[:, None] if keys else K
+    return O, S_next + Kd.T @ U
 
 
-CHUNK_MISTAKES = (
-    (
-        "scores not causally masked",
-        lambda *a: _chunk(*a, causal=False),
-        "token i may read tokens j <= i only: Gamma_ij = exp(B_i - B_j) for j <= i "
-        "and 0 above the diagonal. Mask *before* exp (np.where(tril, diff, -np.inf)):"
-        " above the diagonal the difference is a growth factor that overflows.",
+CHUNK_HINTS = (
+    Hint(
+        lambda f: f.kind == "nonfinite" and f.case.info.get("lo", 0) < -100,
+        "a decay overflowed: exp(B_i - B_j) above the diagonal (j > i) is a growth "
+        "factor, and e^B_i * e^-B_j overflows once B passes -709. Compute the "
+        "differences B_i - B_j and mask them before exp "
+        "(np.where(tril, diff, -np.inf)).",
     ),
-    (
-        "initial state not decayed for the outputs",
-        lambda *a: _chunk(*a, inter=False),
+    matches(
+        lambda c: _chunk(c, causal=False),
+        "token i may read tokens j <= i only: Gamma_ij = exp(B_i - B_j) for j <= i "
+        "and 0 above the diagonal.",
+    ),
+    matches(
+        lambda c: _chunk(c, inter=False),
         "the incoming state S0 has decayed by exp(B_t) when token t reads it: "
         "O = (Q o e^B) S0 + ..., not Q S0.",
     ),
-    (
-        "initial state not decayed in S_next",
-        lambda *a: _chunk(*a, decay_S=False),
+    matches(
+        lambda c: _chunk(c, decay_S=False),
         "the state leaving the chunk is exp(B_C) S0 + ...: the whole chunk's decay "
         "applies to what came in.",
     ),
+    matches(
+        lambda c: _chunk(c, S0_in_U=False),
+        "each token corrects what the whole memory returns for its key, including "
+        "the incoming state: U solves A U = diag(beta) (V - (K o e^B) S0).",
+    ),
+    matches(
+        lambda c: _chunk(c, keys=False),
+        "a token's write decays until the end of the chunk: S_next adds "
+        "(K o e^(B_C - B))^T U, not K^T U.",
+    ),
 )
 
-
-def _diagnose(got, args, mistakes):
-    for name, wrong, hint in mistakes:
-        try:
-            expected = wrong(*args)
-        except (ValueError, FloatingPointError):
-            continue
-        if all(np.shape(g) == np.shape(e) and np.allclose(g, e, atol=1e-8)
-               for g, e in zip(got, expected, strict=True)):  # fmt: skip
-            return f"{name}: {hint}"
-    return None
-
-
-def _run(title, fn, cases, answer, mistakes):
-    print(title)
-    for name, args in cases:
-        copies = [np.array(a, dtype=float) for a in args]
-        try:
-            got = tuple(fn(*copies))
-        except NotImplementedError as exc:
-            print("  … not implemented yet: replace `raise NotImplementedError()` "
-                  "with your code")  # fmt: skip
-            raise AssertionError(f"{title}: not implemented yet") from exc
-        except Exception as exc:  # the student's error, reported with the case
-            print(f"  ✗ {name}: raised {type(exc).__name__}: {exc}")
-            raise AssertionError(f"{title}: case '{name}' raised {exc!r}") from exc
-        problem = _compare(got, answer(*args), args, copies)
-        if problem:
-            hint = _diagnose(got, args, mistakes) if "differs" in problem else None
-            print(f"  ✗ {name}: {problem}" + (f"\n    Hint: {hint}" if hint else ""))
-            raise AssertionError(f"{title}: case '{name}': {problem}")
-        print(f"  ✓ {name}")
-    print(f"✓ {len(cases)}/{len(cases)} cases pass.")
-    return True
+GATED_DELTA_CHUNK = Checker(
+    title="gated_delta_chunk(S0, Q, K, V, log_alpha, beta) -> (O, S_next)",
+    make_cases=_chunk_cases,
+    outputs=CHUNK_OUTPUTS,
+    arg_names=("S0", "Q", "K", "V", "log_alpha", "beta"),
+    hints=CHUNK_HINTS,
+    forbidden=answer_key.RECURRENCES + answer_key.REFERENCE
+    + (_step_reference, _chunk_reference),
+    call="check_gated_delta_chunk(gated_delta_chunk)",
+)  # fmt: skip
 
 
-def _compare(got, expected, args, copies):
-    if len(got) != len(expected):
-        return f"returned {len(got)} values, expected {len(expected)} (out, state)"
-    if any(not np.array_equal(a, c) for a, c in zip(args, copies, strict=True)):
-        return "an input array was modified in place"
-    for label, g, e in zip(("output", "state"), got, expected, strict=True):
-        if np.shape(g) != np.shape(e):
-            return f"{label} has shape {np.shape(g)}, expected {np.shape(e)}"
-        if not np.allclose(g, e, atol=1e-8, rtol=1e-6):
-            err = float(np.max(np.abs(np.asarray(g) - e)))
-            return f"{label} differs from the answer by up to {err:.3g}"
-    return None
+def check_gated_delta_step(fn, *, seed=None):
+    """Check a student's ``gated_delta_step(S, q, k, v, alpha, beta) -> (o, S_new)``.
+
+    S (d_k, d_v), q, k (d_k,), v (d_v,), alpha, beta numbers; S' = alpha S,
+    S_new = S' + k^T beta (v - k S'), o = q S_new. Raises AssertionError unless
+    every case passes.
+    """
+    __tracebackhide__ = True
+    grade(GATED_DELTA_STEP, fn, seed=seed)
 
 
-def check_gated_delta_step(fn, *, seed=0):
-    """Check ``gated_delta_step(S, q, k, v, alpha, beta) -> (o, S_new)``."""
-    cases = step_cases(np.random.default_rng(seed))
-    title = "gated_delta_step(S, q, k, v, alpha, beta) -> (o, S_new)"
-    return _run(title, fn, cases, _step_answer, STEP_MISTAKES)
+def check_gated_delta_chunk(fn, *, seed=None):
+    """Check ``gated_delta_chunk(S0, Q, K, V, log_alpha, beta) -> (O, S_next)``.
 
-
-def check_gated_delta_chunk(fn, *, seed=0):
-    """Check ``gated_delta_chunk(S0, Q, K, V, log_alpha, beta) -> (O, S_next)``."""
-    cases = chunk_cases(np.random.default_rng(seed))
-    title = "gated_delta_chunk(S0, Q, K, V, log_alpha, beta) -> (O, S_next)"
-    return _run(title, fn, cases, _reference, CHUNK_MISTAKES)
+    One chunk of C tokens of the gated delta rule from the state S0 (d_k, d_v);
+    compared with the step run token by token. Raises AssertionError unless every
+    case passes.
+    """
+    __tracebackhide__ = True
+    grade(GATED_DELTA_CHUNK, fn, seed=seed)
