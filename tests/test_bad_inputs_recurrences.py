@@ -51,6 +51,8 @@ CASES = [  # (id, call, exception, a word the message must contain)
     ),  # fmt: skip
     ("scale inf", lambda: f_lin(q, k, v, scale=np.inf), ValueError, "scale"),
     ("scale a string", lambda: f_lin(q, k, v, scale="1"), TypeError, "scale"),
+    ("workers 0", lambda: f_gdn(q, k, v, la, beta, workers=0), ValueError, "workers"),
+    ("workers a string", lambda: f_lin(q, k, v, workers="2"), TypeError, "workers"),
     (
         "initial_state (d_v, d_k)",
         lambda: f_lin(q, k, v, S0.swapaxes(-1, -2)),

@@ -20,6 +20,7 @@ from attention_np.gradcheck import LayerCase, case_functions
 
 PACKAGE = Path(an.__file__).resolve().parent
 SUBPACKAGES = ("", ".efficient", ".parallel", ".memory", ".transformer", ".train")
+SUBPACKAGES += (".recurrences",)
 MODULES = (".decoding", ".additive", ".positional", ".analysis", ".naive", ".masks")
 MODULES += (".layers", ".multihead", ".attention")
 

@@ -5,7 +5,8 @@ The arrays are small, so the thresholds that decide how work is cut are lowered:
 threads.MIN_TASK_SIZE (one task per slice, per group of slices, or one for all) and
 attention._BLOCK_BYTES (several blocks of rows per slice). Cases cover masks with
 fully masked rows, causal with N != M in both alignments, dropout, shared keys and
-two-dimensional inputs.
+two-dimensional inputs. The recurrences run every model in every form, with an
+initial state and a gradient flowing in through the final state.
 """
 
 import inspect
@@ -33,6 +34,21 @@ from attention_np.efficient import (
     linear_attention_forward,
     sliding_window_attention_backward,
     sliding_window_attention_forward,
+)
+from attention_np.recurrences import (
+    deltanet_backward,
+    deltanet_forward,
+    gated_deltanet_backward,
+    gated_deltanet_forward,
+    gla_backward,
+    gla_forward,
+    linear_attn_backward,
+    linear_attn_forward,
+    mamba2_backward,
+    mamba2_forward,
+    retention_backward,
+    retention_forward,
+    with_final_state_grad,
 )
 
 WORKERS = (1, 2, 3, None)
@@ -116,6 +132,45 @@ def weights(**options):
     return lambda workers: [attention_weights(q, k, workers=workers, **options)]
 
 
+RECURRENCES = {  # model: forward, backward, the gates between v and initial_state
+    "linear_attn": (linear_attn_forward, linear_attn_backward, ()),
+    "retention": (retention_forward, retention_backward, ()),
+    "gla": (gla_forward, gla_backward, ("per channel",)),
+    "mamba2": (mamba2_forward, mamba2_backward, ("per head",)),
+    "deltanet": (deltanet_forward, deltanet_backward, ("beta",)),
+    "gated_deltanet": (
+        gated_deltanet_forward,
+        gated_deltanet_backward,
+        ("per head", "beta"),
+    ),
+}
+
+
+def recurrence(model, form, lead=(B, H)):
+    """A run(workers) of a recurrence from a random initial state, with gradients
+    flowing in through the output and the final state."""
+    forward, backward, gates = RECURRENCES[model]
+    rng = np.random.default_rng(12)
+    q, k = rng.standard_normal((2, *lead, N, D))
+    made = {
+        "per channel": -rng.uniform(0.05, 1.0, (*lead, N, D)),  # log-decays
+        "per head": -rng.uniform(0.05, 1.0, (*lead, N)),
+        "beta": rng.uniform(0.1, 0.9, (*lead, N)),
+    }
+    arrays = [q, k / np.linalg.norm(k, axis=-1, keepdims=True)]
+    arrays += [rng.standard_normal((*lead, N, DV)), *(made[g] for g in gates)]
+    arrays.append(rng.standard_normal((*lead, D, DV)))  # initial_state
+
+    def run(workers):
+        out, cache = forward(*arrays, form=form, chunk_size=3, workers=workers)
+        grads = np.random.default_rng(9)
+        dout, dS = (grads.standard_normal(a.shape) for a in (out, cache.final_state))
+        cache = with_final_state_grad(cache, dS)
+        return [out, cache.final_state, *backward(dout, cache)]
+
+    return run
+
+
 CASES = {
     "attention": core(causal=False),
     "attention mask": core(mask=holey_mask(0), causal=False),
@@ -159,6 +214,15 @@ CASES = {
     ),
     "linear favor+": linear(causal=False, feature_map="favor+"),
 }
+CASES.update(
+    {
+        f"{model} {form}": recurrence(model, form)
+        for model in RECURRENCES
+        for form in ("recurrent", "parallel", "chunkwise")
+    }
+)
+CASES["gated_deltanet chunkwise 2-d"] = recurrence("gated_deltanet", "chunkwise", ())
+CASES["gla parallel 3 leading axes"] = recurrence("gla", "parallel", (2, 2, 3))
 COVERED = {
     "attention_forward": "attention",
     "attention_weights": "attention_weights",
@@ -167,6 +231,7 @@ COVERED = {
     "block_attention_cache": "block_attention_cache",
     "sliding_window_attention_forward": "sliding window",
     "linear_attention_forward": "linear",
+    **{f"{model}_forward": f"{model} chunkwise" for model in RECURRENCES},
 }
 
 
@@ -179,6 +244,18 @@ def test_results_are_bitwise_independent_of_workers(name, min_task, monkeypatch)
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+RECURRENCE_CASES = [name for name in CASES if name.split()[0] in RECURRENCES]
+
+
+@pytest.mark.parametrize("name", RECURRENCE_CASES)
+def test_recurrence_slices_put_together_equal_one_call(name, monkeypatch):
+    # one task per (batch, head) slice vs one task for all: the same to rounding
+    whole = CASES[name](2)
+    monkeypatch.setattr(threads, "MIN_TASK_SIZE", 1)
+    for a, b in zip(whole, CASES[name](2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_every_function_with_workers_is_covered():
@@ -197,6 +274,8 @@ def test_the_cache_remembers_the_workers_for_the_backward():
     _, cache = attention_forward(q, k, v, causal=False, workers=3)
     assert cache.workers == 3
     _, cache = linear_attention_forward(q, k, v, causal=False, workers=2)
+    assert cache.workers == 2
+    _, cache = linear_attn_forward(q[..., :M, :], k, v, workers=2)
     assert cache.workers == 2
 
 
@@ -227,6 +306,11 @@ FLOAT32_CASES = {
         linear_attention_forward,
         linear_attention_backward,
         {"causal": True, "form": "chunkwise", "chunk_size": 2},
+    ),
+    "linear_attn recurrence": (
+        linear_attn_forward,
+        linear_attn_backward,
+        {"form": "chunkwise", "chunk_size": 2},
     ),
 }
 

@@ -17,7 +17,16 @@ from .forms import backward_form, prologue, run_form
 
 
 def deltanet_forward(
-    q, k, v, beta, initial_state=None, *, form="chunkwise", chunk_size=64, scale=None
+    q,
+    k,
+    v,
+    beta,
+    initial_state=None,
+    *,
+    form="chunkwise",
+    chunk_size=64,
+    scale=None,
+    workers=None,
 ):
     """DeltaNet: S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1}), o_t = scale q S_t.
 
@@ -28,6 +37,9 @@ def deltanet_forward(
         form: "recurrent", "parallel" or "chunkwise".
         chunk_size: tokens per chunk of the chunkwise form.
         scale: multiplies q; None means 1/sqrt(d_k).
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()``; the backward uses the same, and the
+            result does not depend on it.
 
     Returns:
         out (..., N, d_v) and a RecurrenceCache (``cache.final_state`` is S_N).
@@ -35,7 +47,7 @@ def deltanet_forward(
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
     beta = check_gate("beta", beta, q.shape[:-1], q.dtype)
     g = np.zeros(q.shape[:-1] + (1,), dtype=q.dtype)  # no decay
-    return run_form(q, k, v, g, beta, S0, form, C, scale)
+    return run_form(q, k, v, g, beta, S0, form, C, scale, workers)
 
 
 def deltanet_backward(dout, cache):
@@ -55,11 +67,13 @@ def gated_deltanet_forward(
     form="chunkwise",
     chunk_size=64,
     scale=None,
+    workers=None,
 ):
     """Gated DeltaNet: S_t = alpha_t (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t.
 
     Args:
-        q, k, v, beta, initial_state, form, chunk_size, scale: as deltanet_forward.
+        q, k, v, beta, initial_state, form, chunk_size, scale,
+            workers: as deltanet_forward.
         log_alpha: (..., N) log-decays <= 0, one per head (-dt exp(A_log) in GDN).
 
     Returns:
@@ -68,7 +82,7 @@ def gated_deltanet_forward(
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
     g = check_log_decay("log_alpha", log_alpha, q.shape[:-1], q.dtype)
     beta = check_gate("beta", beta, q.shape[:-1], q.dtype)
-    return run_form(q, k, v, g[..., None], beta, S0, form, C, scale)
+    return run_form(q, k, v, g[..., None], beta, S0, form, C, scale, workers)
 
 
 def gated_deltanet_backward(dout, cache):

@@ -9,11 +9,12 @@
     gated_deltanet  alpha_t (I - beta_t k^T k) S   + beta_t k^T v  log_alpha, beta
 
 read by o_t = scale q_t S_t (S is (d_k, d_v), rows are keys: fla's layout). Each
-``*_forward(q, k, v, [gates], initial_state=None, *, form, chunk_size, scale)``
-returns ``(out, cache)`` with ``cache.final_state``; ``*_backward(dout, cache)``
-returns the gradients of q, k, v, the gates, then of the initial state (of the zero
-state when it was None). ``form`` is "recurrent" (``recurrent``), "parallel"
-(``parallel``) or "chunkwise" (``chunkwise``); they agree to rounding.
+``*_forward(q, k, v, [gates], initial_state=None, *, form, chunk_size, scale,
+workers)`` returns ``(out, cache)`` with ``cache.final_state``;
+``*_backward(dout, cache)`` returns the gradients of q, k, v, the gates, then of the
+initial state (of the zero state when it was None). ``form`` is "recurrent"
+(``recurrent``), "parallel" (``parallel``) or "chunkwise" (``chunkwise``); they
+agree to rounding. ``workers`` threads share the (batch, head) slices (``forms``).
 
 Conventions (see the notebook for fla's): layout (..., N, d) with heads before the
 length (fla uses (B, T, H, d)); gates are passed as log-decays log(alpha) <= 0;
@@ -34,7 +35,15 @@ def _zero_gate(q):
 
 
 def linear_attn_forward(
-    q, k, v, initial_state=None, *, form="chunkwise", chunk_size=64, scale=None
+    q,
+    k,
+    v,
+    initial_state=None,
+    *,
+    form="chunkwise",
+    chunk_size=64,
+    scale=None,
+    workers=None,
 ):
     """Unnormalised causal linear attention: S_t = S_{t-1} + k_t^T v_t (A_t = I).
 
@@ -45,12 +54,15 @@ def linear_attn_forward(
         form: "recurrent", "parallel" or "chunkwise".
         chunk_size: tokens per chunk of the chunkwise form.
         scale: multiplies q; None means 1/sqrt(d_k).
+        workers: threads over the (batch, head) slices, None for
+            ``validate.default_workers()``; the backward uses the same, and the
+            result does not depend on it.
 
     Returns:
         out (..., N, d_v) and a RecurrenceCache (``cache.final_state`` is S_N).
     """
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
-    return run_form(q, k, v, _zero_gate(q), None, S0, form, C, scale)
+    return run_form(q, k, v, _zero_gate(q), None, S0, form, C, scale, workers)
 
 
 def linear_attn_backward(dout, cache):
@@ -69,11 +81,13 @@ def retention_forward(
     form="chunkwise",
     chunk_size=64,
     scale=None,
+    workers=None,
 ):
     """RetNet's retention: S_t = gamma S_{t-1} + k_t^T v_t, gamma fixed per head.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale: as linear_attn_forward.
+        q, k, v, initial_state, form, chunk_size, scale,
+            workers: as linear_attn_forward.
         gamma: decay in (0, 1], a number or an array broadcastable to the leading
             dimensions; None: RetNet's 1 - 2^(-5 - h) for head h (axis -3).
 
@@ -83,7 +97,7 @@ def retention_forward(
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
     gamma = check_gamma(gamma, q.shape[:-2])
     g = np.broadcast_to(np.log(gamma)[..., None, None], q.shape[:-1] + (1,))
-    return run_form(q, k, v, g.astype(q.dtype), None, S0, form, C, scale)
+    return run_form(q, k, v, g.astype(q.dtype), None, S0, form, C, scale, workers)
 
 
 def retention_backward(dout, cache):
@@ -102,11 +116,13 @@ def gla_forward(
     form="chunkwise",
     chunk_size=64,
     scale=None,
+    workers=None,
 ):
     """GLA: S_t = diag(alpha_t) S_{t-1} + k_t^T v_t, one decay per key channel.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale: as linear_attn_forward.
+        q, k, v, initial_state, form, chunk_size, scale,
+            workers: as linear_attn_forward.
         log_alpha: (..., N, d_k) log-decays <= 0 (GLA: logsigmoid(x W) / 16).
 
     Returns:
@@ -114,7 +130,7 @@ def gla_forward(
     """
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
     g = check_log_decay("log_alpha", log_alpha, q.shape, q.dtype)
-    return run_form(q, k, v, g, None, S0, form, C, scale)
+    return run_form(q, k, v, g, None, S0, form, C, scale, workers)
 
 
 def gla_backward(dout, cache):
@@ -133,6 +149,7 @@ def mamba2_forward(
     form="chunkwise",
     chunk_size=64,
     scale=None,
+    workers=None,
 ):
     """Mamba-2's SSD: S_t = alpha_t S_{t-1} + k_t^T v_t, one decay per head.
 
@@ -140,7 +157,8 @@ def mamba2_forward(
     the layer around it makes these (and adds D x_t); Mamba-2 uses scale=1.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale: as linear_attn_forward.
+        q, k, v, initial_state, form, chunk_size, scale,
+            workers: as linear_attn_forward.
         log_alpha: (..., N) log-decays <= 0.
 
     Returns:
@@ -148,7 +166,7 @@ def mamba2_forward(
     """
     q, k, v, S0, C, scale = prologue(q, k, v, initial_state, form, chunk_size, scale)
     g = check_log_decay("log_alpha", log_alpha, q.shape[:-1], q.dtype)
-    return run_form(q, k, v, g[..., None], None, S0, form, C, scale)
+    return run_form(q, k, v, g[..., None], None, S0, form, C, scale, workers)
 
 
 def mamba2_backward(dout, cache):
