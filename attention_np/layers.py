@@ -57,8 +57,8 @@ def embedding_backward(dout, cache):
 
 def _row_mean(a):
     """(..., D) -> (..., 1): the mean over the last axis as one matrix-vector
-    product with ones (a.mean(axis=-1) runs one short sum per row: 3x slower at
-    D = 64; the sums differ only in rounding)."""
+    product with ones (a.mean(axis=-1) runs one short sum per row: 2-4x slower
+    at D = 64; the sums differ only in rounding)."""
     return (a @ np.ones(a.shape[-1], a.dtype))[..., None] / a.shape[-1]
 
 
