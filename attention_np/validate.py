@@ -332,7 +332,7 @@ def token_ids(name, ids, vocab, *, ndim=None):
 
 def finite(name, x):
     """Raise ValueError if the array ``x`` holds NaN or inf."""
-    if not np.all(np.isfinite(x)):
+    if not np.isfinite(x).all():  # the method: no np.all dispatch (1.4 vs 2.4 us)
         bad = "NaN" if np.isnan(x).any() else "inf"
         raise ValueError(f"{name} contains {bad} (every value must be finite)")
 

@@ -128,8 +128,10 @@ def adam_step(
         p -= step
 
 
-def _sum_squares(arrays, scale=1.0):
-    return sum(float(np.sum(np.square(g / scale, dtype=np.float64))) for g in arrays)
+def _sum_squares(arrays, scale=None):
+    """sum of g^2 over every array, in float64; of (g / scale)^2 with a scale."""
+    scaled = arrays if scale is None else (g / scale for g in arrays)
+    return sum(float(np.sum(np.square(g, dtype=np.float64))) for g in scaled)
 
 
 def global_norm(grads):
