@@ -66,8 +66,11 @@ def print_breakdown(rows, which):
 def targets(rows):
     """(text, value, goal, ok) for issue 20's targets: float32, the most cores."""
     top = max(r["cores"] for r in rows)
-    pick = {(r["N"], r["causal"]): r for r in rows if r["cores"] == top}
-    pick = {key: r for key, r in pick.items() if r["dtype"] == "float32"}
+    pick = {
+        (r["N"], r["causal"]): r
+        for r in rows
+        if r["cores"] == top and r["dtype"] == "float32"
+    }
     lines = []
     for N in (1024, 2048):
         for causal in (False, True):

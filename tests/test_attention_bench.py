@@ -72,3 +72,19 @@ def test_bad_cores_end_with_a_usage_error(bench):
     with pytest.raises(SystemExit) as exit_info:
         bench.parse(["--cores", "0"])
     assert exit_info.value.code == 2
+
+
+def test_targets_use_the_float32_rows_when_float64_rows_follow(bench):
+    """The default run measures both dtypes; float64 rows must not hide float32's."""
+    report = sys.modules["bench_report"]
+    row = dict(cores=2, N=2048, fwd=1.0, fb=2.0, fwd_floor=0.8, fb_floor=1.9,
+               tiled=0.9, fwd_torch=0.5, fb_torch=1.0)  # fmt: skip
+    rows = [
+        {**row, "dtype": dtype, "causal": causal}
+        for dtype in ("float32", "float64")
+        for causal in (False, True)
+    ]
+    rows[-1]["fwd"] = 100.0  # a float64 row that would fail every target
+    _, lines = report.targets(rows)
+    verdict = {text: ok for text, _, _, ok in lines}
+    assert verdict["core forward / floor, N=2048 causal"] is True  # the float32 row
