@@ -5,12 +5,15 @@
 
 Forward passes (--backward: forward + backward). B=1, H=2 heads (--heads) of width
 d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BLAS
-thread (--threads); each time is the best of --repeats runs (the machine may be
-shared, and other programs only ever add time). Slopes are least-squares fits of
-log(time) against log(N) over N >= --fit-from; a crossover is the smallest N from
-which one form stays faster than another. The target lines (chunkwise >= 10x faster
-than recurrent at N = 4096; chunkwise time(4N)/time(N) <= 4.6 from N = 4096) use
-the times of this one run.
+thread (--threads), each form with its default ``workers=None``: the parallel and
+chunkwise forms run the (batch, head) slices on threads over all cores, the
+recurrent form keeps its heads in one task (a token step is a dozen tiny NumPy
+calls, which threads would only multiply). Each time is the best of --repeats runs
+(the machine may be shared, and other programs only ever add time). Slopes are
+least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover is
+the smallest N from which one form stays faster than another. The target lines
+(chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N) <=
+4.6 from N = 4096) use the times of this one run.
 Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
 JSON: --json (default benchmarks/results/recurrences.json, committed): the times,
 slopes, crossovers and target ratios with a description of the machine and its load
@@ -35,6 +38,7 @@ if __name__ == "__main__":  # BLAS reads its thread count once, at import
 import numpy as np  # noqa: E402
 
 from attention_np import recurrences as R  # noqa: E402
+from attention_np.validate import default_workers  # noqa: E402
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "recurrences.json"
 FORMS = ("recurrent", "parallel", "chunkwise")
@@ -288,6 +292,7 @@ def save_json(results, args, load_start):
             "backward": args.backward,
             "repeats": args.repeats,
             "statistic": "best of repeats",
+            "workers": default_workers(),  # what workers=None meant in this run
         },
         "models": {m: summary(t, args.fit_from) for m, t in results.items()},
     }

@@ -181,20 +181,18 @@ def test_speed_claims_from_the_committed_benchmark():
         assert r["crossovers"]["chunkwise<recurrent"] == smallest
         assert r["crossovers"]["chunkwise<parallel"] == smallest
         assert r["crossovers"]["parallel<recurrent"] is None
-        beats = [
-            int(n)
-            for n, t in r["ms"]["parallel"].items()
-            if t < r["ms"]["recurrent"][n]
-        ]
-        assert 512 <= max(beats) <= 2048
+        for n, t in r["ms"]["parallel"].items():  # never the fastest form
+            assert t > r["ms"]["chunkwise"][n]
         assert 0.9 < r["slopes"]["recurrent"] < 1.2
-    assert min(r["slopes"]["parallel"] for r in models) == pytest.approx(1.72, abs=5e-3)
-    assert max(r["slopes"]["parallel"] for r in models) == pytest.approx(1.95, abs=5e-3)
+        assert 1.2 < r["slopes"]["parallel"] < 2.0  # "below 2 at these lengths"
     ratios = {
         m: r["recurrent_over_chunkwise_4096"] for m, r in record["models"].items()
     }
-    assert min(ratios, key=ratios.get) == "gla" and round(ratios["gla"], 1) == 2.8
+    assert min(ratios, key=ratios.get) == "gla" and round(ratios["gla"], 1) == 3.4
     for m in ("linear_attn", "retention", "mamba2"):
-        assert 8.5 < ratios[m] < 8.9
+        assert 11.5 < ratios[m] < 13.5  # "12 to 13 times"
+    for m in ("deltanet", "gated_deltanet"):
+        assert 4 < ratios[m] < 6
+    assert max(ratios.values()) == ratios["mamba2"]  # "to 13x (Mamba-2)"
     growth = [r["chunkwise_16384_over_4096"] for r in models]
-    assert (round(min(growth), 2), round(max(growth), 2)) == (3.66, 6.11)
+    assert (round(min(growth), 1), round(max(growth), 1)) == (3.1, 4.4)
