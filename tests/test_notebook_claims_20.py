@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from attention_np import recurrences as R
 from attention_np.recurrences import decay
