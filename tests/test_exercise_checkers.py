@@ -584,13 +584,25 @@ def test_odd_student_code_gives_a_failed_case_not_a_crash_or_a_hang(
 
 
 def test_the_time_limit_also_works_outside_the_main_thread(capsys, monkeypatch):
+    """Off the main thread there is no alarm: the checker gives up on the student's
+    thread, which runs on. The test stops its loop afterwards, or it would hold the
+    GIL and slow every later test in this process."""
     monkeypatch.setattr(cases, "TIME_LIMIT", 0.2)
+    stop = threading.Event()
+
+    def spins(*args):
+        while not stop.is_set():
+            pass
+
     result = []
     worker = threading.Thread(
-        target=lambda: result.append(run("softmax", forever, capsys, 0))
+        target=lambda: result.append(run("softmax", spins, capsys, 0))
     )
-    worker.start()
-    worker.join(10)
+    try:
+        worker.start()
+        worker.join(10)
+    finally:
+        stop.set()
     assert result and result[0][0] is False
 
 
