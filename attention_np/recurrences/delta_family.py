@@ -72,8 +72,8 @@ def gated_deltanet_forward(
     """Gated DeltaNet: S_t = alpha_t (I - beta_t k_t^T k_t) S_{t-1} + beta_t k_t^T v_t.
 
     Args:
-        q, k, v, beta, initial_state, form, chunk_size, scale,
-            workers: as deltanet_forward.
+        q, k, v, beta, initial_state: as deltanet_forward.
+        form, chunk_size, scale, workers: as deltanet_forward.
         log_alpha: (..., N) log-decays <= 0, one per head (-dt exp(A_log) in GDN).
 
     Returns:

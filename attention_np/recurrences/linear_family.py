@@ -86,8 +86,8 @@ def retention_forward(
     """RetNet's retention: S_t = gamma S_{t-1} + k_t^T v_t, gamma fixed per head.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale,
-            workers: as linear_attn_forward.
+        q, k, v, initial_state: as linear_attn_forward.
+        form, chunk_size, scale, workers: as linear_attn_forward.
         gamma: decay in (0, 1], a number or an array broadcastable to the leading
             dimensions; None: RetNet's 1 - 2^(-5 - h) for head h (axis -3).
 
@@ -121,8 +121,8 @@ def gla_forward(
     """GLA: S_t = diag(alpha_t) S_{t-1} + k_t^T v_t, one decay per key channel.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale,
-            workers: as linear_attn_forward.
+        q, k, v, initial_state: as linear_attn_forward.
+        form, chunk_size, scale, workers: as linear_attn_forward.
         log_alpha: (..., N, d_k) log-decays <= 0 (GLA: logsigmoid(x W) / 16).
 
     Returns:
@@ -157,8 +157,8 @@ def mamba2_forward(
     the layer around it makes these (and adds D x_t); Mamba-2 uses scale=1.
 
     Args:
-        q, k, v, initial_state, form, chunk_size, scale,
-            workers: as linear_attn_forward.
+        q, k, v, initial_state: as linear_attn_forward.
+        form, chunk_size, scale, workers: as linear_attn_forward.
         log_alpha: (..., N) log-decays <= 0.
 
     Returns:
