@@ -199,13 +199,13 @@ def _check_layout(entries, path):
         raise CheckpointError(f"{path}: unexpected entries {extra}")
 
 
-def _contents(entries, path, model_config, train_config):
-    """params, history and meta, checked."""
+def _contents(entries, path, check):
+    """params, history and meta, checked; ``check(params)`` validates the params
+    against the checkpoint's configs (also used by run_checkpoint)."""
     params = {k[6:]: v for k, v in entries.items() if k.startswith("param/")}
     history = {k[8:]: v for k, v in entries.items() if k.startswith("history/")}
     try:
-        _check_fits(model_config, train_config)
-        _check_params(params, model_config)
+        check(params)
         _history(history)
         meta = json.loads(_text(entries, "meta", path)) if "meta" in entries else {}
         V.instance("meta", meta, dict)
@@ -243,7 +243,12 @@ def load_checkpoint(path, *, expected_config=None):
         raise CheckpointError(
             f"{path}: made for {model_config}, expected {expected_config}"
         )
-    params, history, meta = _contents(entries, path, model_config, train_config)
+
+    def check(params):
+        _check_fits(model_config, train_config)
+        _check_params(params, model_config)
+
+    params, history, meta = _contents(entries, path, check)
     return {
         "params": params,
         "model_config": model_config,

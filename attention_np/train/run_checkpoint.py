@@ -30,6 +30,7 @@ from ..transformer import (
 )
 from .checkpoint import (
     CheckpointError,
+    _contents,
     _history,
     _read,
     _text,
@@ -135,7 +136,9 @@ def load_run(path, *, expected_config=None):
         raise CheckpointError(
             f"{path}: made for {model_config}, expected {expected_config}"
         )
-    params, history, meta = _contents(entries, model_config, path)
+    params, history, meta = _contents(
+        entries, path, lambda params: _check_params(params, model_config)
+    )
     return {
         "params": params,
         "model_config": model_config,
@@ -143,19 +146,3 @@ def load_run(path, *, expected_config=None):
         "history": history,
         "meta": meta,
     }
-
-
-def _contents(entries, model_config, path):
-    """params, history and meta, checked."""
-    params = {k[6:]: v for k, v in entries.items() if k.startswith("param/")}
-    history = {k[8:]: v for k, v in entries.items() if k.startswith("history/")}
-    try:
-        _check_params(params, model_config)
-        _history(history)
-        meta = json.loads(_text(entries, "meta", path)) if "meta" in entries else {}
-        V.instance("meta", meta, dict)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: {err}") from None
-    return params, history, meta
