@@ -9,6 +9,7 @@ raises, the answer key cannot be called, odd return values, sys.exit and endless
 loops are failed cases, never a crash or a hung cell.
 """
 
+import hashlib
 import re
 import sys
 import threading
@@ -412,8 +413,36 @@ def test_a_seed_repeats_the_cases_of_a_run(capsys):
     )
 
 
+def _case_key(case):
+    parts = [np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else
+             repr(a).encode() for a in case.args]  # fmt: skip
+    return hashlib.sha1(b"|".join(parts)).hexdigest()
+
+
+# A fixed multiple-choice question: its "cases" are the questions themselves.
+SAME_CASES_EVERY_RUN = {"answers"}
+
+
+@pytest.mark.parametrize("name", sorted(set(CHECKERS) - SAME_CASES_EVERY_RUN))
+def test_answers_copied_from_thirty_visible_runs_cover_no_fresh_run(name):
+    """A student may run a check cell many times and paste a table of every input
+    seen -> its right output. The cases of a grading run must (almost) never all
+    be in such a table, so each checker draws from a space far larger than that."""
+    checker = CHECKERS[name][0]
+
+    def cases(seed):
+        return checker.make_cases(np.random.default_rng(seed))
+
+    table = {_case_key(c) for seed in range(30) for c in cases(seed)}
+    covered = [
+        s for s in range(1000, 1100) if all(_case_key(c) in table for c in cases(s))
+    ]
+    assert not covered, f"{name}: a table of 30 runs covers fresh seeds {covered}"
+
+
 def test_random_sizes_defeat_a_table_of_visible_masks(capsys):
-    sizes = {c.args for c in masks_checks.CAUSAL.make_cases(np.random.default_rng(0))}
+    runs = [masks_checks.CAUSAL.make_cases(np.random.default_rng(s)) for s in range(30)]
+    sizes = {c.args for cases in runs for c in cases}
     table = {s: S.causal_mask(*s) for s in sizes}
     assert not masks_checks.CAUSAL.run(lambda N, M: table[(N, M)], seed=12345)
 
