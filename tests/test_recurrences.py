@@ -278,8 +278,7 @@ def test_parallel_strips_and_channel_blocks_do_not_change_anything(monkeypatch):
         m: _grads(m, "recurrent", inputs, dout) for m in ("gla", "gated_deltanet")
     }
     monkeypatch.setattr(parallel, "MAX_ROWS", 7)  # 6 strips, the last one short
-    monkeypatch.setattr(decay, "SUB", 3)  # channel gates: 3-row diagonal blocks
-    monkeypatch.setattr(decay, "BUDGET", 100)  # and few slices at a time
+    monkeypatch.setattr(decay, "BUDGET", 100)  # and short strips
     monkeypatch.setattr(triangular, "BASE", 2)  # the inverse doubles 4 times
     monkeypatch.setattr(chunkwise, "GROUP_TOKENS", 20)  # groups of chunks
     for model, ref in expected.items():

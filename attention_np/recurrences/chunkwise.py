@@ -18,10 +18,13 @@ decays folded in (Yang et al. 2024):
     W = A^{-1} diag(beta) (K o e^B),  U0 = A^{-1} diag(beta) V,   U = U0 - W S0
 
 P, A, W and U0 do not depend on the state: the chunks are transformed together,
-and only the short loop over the n = N / C chunk states stays sequential. They are
-processed in groups of about GROUP_TOKENS tokens, so that a group's temporaries stay
-in the CPU cache and the time grows linearly with N. The backward keeps the n + 1
-chunk-boundary states and differentiates these formulas, group by group in reverse.
+and only the short loop over the n = N / C chunk states stays sequential. That loop
+is one product and one sum per chunk, S_next = M S + X, with M and X computed for
+all chunks at once (``_transitions``): few NumPy calls, which matters when several
+threads share Python's lock. The chunks are processed in groups of GROUP_TOKENS
+tokens, so that the temporaries stay bounded and the time grows linearly with N.
+The backward keeps the n + 1 chunk-boundary states and differentiates these
+formulas, group by group in reverse.
 
 Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G the
 gate width (1: scalar per head, d_k: GLA's diagonal gate).
@@ -42,7 +45,7 @@ from .decay import (
 )
 from .triangular import unit_lower_inverse
 
-GROUP_TOKENS = 1024  # tokens per group of chunks (its temporaries stay in cache)
+GROUP_TOKENS = 4096  # tokens per group of chunks (bounds the temporaries)
 
 
 class GroupCache(NamedTuple):
@@ -60,6 +63,7 @@ class GroupCache(NamedTuple):
     WU: np.ndarray | None  # (..., m, C, d_k + d_v) delta rule: [W | U0]
     U: np.ndarray  # (..., m, C, d_v) what each token wrote
     states: np.ndarray  # (..., m + 1, d_k, d_v) the state at every chunk boundary
+    M: np.ndarray | None  # (..., m, d_k, d_k) delta rule: S_next = M S + Kh^T U0
 
 
 class ChunkwiseCache(NamedTuple):
@@ -72,26 +76,47 @@ def _ut_transform(k, v, B, beta, D):
     """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
     L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
-    rhs = beta[..., None] * np.concatenate([k * np.exp(B), v], axis=-1)
+    d_k, b = k.shape[-1], beta[..., None]
+    rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
+    np.multiply(k, b * np.exp(B), out=rhs[..., :d_k])  # diag(beta) (K o e^B)
+    np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
 
+def _transitions(Kh, W, decay):
+    """What the chunk loop applies: S_next = M S + X (``_state_loop``).
+
+    Sum rule: M = diag(e^Lam) is kept as ``decay`` (..., m, G, 1) and X = Kh^T U0.
+    Delta rule: U = U0 - W S, so S_next = (e^Lam I - Kh^T W) S + Kh^T U0, and M is a
+    (..., m, d_k, d_k) matrix. Both are products over all chunks at once, so the
+    sequential loop does one product and one sum per chunk (few NumPy calls: with
+    several threads each call is a hand-over of Python's lock).
+    """
+    if W is None:
+        return decay, None
+    M = -(np.swapaxes(Kh, -1, -2) @ W)  # (..., m, d_k, d_k)
+    d_k = M.shape[-1]
+    M.reshape(M.shape[:-2] + (d_k * d_k,))[..., :: d_k + 1] += decay[..., 0]
+    return None, M
+
+
 def _state_loop(S, Kh, U0, W, decay):
-    """Carry the state over the chunks; returns states (..., m + 1, ...) and U."""
+    """Carry the state over the chunks; returns states (..., m + 1, ...), U and M
+    (the delta rule's transition matrices, None for the sum rule)."""
     m = Kh.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
-    KtV = None if W is not None else np.swapaxes(Kh, -1, -2) @ U0  # (..., m, dk, dv)
-    U = U0 if W is None else np.empty_like(U0)
+    states[..., 0, :, :] = S
+    X = np.swapaxes(Kh, -1, -2) @ U0  # (..., m, d_k, d_v) Kh^T U0
+    decay, M = _transitions(Kh, W, decay)
     for j in range(m):
-        states[..., j, :, :] = S
-        if W is None:
-            S = decay[..., j, :, :] * S + KtV[..., j, :, :]
-            continue
-        U[..., j, :, :] = U0[..., j, :, :] - W[..., j, :, :] @ S  # (..., C, d_v)
-        Kt = np.swapaxes(Kh[..., j, :, :], -1, -2)
-        S = decay[..., j, :, :] * S + Kt @ U[..., j, :, :]
-    states[..., m, :, :] = S
-    return states, U
+        S, nxt = states[..., j, :, :], states[..., j + 1, :, :]
+        if M is None:
+            np.multiply(decay[..., j, :, :], S, out=nxt)
+        else:
+            np.matmul(M[..., j, :, :], S, out=nxt)
+        nxt += X[..., j, :, :]
+    U = U0 if W is None else U0 - W @ states[..., :-1, :, :]  # (..., m, C, d_v)
+    return states, U, M
 
 
 def _group_forward(qc, kc, vc, gc, bc, S0, scale):
@@ -106,10 +131,11 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
         L, T, WU = _ut_transform(kc, vc, B, bc, D)
         W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
-    states, U = _state_loop(S0, Kh, U0, W, decay)
-    P = scale * chunk_scores(qc, kc, B, D)  # (..., m, C, C)
-    out = (scale * qc * np.exp(B)) @ states[..., :-1, :, :] + P @ U  # (..., m, C, dv)
-    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
+    states, U, M = _state_loop(S0, Kh, U0, W, decay)
+    P = chunk_scores(scale * qc, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
+    out = P @ U  # (..., m, C, d_v)
+    out += (scale * qc * np.exp(B)) @ states[..., :-1, :, :]
+    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states, M)
     return out, cache, states[..., -1, :, :]
 
 
@@ -135,24 +161,32 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
 
 
 def _boundary_grads(dO, dSN, c, scale):
-    """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary."""
+    """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary.
+
+    The loop's transpose runs in reverse: dS_j = M_j^T dS_{j+1} + Y_j, where Y_j
+    is what chunk j's output (and, for the delta rule, its U = U0 - W S_j) sends
+    to the state entering it.
+    """
     B, states = c.B, c.states
     W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
     lam = B[..., -1:, :]
     Kh = c.k * np.exp(lam - B)
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1)
     dU = np.swapaxes(c.P, -1, -2) @ dO  # (..., m, C, d_v) the intra-chunk part
-    QtdO = np.swapaxes(scale * c.q * np.exp(B), -1, -2) @ dO  # (..., m, dk, dv)
+    Y = np.swapaxes(scale * c.q * np.exp(B), -1, -2) @ dO  # (..., m, dk, dv)
+    if W is not None:  # forward: U = U0 - W S
+        Y -= np.swapaxes(W, -1, -2) @ dU
+    Mt = None if c.M is None else np.swapaxes(c.M, -1, -2)
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
     dS[..., -1, :, :] = dSN
     for j in reversed(range(B.shape[-3])):
-        nxt = dS[..., j + 1, :, :]
-        dS[..., j, :, :] = QtdO[..., j, :, :] + decay[..., j, :, :] * nxt
-        if W is not None:  # forward: U = U0 - W S,  S_next = ... + Kh^T U
-            dU[..., j, :, :] += Kh[..., j, :, :] @ nxt
-            dS[..., j, :, :] -= np.swapaxes(W[..., j, :, :], -1, -2) @ dU[..., j, :, :]
-    if W is None:
-        dU += Kh @ dS[..., 1:, :, :]
+        nxt, here = dS[..., j + 1, :, :], dS[..., j, :, :]
+        if Mt is None:
+            np.multiply(decay[..., j, :, :], nxt, out=here)
+        else:
+            np.matmul(Mt[..., j, :, :], nxt, out=here)
+        here += Y[..., j, :, :]
+    dU += Kh @ dS[..., 1:, :, :]  # forward: S_next = ... + Kh^T U
     return dU, dS, Kh
 
 

@@ -11,16 +11,18 @@ sequence. Above the diagonal (i < j) the difference is a growth factor that woul
 overflow after a few thousand tokens, so it is masked *before* exp. Never
 exp(b_i) * exp(-b_j): the second factor overflows (float64) once b_j < -709.
 
-``gated_scores`` is the decay-masked score matrix every form needs:
+``causal_scores`` is the decay-masked score matrix every form needs:
 
-    P_ij = sum_c q_ic k_jc exp(b_q[i, c] - b_k[j, c])   where mask[i, j], else 0
+    P_ij = sum_c q_ic k_jc exp(b[i, c] - b[j, c])   for j <= i, else 0
 
 which for a scalar gate is (q k^T) o exp(b_i - b_j) (``chunk_scores`` reuses one
-decay matrix). A per-channel gate needs a (rows, cols, d_k) tensor, so
-``causal_scores`` builds it only for SUB-row diagonal blocks; every block left of
-the diagonal is one matrix product, factorised through the position r just before
-its rows (``prefix_scores``): exp(b_i - b_j) = exp(b_i - b_r) exp(b_r - b_j), both
-factors <= 1.
+decay matrix). A per-channel gate would need a (rows, cols, d_k) tensor of decays.
+Instead, whenever all keys precede all queries, the block is one matrix product,
+factorised through a position r between them (``prefix_scores``):
+exp(b_i - b_j) = exp(b_i - b_r) exp(b_r - b_j), both factors <= 1. Halving the rows
+recursively covers every pair j < i with such blocks (``causal_scores``). This is
+our construction; flash-linear-attention's GLA kernels instead split a chunk into
+sub-chunks and loop over the channels inside each one.
 
 Shape legend: (...) leading dimensions, Nq rows, Nk columns, d_k key width, G the
 gate width (1 or d_k).
@@ -28,7 +30,7 @@ gate width (1 or d_k).
 
 import numpy as np
 
-BUDGET = 1 << 21  # elements of a (rows, cols, d_k) decay tensor built at once
+BUDGET = 1 << 21  # scores in one strip of rows of the parallel form
 
 
 def reverse_cumsum(x, axis):
@@ -44,72 +46,10 @@ def reduce_gate(x, G):
 def decay_matrix(b_q, b_k, mask):
     """(..., Nq, Nk) exp(b_q[i] - b_k[j]) where mask, else 0 (scalar gates (., 1))."""
     diff = b_q - np.swapaxes(b_k, -1, -2)  # (..., Nq, Nk)
-    return np.exp(np.where(mask, diff, -np.inf))  # masked before exp: no overflow
-
-
-def _decay_tensor(b_q, b_k, mask):
-    """(..., Nq, Nk, d_k) exp(b_q[i, c] - b_k[j, c]) where mask, else 0."""
-    diff = b_q[..., :, None, :] - b_k[..., None, :, :]  # (..., Nq, Nk, d_k)
-    return np.exp(np.where(mask[..., None], diff, -np.inf))
-
-
-def _slices(lead, per_slice):
-    """Index ranges over the flattened leading dimensions, BUDGET elements each."""
-    n = int(np.prod(lead, dtype=np.int64))
-    step = max(1, BUDGET // max(per_slice, 1))
-    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
-
-
-def _flat(x, trailing):
-    return x.reshape((-1,) + x.shape[x.ndim - trailing :])
-
-
-def gated_scores(q, k, b_q, b_k, mask):
-    """P (..., Nq, Nk): decay-masked scores (module docstring).
-
-    Args:
-        q: (..., Nq, d_k); k: (..., Nk, d_k); b_q: (..., Nq, G); b_k: (..., Nk, G)
-            cumulative log-decays; mask: (Nq, Nk) bool, True where j may reach i.
-    """
-    if b_q.shape[-1] == 1:
-        return (q @ np.swapaxes(k, -1, -2)) * decay_matrix(b_q, b_k, mask)
-    lead, (Nq, d_k), Nk = q.shape[:-2], q.shape[-2:], k.shape[-2]
-    qf, kf, bqf, bkf = (_flat(x, 2) for x in (q, k, b_q, b_k))
-    P = np.empty((qf.shape[0], Nq, Nk), dtype=q.dtype)  # (L, Nq, Nk)
-    for s in _slices(lead, Nq * Nk * d_k):
-        E = _decay_tensor(bqf[s], bkf[s], mask)  # (l, Nq, Nk, d_k)
-        P[s] = ((E * kf[s][:, None]) @ qf[s][..., None])[..., 0]
-    return P.reshape(lead + (Nq, Nk))
-
-
-def gated_scores_backward(dP, q, k, b_q, b_k, mask):
-    """Gradients of ``gated_scores``: dq, dk, db_q, db_k.
-
-    forward: P_ij = sum_c q_ic k_jc E_ijc, E_ijc = exp(b_q[i,c] - b_k[j,c]), so with
-    X = dP o E:  dq = X k,  dk = X^T q,  db_q[i] = sum_j X_ij q_i k_j = -db_k summed.
-    """
-    if b_q.shape[-1] == 1:
-        X = dP * decay_matrix(b_q, b_k, mask)  # (..., Nq, Nk)
-        Y = X * (q @ np.swapaxes(k, -1, -2))  # d/db of exp(b_i - b_j) is +/- itself
-        dbq, dbk = Y.sum(axis=-1, keepdims=True), -Y.sum(axis=-2)[..., None]
-        return X @ k, np.swapaxes(X, -1, -2) @ q, dbq, dbk
-    lead, (Nq, d_k), Nk = q.shape[:-2], q.shape[-2:], k.shape[-2]
-    grads = [np.empty_like(_flat(x, 2)) for x in (q, k, b_q, b_k)]
-    flat = [_flat(x, 2) for x in (q, k, b_q, b_k)]
-    dPf = _flat(dP, 2)
-    for s in _slices(lead, Nq * Nk * d_k):
-        qs, ks, bqs, bks = (x[s] for x in flat)
-        X = dPf[s][..., None] * _decay_tensor(bqs, bks, mask)  # (l, Nq, Nk, d_k)
-        Xk = X * ks[:, None]
-        Y = Xk * qs[:, :, None]
-        grads[0][s], grads[1][s] = Xk.sum(axis=-2), (X * qs[:, :, None]).sum(axis=-3)
-        grads[2][s], grads[3][s] = Y.sum(axis=-2), -Y.sum(axis=-3)
-    return tuple(
-        g.reshape(x.shape) for g, x in zip(grads, (q, k, b_q, b_k), strict=True)
+    # exp only where mask (masked before exp: no overflow), 0 elsewhere
+    return np.exp(
+        diff, out=np.zeros_like(diff), where=np.broadcast_to(mask, diff.shape)
     )
-
-
-SUB = 8  # rows of the diagonal blocks of causal_scores with a per-channel gate
 
 
 def prefix_scores(q, k, b_q, b_k, ref):
@@ -133,53 +73,100 @@ def prefix_scores_backward(dP, q, k, b_q, b_k, ref):
     return dqt * np.exp(b_q - ref), dkt * np.exp(ref - b_k), Xq, -Xk, dref
 
 
-def _blocks(C, G):
-    step = C if G == 1 else SUB  # a scalar gate needs no (rows, cols, d_k) tensor
-    return [(r0, min(C, r0 + step)) for r0 in range(0, C, step)]
+def _pad_to_power_of_two(q, k, b):
+    """q, k zero-padded and b edge-padded to Cp = 2^ceil(log2 C) rows, and Cp.
+
+    A padded row has q = k = 0 (adds nothing) and the last row's cumulative decay
+    (b stays non-increasing, so every exponent below stays <= 0).
+    """
+    C = q.shape[-2]
+    Cp = 1 << max(0, (C - 1).bit_length())
+    if Cp == C:
+        return q, k, b, C
+    pad = [(0, 0)] * (q.ndim - 2) + [(0, Cp - C), (0, 0)]
+    return np.pad(q, pad), np.pad(k, pad), np.pad(b, pad, mode="edge"), Cp
+
+
+def _halves(x, s):
+    """(..., n * 2s, w) -> the left and right halves of its blocks of 2s rows,
+    (..., n, s, w) each (views)."""
+    y = x.reshape(x.shape[:-2] + (x.shape[-2] // (2 * s), 2, s, x.shape[-1]))
+    return y[..., 0, :, :], y[..., 1, :, :]
+
+
+def _below_diagonal_blocks(P, s):
+    """Writable view (..., n, s, s) of the blocks of a contiguous (..., n * 2s,
+    n * 2s) matrix with rows in the right half and columns in the left half of each
+    diagonal block of size 2s."""
+    n, (st_r, st_c) = P.shape[-1] // (2 * s), P.strides[-2:]
+    return np.lib.stride_tricks.as_strided(
+        P[..., s:, :],
+        shape=P.shape[:-2] + (n, s, s),
+        strides=P.strides[:-2] + (2 * s * (st_r + st_c), st_r, st_c),
+    )
 
 
 def causal_scores(q, k, b, *, strict=False):
     """(..., C, C) P_ij = sum_c q_ic k_jc e^{b_ic - b_jc} for j <= i (j < i: strict).
 
-    The diagonal blocks use ``gated_scores``; the blocks left of them, whose keys
-    all precede their queries, are one matrix product each (``prefix_scores``).
+    A scalar gate (G = 1) is one matrix product times ``decay_matrix``. A
+    per-channel gate (GLA) would need a (C, C, d_k) tensor of decays; instead the
+    rows are halved recursively: in each block of 2s rows, every key of the left
+    half precedes every query of the right half, so that s x s block is one
+    ``prefix_scores`` product through the left half's last row (both factors <= 1).
+    Every pair j < i is in exactly one such block (the level where i and j first
+    fall apart); the diagonal j = i has no decay. log2(C) levels of products.
     """
     C = q.shape[-2]
-    P = np.zeros(q.shape[:-1] + (C,), dtype=q.dtype)  # (..., C, C)
-    for r0, r1 in _blocks(C, b.shape[-1]):
-        rows, cols = np.indices((r1 - r0, r1 - r0))
-        mask = rows > cols if strict else rows >= cols
-        qs, ks, bs = (x[..., r0:r1, :] for x in (q, k, b))
-        P[..., r0:r1, r0:r1] = gated_scores(qs, ks, bs, bs, mask)
-        if r0 > 0:
-            P[..., r0:r1, :r0] = prefix_scores(
-                qs, k[..., :r0, :], bs, b[..., :r0, :], b[..., r0 - 1 : r0, :]
-            )[0]
-    return P
+    if b.shape[-1] == 1:
+        mask = np.tri(C, k=-1 if strict else 0, dtype=bool)
+        return (q @ np.swapaxes(k, -1, -2)) * decay_matrix(b, b, mask)
+    q, k, b, Cp = _pad_to_power_of_two(q, k, b)
+    P = np.zeros(q.shape[:-1] + (Cp,), dtype=q.dtype)  # (..., Cp, Cp)
+    if not strict:
+        P.reshape(P.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = np.sum(q * k, axis=-1)
+    s = 1
+    while s < Cp:
+        (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
+        block = prefix_scores(qr, kl, br, bl, bl[..., -1:, :])[0]  # (..., n, s, s)
+        _below_diagonal_blocks(P, s)[...] = block
+        s *= 2
+    return P if Cp == C else np.ascontiguousarray(P[..., :C, :C])
 
 
 def causal_scores_backward(dP, q, k, b, *, strict=False):
     """dq, dk, db of causal_scores."""
+    C, G = q.shape[-2], b.shape[-1]
+    if G == 1:
+        X = dP * decay_matrix(b, b, np.tri(C, k=-1 if strict else 0, dtype=bool))
+        Y = X * (q @ np.swapaxes(k, -1, -2))  # d/db of exp(b_i - b_j) is +/- itself
+        db = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
+        return X @ k, np.swapaxes(X, -1, -2) @ q, db
+    q, k, b, Cp = _pad_to_power_of_two(q, k, b)
+    if Cp != C:
+        dP = np.pad(dP, [(0, 0)] * (dP.ndim - 2) + [(0, Cp - C), (0, Cp - C)])
+    dP = np.ascontiguousarray(dP)
     dq, dk, db = np.zeros_like(q), np.zeros_like(k), np.zeros_like(b)
-    for r0, r1 in _blocks(q.shape[-2], b.shape[-1]):
-        rows, cols = np.indices((r1 - r0, r1 - r0))
-        mask = rows > cols if strict else rows >= cols
-        qs, ks, bs = (x[..., r0:r1, :] for x in (q, k, b))
-        g = gated_scores_backward(dP[..., r0:r1, r0:r1], qs, ks, bs, bs, mask)
-        dq[..., r0:r1, :] += g[0]
-        dk[..., r0:r1, :] += g[1]
-        db[..., r0:r1, :] += g[2] + g[3]
-        if r0 > 0:
-            ref = b[..., r0 - 1 : r0, :]
-            g = prefix_scores_backward(
-                dP[..., r0:r1, :r0], qs, k[..., :r0, :], bs, b[..., :r0, :], ref
-            )
-            dq[..., r0:r1, :] += g[0]
-            dk[..., :r0, :] += g[1]
-            db[..., r0:r1, :] += g[2]
-            db[..., :r0, :] += g[3]
-            db[..., r0 - 1 : r0, :] += g[4]
-    return dq, dk, db
+    if not strict:
+        diag = np.diagonal(dP, axis1=-2, axis2=-1)[..., None]  # (..., Cp, 1)
+        dq += diag * k
+        dk += diag * q
+    s = 1
+    while s < Cp:
+        (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
+        (_, dqr), (dkl, _), (dbl, dbr) = (_halves(x, s) for x in (dq, dk, db))
+        g = prefix_scores_backward(
+            _below_diagonal_blocks(dP, s), qr, kl, br, bl, bl[..., -1:, :]
+        )
+        dqr += g[0]
+        dkl += g[1]
+        dbr += g[2]
+        dbl += g[3]
+        dbl[..., -1:, :] += g[4]
+        s *= 2
+    if Cp != C:  # padded rows copied b[C - 1]
+        db[..., C - 1, :] += db[..., C:, :].sum(axis=-2)
+    return dq[..., :C, :], dk[..., :C, :], db[..., :C, :]
 
 
 def to_chunks(x, C):
