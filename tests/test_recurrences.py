@@ -279,7 +279,6 @@ def test_parallel_strips_and_channel_blocks_do_not_change_anything(monkeypatch):
     }
     monkeypatch.setattr(parallel, "MAX_ROWS", 7)  # 6 strips, the last one short
     monkeypatch.setattr(decay, "BUDGET", 100)  # and short strips
-    monkeypatch.setattr(triangular, "BASE", 2)  # the inverse doubles 4 times
     monkeypatch.setattr(chunkwise, "GROUP_TOKENS", 20)  # groups of chunks
     for model, ref in expected.items():
         for form, C in (("parallel", 1), ("chunkwise", 16), ("chunkwise", 13)):

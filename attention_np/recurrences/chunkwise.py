@@ -35,12 +35,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .decay import (
+    chunk_cumsum,
     chunk_scores,
     chunk_scores_backward,
     decay_matrix,
     from_chunks,
     reduce_gate,
-    reverse_cumsum,
     to_chunks,
 )
 from .triangular import unit_lower_inverse
@@ -83,58 +83,64 @@ def _ut_transform(k, v, B, beta, D):
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
 
-def _transitions(Kh, W, decay):
+def _transitions(Kh, U0, WU, decay):
     """What the chunk loop applies: S_next = M S + X (``_state_loop``).
 
-    Sum rule: M = diag(e^Lam) is kept as ``decay`` (..., m, G, 1) and X = Kh^T U0.
-    Delta rule: U = U0 - W S, so S_next = (e^Lam I - Kh^T W) S + Kh^T U0, and M is a
-    (..., m, d_k, d_k) matrix. Both are products over all chunks at once, so the
-    sequential loop does one product and one sum per chunk (few NumPy calls: with
-    several threads each call is a hand-over of Python's lock).
+    Sum rule (WU None): M = diag(e^Lam) is kept as ``decay`` (..., m, G, 1) and
+    X = Kh^T U0. Delta rule: U = U0 - W S, so S_next = (e^Lam I - Kh^T W) S +
+    Kh^T U0 and M is a (..., m, d_k, d_k) matrix; [Kh^T W | Kh^T U0] is one product
+    with [W | U0]. Both are products over all chunks at once, so the sequential
+    loop does one product and one sum per chunk (few NumPy calls: with several
+    threads each call is a hand-over of Python's lock).
     """
-    if W is None:
-        return decay, None
-    M = -(np.swapaxes(Kh, -1, -2) @ W)  # (..., m, d_k, d_k)
-    d_k = M.shape[-1]
+    Kt = np.swapaxes(Kh, -1, -2)  # (..., m, d_k, C)
+    if WU is None:
+        return decay, Kt @ U0
+    d_k = Kh.shape[-1]
+    MX = Kt @ WU  # (..., m, d_k, d_k + d_v)
+    M = -MX[..., :d_k]  # (..., m, d_k, d_k), a fresh contiguous array
     M.reshape(M.shape[:-2] + (d_k * d_k,))[..., :: d_k + 1] += decay[..., 0]
-    return None, M
+    return M, MX[..., d_k:]
 
 
-def _state_loop(S, Kh, U0, W, decay):
+def _state_loop(S, Kh, U0, WU, decay):
     """Carry the state over the chunks; returns states (..., m + 1, ...), U and M
     (the delta rule's transition matrices, None for the sum rule)."""
     m = Kh.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
     states[..., 0, :, :] = S
-    X = np.swapaxes(Kh, -1, -2) @ U0  # (..., m, d_k, d_v) Kh^T U0
-    decay, M = _transitions(Kh, W, decay)
+    M, X = _transitions(Kh, U0, WU, decay)  # M: (..., m, G, 1) or (..., m, dk, dk)
     for j in range(m):
         S, nxt = states[..., j, :, :], states[..., j + 1, :, :]
-        if M is None:
-            np.multiply(decay[..., j, :, :], S, out=nxt)
+        if WU is None:
+            np.multiply(M[..., j, :, :], S, out=nxt)
         else:
             np.matmul(M[..., j, :, :], S, out=nxt)
         nxt += X[..., j, :, :]
-    U = U0 if W is None else U0 - W @ states[..., :-1, :, :]  # (..., m, C, d_v)
-    return states, U, M
+    if WU is None:
+        return states, U0, None
+    W = WU[..., : Kh.shape[-1]]
+    return states, U0 - W @ states[..., :-1, :, :], M  # U (..., m, C, d_v)
 
 
 def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     """out (..., m, C, d_v), GroupCache and the final state of m chunks."""
-    B = np.cumsum(gc, axis=-2)  # (..., m, C, G) local cumulative log-decays
+    B = chunk_cumsum(gc)  # (..., m, C, G) local cumulative log-decays
     lam = B[..., -1:, :]  # (..., m, 1, G) the chunk's total log-decay
     C = B.shape[-2]
     D = decay_matrix(B, B, np.tri(C, dtype=bool)) if B.shape[-1] == 1 else None
     Kh = kc * np.exp(lam - B)  # (..., m, C, d_k) keys decayed to the chunk's end
-    W, U0, L, T, WU = None, vc, None, None, None
+    U0, L, T, WU = vc, None, None, None
     if bc is not None:
         L, T, WU = _ut_transform(kc, vc, B, bc, D)
-        W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
+        U0 = WU[..., kc.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
-    states, U, M = _state_loop(S0, Kh, U0, W, decay)
-    P = chunk_scores(scale * qc, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
+    states, U, M = _state_loop(S0, Kh, U0, WU, decay)
+    qs = scale * qc
+    P = chunk_scores(qs, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
     out = P @ U  # (..., m, C, d_v)
-    out += (scale * qc * np.exp(B)) @ states[..., :-1, :, :]
+    qs *= np.exp(B)
+    out += qs @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
     cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states, M)
     return out, cache, states[..., -1, :, :]
 
@@ -233,7 +239,7 @@ def _group_backward(dO, dSN, c, scale):
     dv, dbeta = dU, None
     if c.beta is not None:
         dk, dv, dB, dbeta = _ut_backward(dU, c, dk, dB)
-    dg = reverse_cumsum(dB, axis=-2)  # forward: B = cumsum(g) inside each chunk
+    dg = chunk_cumsum(dB, reverse=True)  # forward: B = cumsum(g) in each chunk
     return (dq, dk, dv, dg, dbeta), dS[..., 0, :, :]
 
 

@@ -30,12 +30,28 @@ gate width (1 or d_k).
 
 import numpy as np
 
+from .triangular import quarters
+
 BUDGET = 1 << 21  # scores in one strip of rows of the parallel form
 
 
 def reverse_cumsum(x, axis):
     """sum_{s >= t} x_s along ``axis``: the gradient of a cumulative sum."""
     return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+
+
+def chunk_cumsum(g, *, reverse=False):
+    """Cumulative sums down the rows of each chunk, (..., m, C, G) -> same shape
+    (``reverse``: sum_{s >= t}, the gradient of the forward sum).
+
+    A scalar gate (G = 1) uses np.cumsum; a per-channel gate multiplies by a
+    triangular matrix of ones, (C, C) @ (C, G), which is several times faster than
+    np.cumsum along the middle axis of a (C, G) block.
+    """
+    if g.shape[-1] == 1:
+        return reverse_cumsum(g, axis=-2) if reverse else np.cumsum(g, axis=-2)
+    ones = np.tri(g.shape[-2], dtype=g.dtype)  # lower triangle: s <= t
+    return (ones.T if reverse else ones) @ g
 
 
 def reduce_gate(x, G):
@@ -94,18 +110,6 @@ def _halves(x, s):
     return y[..., 0, :, :], y[..., 1, :, :]
 
 
-def _below_diagonal_blocks(P, s):
-    """Writable view (..., n, s, s) of the blocks of a contiguous (..., n * 2s,
-    n * 2s) matrix with rows in the right half and columns in the left half of each
-    diagonal block of size 2s."""
-    n, (st_r, st_c) = P.shape[-1] // (2 * s), P.strides[-2:]
-    return np.lib.stride_tricks.as_strided(
-        P[..., s:, :],
-        shape=P.shape[:-2] + (n, s, s),
-        strides=P.strides[:-2] + (2 * s * (st_r + st_c), st_r, st_c),
-    )
-
-
 def causal_scores(q, k, b, *, strict=False):
     """(..., C, C) P_ij = sum_c q_ic k_jc e^{b_ic - b_jc} for j <= i (j < i: strict).
 
@@ -129,7 +133,7 @@ def causal_scores(q, k, b, *, strict=False):
     while s < Cp:
         (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
         block = prefix_scores(qr, kl, br, bl, bl[..., -1:, :])[0]  # (..., n, s, s)
-        _below_diagonal_blocks(P, s)[...] = block
+        quarters(P, s, 1, 0)[...] = block
         s *= 2
     return P if Cp == C else np.ascontiguousarray(P[..., :C, :C])
 
@@ -156,7 +160,7 @@ def causal_scores_backward(dP, q, k, b, *, strict=False):
         (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
         (_, dqr), (dkl, _), (dbl, dbr) = (_halves(x, s) for x in (dq, dk, db))
         g = prefix_scores_backward(
-            _below_diagonal_blocks(dP, s), qr, kl, br, bl, bl[..., -1:, :]
+            quarters(dP, s, 1, 0), qr, kl, br, bl, bl[..., -1:, :]
         )
         dqr += g[0]
         dkl += g[1]

@@ -1,60 +1,47 @@
-"""Inverting unit lower-triangular matrices, A = I + L, in blocks (the UT transform).
+"""Inverting unit lower-triangular matrices, A = I + L, by doubling (the UT transform).
 
 The delta rule's chunkwise and parallel forms solve A U = R with A unit lower
 triangular. NumPy has no triangular solver, and np.linalg.solve (an LU with
-pivoting) ignores the structure, so T = A^{-1} is built by blocks: substitution
-inside BASE x BASE diagonal blocks (row i of T needs rows < i only), then blocks of
-twice the size from two halves, all with matrix products over every leading
-dimension at once. T is also what the backward needs: A^T dR = dZ gives dR = T^T dZ.
+pivoting) ignores the structure, so T = A^{-1} is built from the inverses of ever
+larger diagonal blocks:
+
+    inv([[A, 0], [X, B]]) = [[A^-1, 0], [-B^-1 X A^-1, B^-1]],
+
+starting from 1 x 1 blocks (the ones on the diagonal). Each doubling step handles
+every block of the level at once: two matrix products over all leading dimensions
+and all blocks (``quarters`` views them without copying), log2(C) steps in all. T
+is also what the backward needs: A^T dR = dZ gives dR = T^T dZ.
 """
 
 import numpy as np
 
-BASE = 16  # diagonal blocks inverted by substitution in unit_lower_inverse
 
-
-def _substitute(L):
-    """(I + L)^{-1} row by row: T_i = e_i - L_i T (L strictly lower, small)."""
-    n = L.shape[-1]
-    T = np.broadcast_to(np.eye(n, dtype=L.dtype), L.shape).copy()
-    for i in range(1, n):
-        T[..., i, :i] = -(L[..., i : i + 1, :i] @ T[..., :i, :i])[..., 0, :]
-    return T
-
-
-def _diagonal_blocks(L, T):
-    """T's diagonal BASE-blocks = the inverses of L's, all substituted at once."""
-    C = L.shape[-1]
-    nb = C // BASE
-    if nb > 1 and nb * BASE == C:  # gather the blocks into one batch
-        L5 = L.reshape(L.shape[:-2] + (nb, BASE, nb, BASE))
-        blocks = np.moveaxis(np.diagonal(L5, axis1=-4, axis2=-2), -1, -3)
-        inv = _substitute(blocks)  # (..., nb, BASE, BASE)
-        for i in range(nb):
-            T[..., i * BASE : (i + 1) * BASE, i * BASE : (i + 1) * BASE] = inv[
-                ..., i, :, :
-            ]
-        return
-    for s in range(0, C, BASE):
-        e = min(C, s + BASE)
-        T[..., s:e, s:e] = _substitute(L[..., s:e, s:e])
+def quarters(P, s, r, c):
+    """Writable view (..., n, s, s) of one quarter of every diagonal 2s x 2s block
+    of a contiguous (..., 2s n, 2s n) array: rows in half r, columns in half c of
+    each block (r, c in {0, 1}; (1, 0) is the block below the diagonal)."""
+    n, (st_r, st_c) = P.shape[-1] // (2 * s), P.strides[-2:]
+    return np.lib.stride_tricks.as_strided(
+        P[..., r * s :, c * s :],
+        shape=P.shape[:-2] + (n, s, s),
+        strides=P.strides[:-2] + (2 * s * (st_r + st_c), st_r, st_c),
+    )
 
 
 def unit_lower_inverse(L):
     """T = (I + L)^{-1} for strictly lower-triangular L (..., C, C).
 
-    Diagonal blocks of BASE rows by substitution, then blocks of twice the size
-    from two halves: inv([[A, 0], [X, B]]) = [[A^-1, 0], [-B^-1 X A^-1, B^-1]].
-    Every step is a matrix product over all leading dimensions at once.
+    C is padded to a power of two with zeros (the padding's inverse is I).
     """
     C = L.shape[-1]
+    Cp = 1 << max(0, (C - 1).bit_length())
+    pad = [(0, 0)] * (L.ndim - 2) + [(0, Cp - C)] * 2
+    L = np.ascontiguousarray(np.pad(L, pad) if Cp != C else L)
     T = np.zeros_like(L)
-    _diagonal_blocks(L, T)
-    size = BASE
-    while size < C:
-        for s in range(0, C - size, 2 * size):
-            m, e = s + size, min(C, s + 2 * size)
-            X = L[..., m:e, s:m] @ T[..., s:m, s:m]
-            T[..., m:e, s:m] = -T[..., m:e, m:e] @ X
-        size *= 2
-    return T
+    T.reshape(T.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = 1.0  # 1 x 1 blocks
+    s = 1
+    while s < Cp:  # the inverses of the s x s diagonal blocks are in T
+        X = quarters(L, s, 1, 0) @ quarters(T, s, 0, 0)  # X A^-1
+        quarters(T, s, 1, 0)[...] = -(quarters(T, s, 1, 1) @ X)  # -B^-1 X A^-1
+        s *= 2
+    return T if Cp == C else np.ascontiguousarray(T[..., :C, :C])
