@@ -8,8 +8,10 @@ d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BL
 thread (--threads), each form with its default ``workers=None``: the parallel and
 chunkwise forms run the (batch, head) slices on threads over all cores, the
 recurrent form keeps its heads in one task (a token step is a dozen tiny NumPy
-calls, which threads would only multiply). Each time is the best of --repeats runs
-(the machine may be shared, and other programs only ever add time). Slopes are
+calls, which threads would only multiply). Each time is the best of --repeats runs,
+and of as many as fill half a second for a fast form (the machine may be shared,
+and other programs only ever add time). glibc's malloc is asked to keep freed
+memory (``keep_freed_memory``; --default-malloc leaves it alone). Slopes are
 least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover is
 the smallest N from which one form stays faster than another. The target lines
 (chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N) <=
@@ -21,6 +23,7 @@ average, so that lesson 20 can show them without timing anything itself.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -84,14 +87,38 @@ def runner(model, form, x, chunk_size, backward):
     return run
 
 
-def best_time(fn, repeats):
-    """The fastest of ``repeats`` calls, in seconds."""
+def best_time(fn, repeats, min_seconds=0.5, max_repeats=100):
+    """The fastest of at least ``repeats`` calls, in seconds; a fast call is
+    repeated until min_seconds have passed (at most max_repeats calls), so that
+    a short slow spell of a shared machine does not decide its time."""
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (
+        sum(times) < min_seconds and len(times) < max_repeats
+    ):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return float(min(times))
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory instead of returning it to the
+    system (mallopt M_TRIM_THRESHOLD = 1 GiB, M_MMAP_THRESHOLD = 32 MiB).
+
+    The chunkwise forms allocate temporaries of about 1 MB per call; by default
+    glibc maps such blocks fresh and unmaps them when freed, so every call pays a
+    page fault per 4 KB page of each temporary (the delta rule's chunkwise form
+    spends about a third of its time there on this machine). Returns True when the
+    setting was applied (Linux with glibc), False elsewhere.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(
+            libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def measure(models, sizes, args):
@@ -105,7 +132,7 @@ def measure(models, sizes, args):
                 if form == "parallel" and N > args.parallel_max:
                     continue
                 run = runner(model, form, x, args.chunk_size, args.backward)
-                results[model][form][N] = best_time(run, args.repeats)
+                results[model][form][N] = best_time(run, args.repeats, args.min_seconds)
         print(f"  N = {N} done", file=sys.stderr, flush=True)
     return results
 
@@ -209,12 +236,16 @@ def parse(argv):
     parser.add_argument("--parallel-max", type=int, default=16384)
     parser.add_argument("--fit-from", type=int, default=1024)
     parser.add_argument("--backward", action="store_true")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (see "
+                        "keep_freed_memory)")  # fmt: skip
     parser.add_argument("--out-dir", default=None, help="figures folder")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="JSON file")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [64, 128, 256]
         args.repeats, args.fit_from = 1, 64
+    args.min_seconds = 0.0 if args.quick else 0.5
     args.sizes = sorted(args.sizes or [256, 512, 1024, 2048, 4096, 8192, 16384])
     if min(args.sizes + [args.repeats, args.chunk_size, args.heads, args.head_dim]) < 1:
         parser.error("sizes, --repeats, --chunk-size, --heads, --head-dim must be >= 1")
@@ -225,12 +256,14 @@ def main(argv=None):
     global ARGS
     ARGS = parse(argv)
     models = ARGS.models or list(MODELS)
+    ARGS.kept_freed_memory = False if ARGS.default_malloc else keep_freed_memory()
     print(f"recurrence benchmark: B=1, H={ARGS.heads}, d_k=d_v={ARGS.head_dim}, "
           f"float32, chunk "
           f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
           f"thread(s), best of "
           f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "
-          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"{os.getloadavg()[0]:.2f}; malloc keeps freed memory: "
+          f"{ARGS.kept_freed_memory}")  # fmt: skip
     load_start = os.getloadavg()[0]
     results = measure(models, ARGS.sizes, ARGS)
     for model in models:
@@ -291,7 +324,8 @@ def save_json(results, args, load_start):
             "fit_from": args.fit_from,
             "backward": args.backward,
             "repeats": args.repeats,
-            "statistic": "best of repeats",
+            "statistic": "best of repeats (at least 0.5 s of calls per point)",
+            "malloc_keeps_freed_memory": args.kept_freed_memory,
             "workers": default_workers(),  # what workers=None meant in this run
         },
         "models": {m: summary(t, args.fit_from) for m, t in results.items()},

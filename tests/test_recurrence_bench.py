@@ -3,6 +3,9 @@ checked: only that the tables, slopes, target lines and the figure come out)."""
 
 import importlib.util
 import json
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,7 @@ def load_bench():
 def test_quick_run_prints_tables_and_saves_the_figure(tmp_path, capsys):
     bench = load_bench()
     argv = ["--quick", "--sizes", "32", "64", "--models", "gla", "gated_deltanet"]
-    argv += ["--out-dir", str(tmp_path), "--chunk-size", "16"]
+    argv += ["--out-dir", str(tmp_path), "--chunk-size", "16", "--default-malloc"]
     assert bench.main(argv + ["--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "gated_deltanet: forward, ms" in out and "slopes (N >= 64)" in out
@@ -34,6 +37,16 @@ def test_quick_run_prints_tables_and_saves_the_figure(tmp_path, capsys):
     assert set(model["ms"]) == {"recurrent", "parallel", "chunkwise"}
     assert set(model["ms"]["chunkwise"]) == {"32", "64"}
     assert model["recurrent_over_chunkwise_4096"] is None
+    assert report["settings"]["malloc_keeps_freed_memory"] is False
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    bench = f"runpy.run_path({str(PATH)!r})"
+    code = f"import runpy; print({bench}['keep_freed_memory']())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.strip() == str(expected)
 
 
 def test_fit_and_crossover_helpers():
