@@ -235,6 +235,22 @@ def test_causality_through_the_backward(model):
             assert np.all(later == 0), form
 
 
+@pytest.mark.parametrize("model", ["gla", "mamba2", "gated_deltanet"])
+def test_a_gate_of_zeros_takes_the_ungated_path_with_the_same_gradients(model):
+    # the chunkwise form skips every decay when a group's gate is all zero (linear
+    # attention, DeltaNet); a gated model given zeros must still get d(gate)
+    rng = np.random.default_rng(9)
+    inputs = make_inputs(rng)
+    inputs["log_alpha"][...] = 0.0
+    inputs["log_alpha_channels"][...] = 0.0
+    dout = rng.standard_normal((B, H, N, d_v))
+    ref = _grads(model, "recurrent", inputs, dout)
+    got = _grads(model, "chunkwise", inputs, dout)
+    assert np.abs(ref[3]).max() > 0.1  # the gate's gradient is not zero
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10, rtol=0)
+
+
 def test_retention_is_mamba2_with_a_constant_gate_and_gla_with_equal_channels():
     inputs = make_inputs(np.random.default_rng(8))
     q, k, v, S0 = (inputs[n] for n in ("q", "k", "v", "initial_state"))

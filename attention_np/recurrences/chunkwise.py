@@ -72,13 +72,15 @@ class ChunkwiseCache(NamedTuple):
     N: int
 
 
-def _ut_transform(k, v, B, beta, D):
+def _ut_transform(k, v, B, beta, D, gated):
     """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
     L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     d_k, b = k.shape[-1], beta[..., None]
     rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
-    np.multiply(k, b * np.exp(B), out=rhs[..., :d_k])  # diag(beta) (K o e^B)
+    np.multiply(
+        k, b * np.exp(B) if gated else b, out=rhs[..., :d_k]
+    )  # diag(beta) (K o e^B)
     np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
@@ -127,19 +129,24 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     """out (..., m, C, d_v), GroupCache and the final state of m chunks."""
     B = chunk_cumsum(gc)  # (..., m, C, G) local cumulative log-decays
     lam = B[..., -1:, :]  # (..., m, 1, G) the chunk's total log-decay
-    C = B.shape[-2]
-    D = decay_matrix(B, B, np.tri(C, dtype=bool)) if B.shape[-1] == 1 else None
-    Kh = kc * np.exp(lam - B)  # (..., m, C, d_k) keys decayed to the chunk's end
+    C, gated = B.shape[-2], bool(np.any(gc))
+    # No gate (linear attention, DeltaNet): every decay factor is exactly 1, so the
+    # exps below are skipped; the numbers are the same.
+    D = None if B.shape[-1] > 1 else np.tri(C, dtype=qc.dtype)  # (C, C) Gamma
+    if gated and D is not None:
+        D = decay_matrix(B, B, np.tri(C, dtype=bool))  # (..., m, C, C)
+    Kh = kc * np.exp(lam - B) if gated else kc  # (..., m, C, d_k) decayed to the end
     U0, L, T, WU = vc, None, None, None
     if bc is not None:
-        L, T, WU = _ut_transform(kc, vc, B, bc, D)
+        L, T, WU = _ut_transform(kc, vc, B, bc, D, gated)
         U0 = WU[..., kc.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
     states, U, M = _state_loop(S0, Kh, U0, WU, decay)
     qs = scale * qc
     P = chunk_scores(qs, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
     out = P @ U  # (..., m, C, d_v)
-    qs *= np.exp(B)
+    if gated:
+        qs *= np.exp(B)
     out += qs @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
     cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states, M)
     return out, cache, states[..., -1, :, :]
