@@ -39,7 +39,9 @@ def unit_lower_inverse(L):
     L = np.ascontiguousarray(np.pad(L, pad) if Cp != C else L)
     T = np.zeros_like(L)
     T.reshape(T.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = 1.0  # 1 x 1 blocks
-    s = 1
+    if Cp > 1:  # 2 x 2 blocks: A = B = 1, so -B^-1 X A^-1 = -X (no tiny products)
+        quarters(T, 1, 1, 0)[...] = -quarters(L, 1, 1, 0)
+    s = 2
     while s < Cp:  # the inverses of the s x s diagonal blocks are in T
         X = quarters(L, s, 1, 0) @ quarters(T, s, 0, 0)  # X A^-1
         quarters(T, s, 1, 0)[...] = -(quarters(T, s, 1, 1) @ X)  # -B^-1 X A^-1
