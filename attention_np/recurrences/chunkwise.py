@@ -18,11 +18,10 @@ decays folded in (Yang et al. 2024):
     W = A^{-1} diag(beta) (K o e^B),  U0 = A^{-1} diag(beta) V,   U = U0 - W S0
 
 P, A, W and U0 do not depend on the state: the chunks are transformed together,
-and only the short loop over the n = N / C chunk states stays sequential. That loop
-is one product and one sum per chunk, S_next = M S + X, with M and X computed for
-all chunks at once (``_transitions``): few NumPy calls, which matters when several
-threads share Python's lock. The chunks are processed in groups of GROUP_TOKENS
-tokens, so that the temporaries stay bounded and the time grows linearly with N.
+and only the short loop over the n = N / C chunk states stays sequential (a few
+NumPy calls per chunk, ``_state_loop``). The chunks are processed in groups of
+GROUP_TOKENS tokens, so that the temporaries stay bounded and the time grows
+linearly with N.
 The backward keeps the n + 1 chunk-boundary states and differentiates these
 formulas, group by group in reverse.
 
@@ -63,7 +62,6 @@ class GroupCache(NamedTuple):
     WU: np.ndarray | None  # (..., m, C, d_k + d_v) delta rule: [W | U0]
     U: np.ndarray  # (..., m, C, d_v) what each token wrote
     states: np.ndarray  # (..., m + 1, d_k, d_v) the state at every chunk boundary
-    M: np.ndarray | None  # (..., m, d_k, d_k) delta rule: S_next = M S + Kh^T U0
 
 
 class ChunkwiseCache(NamedTuple):
@@ -85,44 +83,33 @@ def _ut_transform(k, v, B, beta, D, gated):
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
 
-def _transitions(Kh, U0, WU, decay):
-    """What the chunk loop applies: S_next = M S + X (``_state_loop``).
+def _state_loop(S, Kh, U0, W, decay):
+    """Carry the state over the chunks: states (..., m + 1, d_k, d_v) and U.
 
-    Sum rule (WU None): M = diag(e^Lam) is kept as ``decay`` (..., m, G, 1) and
-    X = Kh^T U0. Delta rule: U = U0 - W S, so S_next = (e^Lam I - Kh^T W) S +
-    Kh^T U0 and M is a (..., m, d_k, d_k) matrix; [Kh^T W | Kh^T U0] is one product
-    with [W | U0]. Both are products over all chunks at once, so the sequential
-    loop does one product and one sum per chunk (few NumPy calls: with several
-    threads each call is a hand-over of Python's lock).
+    Sum rule (W None): S_next = e^Lam o S + Kh^T U0, with every Kh^T U0 computed
+    before the loop. Delta rule: U = U0 - W S, then S_next = e^Lam S + Kh^T U, two
+    products per chunk (flash-linear-attention's order). The loop writes into
+    preallocated arrays: few NumPy calls per chunk, which matters when several
+    threads share Python's lock.
     """
-    Kt = np.swapaxes(Kh, -1, -2)  # (..., m, d_k, C)
-    if WU is None:
-        return decay, Kt @ U0
-    d_k = Kh.shape[-1]
-    MX = Kt @ WU  # (..., m, d_k, d_k + d_v)
-    M = -MX[..., :d_k]  # (..., m, d_k, d_k), a fresh contiguous array
-    M.reshape(M.shape[:-2] + (d_k * d_k,))[..., :: d_k + 1] += decay[..., 0]
-    return M, MX[..., d_k:]
-
-
-def _state_loop(S, Kh, U0, WU, decay):
-    """Carry the state over the chunks; returns states (..., m + 1, ...), U and M
-    (the delta rule's transition matrices, None for the sum rule)."""
     m = Kh.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
     states[..., 0, :, :] = S
-    M, X = _transitions(Kh, U0, WU, decay)  # M: (..., m, G, 1) or (..., m, dk, dk)
+    Kt = np.swapaxes(Kh, -1, -2)  # (..., m, d_k, C)
+    X = Kt @ U0 if W is None else None  # (..., m, d_k, d_v) what each chunk adds
+    U = U0 if W is None else np.empty_like(U0)
     for j in range(m):
         S, nxt = states[..., j, :, :], states[..., j + 1, :, :]
-        if WU is None:
-            np.multiply(M[..., j, :, :], S, out=nxt)
-        else:
-            np.matmul(M[..., j, :, :], S, out=nxt)
-        nxt += X[..., j, :, :]
-    if WU is None:
-        return states, U0, None
-    W = WU[..., : Kh.shape[-1]]
-    return states, U0 - W @ states[..., :-1, :, :], M  # U (..., m, C, d_v)
+        if W is None:
+            np.multiply(decay[..., j, :, :], S, out=nxt)
+            nxt += X[..., j, :, :]
+            continue
+        u = U[..., j, :, :]
+        np.matmul(W[..., j, :, :], S, out=u)
+        np.subtract(U0[..., j, :, :], u, out=u)  # U = U0 - W S
+        np.matmul(Kt[..., j, :, :], u, out=nxt)
+        nxt += decay[..., j, :, :] * S
+    return states, U
 
 
 def _group_forward(qc, kc, vc, gc, bc, S0, scale):
@@ -136,19 +123,19 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     if gated and D is not None:
         D = decay_matrix(B, B, np.tri(C, dtype=bool))  # (..., m, C, C)
     Kh = kc * np.exp(lam - B) if gated else kc  # (..., m, C, d_k) decayed to the end
-    U0, L, T, WU = vc, None, None, None
+    W, U0, L, T, WU = None, vc, None, None, None
     if bc is not None:
         L, T, WU = _ut_transform(kc, vc, B, bc, D, gated)
-        U0 = WU[..., kc.shape[-1] :]
+        W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
-    states, U, M = _state_loop(S0, Kh, U0, WU, decay)
+    states, U = _state_loop(S0, Kh, U0, W, decay)
     qs = scale * qc
     P = chunk_scores(qs, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
     out = P @ U  # (..., m, C, d_v)
     if gated:
         qs *= np.exp(B)
     out += qs @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
-    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states, M)
+    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
     return out, cache, states[..., -1, :, :]
 
 
@@ -176,9 +163,11 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
 def _boundary_grads(dO, dSN, c, scale):
     """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary.
 
-    The loop's transpose runs in reverse: dS_j = M_j^T dS_{j+1} + Y_j, where Y_j
-    is what chunk j's output (and, for the delta rule, its U = U0 - W S_j) sends
-    to the state entering it.
+    Per chunk the loop is S_next = M S + X, with M = diag(e^Lam) (sum rule) or
+    M = e^Lam I - Kh^T W (delta rule: U = U0 - W S). Its transpose runs in reverse,
+    dS_j = M_j^T dS_{j+1} + Y_j, where Y_j is what chunk j's output (and, for the
+    delta rule, its U) sends to the state entering it: one product and one sum per
+    chunk, with every M_j^T and Y_j computed before the loop.
     """
     B, states = c.B, c.states
     W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
@@ -189,7 +178,11 @@ def _boundary_grads(dO, dSN, c, scale):
     Y = np.swapaxes(scale * c.q * np.exp(B), -1, -2) @ dO  # (..., m, dk, dv)
     if W is not None:  # forward: U = U0 - W S
         Y -= np.swapaxes(W, -1, -2) @ dU
-    Mt = None if c.M is None else np.swapaxes(c.M, -1, -2)
+    Mt = None  # delta rule: S_next = M S + ... with M = e^Lam I - Kh^T W
+    if W is not None:
+        Mt = -(np.swapaxes(W, -1, -2) @ Kh)  # (..., m, d_k, d_k) M^T
+        d_k = Mt.shape[-1]
+        Mt.reshape(Mt.shape[:-2] + (d_k * d_k,))[..., :: d_k + 1] += decay[..., 0]
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
     dS[..., -1, :, :] = dSN
     for j in reversed(range(B.shape[-3])):
