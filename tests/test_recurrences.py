@@ -320,6 +320,27 @@ def test_decay_matrix_is_masked_before_exp():
     assert np.all(D <= 1) and np.all(D[~np.broadcast_to(mask, D.shape)] == 0)
 
 
+@pytest.mark.parametrize("C", [1, 2, 5, 16, 33, 64])
+@pytest.mark.parametrize("strict", [False, True])
+def test_causal_decay_matrix_is_the_masked_exp(C, strict):
+    rng = np.random.default_rng(C)
+    b = np.cumsum(-rng.uniform(0, 3, (2, 3, C, 1)), axis=-2)
+    mask = np.tri(C, k=-1 if strict else 0, dtype=bool)
+    got = decay.causal_decay_matrix(b, strict=strict)
+    np.testing.assert_allclose(got, decay.decay_matrix(b, b, mask), rtol=1e-13, atol=0)
+
+
+def test_causal_decay_matrix_never_overflows():
+    b = np.cumsum(-np.full((1, 3000, 1), 1.0), axis=1)  # b down to -3000
+    with np.errstate(over="raise", invalid="raise"):
+        D = decay.causal_decay_matrix(b)
+    assert (
+        np.all(D <= 1)
+        and np.all(np.triu(D, 1) == 0)
+        and np.all(np.diagonal(D, axis1=-2, axis2=-1) == 1)
+    )
+
+
 def test_retention_default_decays_are_retnets():
     np.testing.assert_allclose(R.retention_decays(3), [1 - 2**-5, 1 - 2**-6, 1 - 2**-7])
     inputs = make_inputs(np.random.default_rng(12))

@@ -34,10 +34,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .decay import (
+    causal_decay_matrix,
     chunk_cumsum,
     chunk_scores,
     chunk_scores_backward,
-    decay_matrix,
     from_chunks,
     reduce_gate,
     to_chunks,
@@ -121,7 +121,7 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     # exps below are skipped; the numbers are the same.
     D = None if B.shape[-1] > 1 else np.tri(C, dtype=qc.dtype)  # (C, C) Gamma
     if gated and D is not None:
-        D = decay_matrix(B, B, np.tri(C, dtype=bool))  # (..., m, C, C)
+        D = causal_decay_matrix(B)  # (..., m, C, C)
     Kh = kc * np.exp(lam - B) if gated else kc  # (..., m, C, d_k) decayed to the end
     W, U0, L, T, WU = None, vc, None, None, None
     if bc is not None:

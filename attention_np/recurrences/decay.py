@@ -68,6 +68,33 @@ def decay_matrix(b_q, b_k, mask):
     )
 
 
+def causal_decay_matrix(b, *, strict=False):
+    """(..., C, C) Gamma_ij = exp(b_i - b_j) for j <= i (j < i: strict), else 0,
+    for a scalar gate b (..., C, 1): ``decay_matrix`` with the causal mask, built
+    without a C x C exp.
+
+    The rows are halved recursively (as in ``causal_scores``): in each block of 2s
+    rows, the s x s block of right-half queries and left-half keys is the outer
+    product exp(b_i - b_r) exp(b_r - b_j) through the left half's last row r, both
+    factors <= 1. log2(C) levels of outer products, 2C exps in all.
+    """
+    C = b.shape[-2]
+    Cp = 1 << max(0, (C - 1).bit_length())
+    if Cp != C:  # edge padding keeps b non-increasing
+        b = np.pad(b, [(0, 0)] * (b.ndim - 2) + [(0, Cp - C), (0, 0)], mode="edge")
+    D = np.zeros(b.shape[:-1] + (Cp,), dtype=b.dtype)  # (..., Cp, Cp)
+    if not strict:
+        D.reshape(D.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = 1.0
+    s = 1
+    while s < Cp:
+        bl, br = _halves(b, s)  # (..., n, s, 1) each
+        ref = bl[..., -1:, :]
+        right, left = np.exp(br - ref), np.swapaxes(np.exp(ref - bl), -1, -2)
+        np.multiply(right, left, out=quarters(D, s, 1, 0))  # (..., n, s, s)
+        s *= 2
+    return D if Cp == C else np.ascontiguousarray(D[..., :C, :C])
+
+
 def prefix_scores(q, k, b_q, b_k, ref):
     """P_ij for keys that all precede the queries, factorised through a reference.
 
@@ -113,7 +140,7 @@ def _halves(x, s):
 def causal_scores(q, k, b, *, strict=False):
     """(..., C, C) P_ij = sum_c q_ic k_jc e^{b_ic - b_jc} for j <= i (j < i: strict).
 
-    A scalar gate (G = 1) is one matrix product times ``decay_matrix``. A
+    A scalar gate (G = 1) is one matrix product times ``causal_decay_matrix``. A
     per-channel gate (GLA) would need a (C, C, d_k) tensor of decays; instead the
     rows are halved recursively: in each block of 2s rows, every key of the left
     half precedes every query of the right half, so that s x s block is one
@@ -123,8 +150,7 @@ def causal_scores(q, k, b, *, strict=False):
     """
     C = q.shape[-2]
     if b.shape[-1] == 1:
-        mask = np.tri(C, k=-1 if strict else 0, dtype=bool)
-        return (q @ np.swapaxes(k, -1, -2)) * decay_matrix(b, b, mask)
+        return (q @ np.swapaxes(k, -1, -2)) * causal_decay_matrix(b, strict=strict)
     q, k, b, Cp = _pad_to_power_of_two(q, k, b)
     P = np.zeros(q.shape[:-1] + (Cp,), dtype=q.dtype)  # (..., Cp, Cp)
     if not strict:
@@ -142,7 +168,7 @@ def causal_scores_backward(dP, q, k, b, *, strict=False):
     """dq, dk, db of causal_scores."""
     C, G = q.shape[-2], b.shape[-1]
     if G == 1:
-        X = dP * decay_matrix(b, b, np.tri(C, k=-1 if strict else 0, dtype=bool))
+        X = dP * causal_decay_matrix(b, strict=strict)
         Y = X * (q @ np.swapaxes(k, -1, -2))  # d/db of exp(b_i - b_j) is +/- itself
         db = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
         return X @ k, np.swapaxes(X, -1, -2) @ q, db
