@@ -8,9 +8,10 @@ d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BL
 thread (--threads), each form with its default ``workers=None``: the parallel and
 chunkwise forms run the (batch, head) slices on threads over all cores, the
 recurrent form keeps its heads in one task (a token step is a dozen tiny NumPy
-calls, which threads would only multiply). Each time is the best of --repeats runs,
-and of as many as fill half a second for a fast form (the machine may be shared,
-and other programs only ever add time). glibc's malloc is asked to keep freed
+calls, which threads would only multiply). Each time is the best of at least
+--repeats calls, and of as many as fill half a second for a fast form; at each N the
+calls of all models and forms are interleaved (the machine may be shared, and other
+programs only ever add time). glibc's malloc is asked to keep freed
 memory (``keep_freed_memory``; --default-malloc leaves it alone). Slopes are
 least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover is
 the smallest N from which one form stays faster than another. The target lines
@@ -87,18 +88,28 @@ def runner(model, form, x, chunk_size, backward):
     return run
 
 
-def best_time(fn, repeats, min_seconds=0.5, max_repeats=100):
-    """The fastest of at least ``repeats`` calls, in seconds; a fast call is
-    repeated until min_seconds have passed (at most max_repeats calls), so that
-    a short slow spell of a shared machine does not decide its time."""
-    times = []
-    while len(times) < repeats or (
-        sum(times) < min_seconds and len(times) < max_repeats
-    ):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(min(times))
+def best_times(fns, repeats, min_seconds=0.5, max_repeats=100):
+    """{key: fastest call of fns[key]}, in seconds, with the calls interleaved.
+
+    Round after round, every function that still needs calls runs once: at least
+    ``repeats`` calls each, and a fast one until its calls add up to min_seconds
+    (at most max_repeats). Spreading each function's calls over the whole
+    measurement means a slow spell of a shared machine (another program on one of
+    the cores, for a few seconds) slows some calls of every function rather than
+    all calls of one; the best call is the one the spell did not touch.
+    """
+    times = {key: [] for key in fns}
+
+    def wanted(ts):
+        return len(ts) < repeats or (sum(ts) < min_seconds and len(ts) < max_repeats)
+
+    while any(wanted(ts) for ts in times.values()):
+        for key, fn in fns.items():
+            if wanted(times[key]):
+                t0 = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t0)
+    return {key: float(min(ts)) for key, ts in times.items()}
 
 
 def keep_freed_memory():
@@ -122,17 +133,22 @@ def keep_freed_memory():
 
 
 def measure(models, sizes, args):
-    """{model: {form: {N: seconds}}}; the parallel form only up to --parallel-max."""
+    """{model: {form: {N: seconds}}}; the parallel form only up to --parallel-max.
+    At each N every model's forms are timed together (``best_times``)."""
     rng = np.random.default_rng(0)
     results = {m: {f: {} for f in FORMS} for m in models}
     for N in sizes:
         x = inputs(rng, N, heads=args.heads, d=args.head_dim)
-        for model in models:
-            for form in FORMS:
-                if form == "parallel" and N > args.parallel_max:
-                    continue
-                run = runner(model, form, x, args.chunk_size, args.backward)
-                results[model][form][N] = best_time(run, args.repeats, args.min_seconds)
+        runs = {
+            (model, form): runner(model, form, x, args.chunk_size, args.backward)
+            for model in models
+            for form in FORMS
+            if form != "parallel" or N <= args.parallel_max
+        }
+        for (model, form), t in best_times(
+            runs, args.repeats, args.min_seconds
+        ).items():
+            results[model][form][N] = t
         print(f"  N = {N} done", file=sys.stderr, flush=True)
     return results
 
@@ -324,7 +340,8 @@ def save_json(results, args, load_start):
             "fit_from": args.fit_from,
             "backward": args.backward,
             "repeats": args.repeats,
-            "statistic": "best of repeats (at least 0.5 s of calls per point)",
+            "statistic": "best of repeats (calls interleaved across forms and "
+            "models, at least 0.5 s of calls per point)",
             "malloc_keeps_freed_memory": args.kept_freed_memory,
             "workers": default_workers(),  # what workers=None meant in this run
         },
