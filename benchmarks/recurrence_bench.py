@@ -340,8 +340,10 @@ def save_json(results, args, load_start):
             "fit_from": args.fit_from,
             "backward": args.backward,
             "repeats": args.repeats,
-            "statistic": "best of repeats (calls interleaved across forms and "
-            "models, at least 0.5 s of calls per point)",
+            "statistic": "best call",
+            "calls": f"at least {args.repeats} per point and at least "
+            f"{args.min_seconds:g} s of calls, interleaved across the forms and "
+            "models at each N",
             "malloc_keeps_freed_memory": args.kept_freed_memory,
             "workers": default_workers(),  # what workers=None meant in this run
         },
