@@ -131,6 +131,7 @@ def plot(results, args):
            ylabel="accuracy at the queries",
            title=f"MQAR, two layers, D = {args.d_model}")  # fmt: skip
     ax.set_xticks(args.pairs, [str(n) for n in args.pairs])
+    ax.minorticks_off()  # the pair counts are the only ticks
     ax.legend(fontsize=7, loc="lower left")
     save_figure(fig, args.figure, directory=args.out_dir)
 

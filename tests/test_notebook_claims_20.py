@@ -152,20 +152,20 @@ def test_mqar_sweep_claims():
     assert sizes == {512}
     for m in recurrences:  # the five that learned: falling from 16 pairs on
         tail = [acc[m][n] for n in pairs if n >= 16]
-        assert (
-            all(a >= b for a, b in zip(tail[:-1], tail[1:], strict=True))
-            and tail[0] > 0.7
-        )
-    for n in (32, 48):  # RetNet lowest of the five
-        assert acc["retention"][n] == min(acc[m][n] for m in recurrences)
+        assert acc[m][min(pairs)] > 0.9
+        assert all(a >= b for a, b in zip(tail[:-1], tail[1:], strict=True))
+    for n in (32, 48):  # RetNet and DeltaNet the lowest of the five
+        lowest = sorted(recurrences, key=lambda m: acc[m][n])[:2]
+        assert set(lowest) == {"retention", "deltanet"}
     for n in pairs[1:]:  # linear attention best recurrence from 8 pairs on
         assert acc["linear_attn"][n] == max(acc[m][n] for m in recurrences)
         assert acc["deltanet"][n] < acc["linear_attn"][n]
-    assert max(acc["gated_deltanet"].values()) <= 0.09
+    assert max(acc["gated_deltanet"].values()) <= 0.08  # "at most 8%"
     losses = {m: r["loss_every_50"] for m, r in record["mixers"].items()}
     assert min(losses["gated_deltanet"]) > 3.0
     left = [next(i for i, x in enumerate(losses[m]) if x < 3.0) for m in recurrences]
     assert left == sorted(left) and left[0] >= 10  # hundreds of steps on the plateau
+    assert left[-1] > left[-2]  # "DeltaNet left the loss plateau last of the five"
 
 
 # --- section 6: the committed speed benchmark -----------------------------------------
