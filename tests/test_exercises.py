@@ -18,6 +18,7 @@ import json
 import re
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -232,7 +233,8 @@ def test_no_hint_contains_a_line_of_a_solution():
     texts = [
         h.text
         for checker in (v for m in list(sys.modules.values())
-                        if m and m.__name__.startswith("attention_np.exercises.")
+                        if isinstance(m, types.ModuleType)
+                        and m.__name__.startswith("attention_np.exercises.")
                         for v in vars(m).values() if isinstance(v, ex.Checker))
         for h in checker.hints
     ]  # fmt: skip
