@@ -312,6 +312,17 @@ def test_unit_lower_inverse_is_the_inverse(C):
     assert np.all(np.triu(T, 1) == 0)
 
 
+def test_diagonal_is_a_writable_view_whatever_the_strides():
+    X = np.arange(2 * 4 * 4, dtype=float).reshape(2, 4, 4)
+    for Y in (X, np.swapaxes(X, -1, -2), X[:, ::-1, ::-1]):
+        np.testing.assert_array_equal(
+            triangular.diagonal(Y), np.diagonal(Y, axis1=-2, axis2=-1)
+        )
+    triangular.diagonal(np.swapaxes(X, -1, -2))[...] = -1.0
+    assert np.all(np.diagonal(X, axis1=-2, axis2=-1) == -1.0)
+    assert np.sum(X == -1.0) == 8
+
+
 def test_decay_matrix_is_masked_before_exp():
     b = np.cumsum(-np.full((1, 3000, 1), 1.0), axis=1)  # b down to -3000
     mask = np.tril(np.ones((3000, 3000), dtype=bool))

@@ -21,9 +21,8 @@ P, A, W and U0 do not depend on the state: the chunks are transformed together,
 and only the short loop over the n = N / C chunk states stays sequential (a few
 NumPy calls per chunk, ``_state_loop``). The chunks are processed in groups of
 GROUP_TOKENS tokens, so that the temporaries stay bounded and the time grows
-linearly with N.
-The backward keeps the n + 1 chunk-boundary states and differentiates these
-formulas, group by group in reverse.
+linearly with N. The backward keeps the n + 1 chunk-boundary states and
+differentiates these formulas, group by group in reverse.
 
 Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G the
 gate width (1: scalar per head, d_k: GLA's diagonal gate).
@@ -42,7 +41,7 @@ from .decay import (
     reduce_gate,
     to_chunks,
 )
-from .triangular import unit_lower_inverse
+from .triangular import diagonal, unit_lower_inverse
 
 GROUP_TOKENS = 4096  # tokens per group of chunks (bounds the temporaries)
 
@@ -75,10 +74,9 @@ def _ut_transform(k, v, B, beta, D, gated):
     L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     d_k, b = k.shape[-1], beta[..., None]
+    k_scale = b * np.exp(B) if gated else b  # (..., m, C, 1): beta e^B
     rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
-    np.multiply(
-        k, b * np.exp(B) if gated else b, out=rhs[..., :d_k]
-    )  # diag(beta) (K o e^B)
+    np.multiply(k, k_scale, out=rhs[..., :d_k])  # diag(beta) (K o e^B)
     np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
     return L, T, T @ rhs  # (..., m, C, d_k + d_v)
 
@@ -181,8 +179,7 @@ def _boundary_grads(dO, dSN, c, scale):
     Mt = None  # delta rule: S_next = M S + ... with M = e^Lam I - Kh^T W
     if W is not None:
         Mt = -(np.swapaxes(W, -1, -2) @ Kh)  # (..., m, d_k, d_k) M^T
-        d_k = Mt.shape[-1]
-        Mt.reshape(Mt.shape[:-2] + (d_k * d_k,))[..., :: d_k + 1] += decay[..., 0]
+        diagonal(Mt)[...] += decay[..., 0]
     dS = np.empty_like(states)  # dS[j]: gradient of the state entering chunk j
     dS[..., -1, :, :] = dSN
     for j in reversed(range(B.shape[-3])):

@@ -30,7 +30,7 @@ gate width (1 or d_k).
 
 import numpy as np
 
-from .triangular import quarters
+from .triangular import diagonal, next_power_of_two, pad_rows, quarters
 
 BUDGET = 1 << 21  # scores in one strip of rows of the parallel form
 
@@ -62,10 +62,7 @@ def reduce_gate(x, G):
 def decay_matrix(b_q, b_k, mask):
     """(..., Nq, Nk) exp(b_q[i] - b_k[j]) where mask, else 0 (scalar gates (., 1))."""
     diff = b_q - np.swapaxes(b_k, -1, -2)  # (..., Nq, Nk)
-    # exp only where mask (masked before exp: no overflow), 0 elsewhere
-    return np.exp(
-        diff, out=np.zeros_like(diff), where=np.broadcast_to(mask, diff.shape)
-    )
+    return np.exp(np.where(mask, diff, -np.inf))  # masked before exp: no overflow
 
 
 def causal_decay_matrix(b, *, strict=False):
@@ -79,12 +76,11 @@ def causal_decay_matrix(b, *, strict=False):
     factors <= 1. log2(C) levels of outer products, 2C exps in all.
     """
     C = b.shape[-2]
-    Cp = 1 << max(0, (C - 1).bit_length())
-    if Cp != C:  # edge padding keeps b non-increasing
-        b = np.pad(b, [(0, 0)] * (b.ndim - 2) + [(0, Cp - C), (0, 0)], mode="edge")
+    Cp = next_power_of_two(C)
+    b = pad_rows(b, Cp, mode="edge")  # edge padding keeps b non-increasing
     D = np.zeros(b.shape[:-1] + (Cp,), dtype=b.dtype)  # (..., Cp, Cp)
     if not strict:
-        D.reshape(D.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = 1.0
+        diagonal(D)[...] = 1.0
     s = 1
     while s < Cp:
         bl, br = _halves(b, s)  # (..., n, s, 1) each
@@ -122,12 +118,8 @@ def _pad_to_power_of_two(q, k, b):
     A padded row has q = k = 0 (adds nothing) and the last row's cumulative decay
     (b stays non-increasing, so every exponent below stays <= 0).
     """
-    C = q.shape[-2]
-    Cp = 1 << max(0, (C - 1).bit_length())
-    if Cp == C:
-        return q, k, b, C
-    pad = [(0, 0)] * (q.ndim - 2) + [(0, Cp - C), (0, 0)]
-    return np.pad(q, pad), np.pad(k, pad), np.pad(b, pad, mode="edge"), Cp
+    Cp = next_power_of_two(q.shape[-2])
+    return pad_rows(q, Cp), pad_rows(k, Cp), pad_rows(b, Cp, mode="edge"), Cp
 
 
 def _halves(x, s):
@@ -154,7 +146,7 @@ def causal_scores(q, k, b, *, strict=False):
     q, k, b, Cp = _pad_to_power_of_two(q, k, b)
     P = np.zeros(q.shape[:-1] + (Cp,), dtype=q.dtype)  # (..., Cp, Cp)
     if not strict:
-        P.reshape(P.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = np.sum(q * k, axis=-1)
+        diagonal(P)[...] = np.sum(q * k, axis=-1)
     s = 1
     while s < Cp:
         (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
@@ -229,9 +221,8 @@ def chunk_scores(a, b, B, D, *, strict=False):
 
 
 def zero_diagonal(X):
-    """X (a fresh contiguous (..., C, C) array) with its diagonal set to 0."""
-    C = X.shape[-1]
-    X.reshape(X.shape[:-2] + (C * C,))[..., :: C + 1] = 0.0
+    """X ((..., C, C), changed in place) with its diagonal set to 0."""
+    diagonal(X)[...] = 0.0
     return X
 
 

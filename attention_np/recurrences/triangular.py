@@ -16,6 +16,28 @@ is also what the backward needs: A^T dR = dZ gives dR = T^T dZ.
 import numpy as np
 
 
+def next_power_of_two(n):
+    """The smallest power of two >= n (1 for n <= 1)."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def pad_rows(x, n, mode="constant"):
+    """x (..., C, w) with rows appended up to n: zeros, or copies of the last row
+    (mode="edge")."""
+    extra = n - x.shape[-2]
+    if extra == 0:
+        return x
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, extra), (0, 0)], mode=mode)
+
+
+def diagonal(X):
+    """Writable view (..., C) of the diagonals of X (..., C, C)."""
+    C, (st_r, st_c) = X.shape[-1], X.strides[-2:]
+    return np.lib.stride_tricks.as_strided(
+        X, shape=X.shape[:-2] + (C,), strides=X.strides[:-2] + (st_r + st_c,)
+    )
+
+
 def quarters(P, s, r, c):
     """Writable view (..., n, s, s) of one quarter of every diagonal 2s x 2s block
     of a contiguous (..., 2s n, 2s n) array: rows in half r, columns in half c of
@@ -34,11 +56,11 @@ def unit_lower_inverse(L):
     C is padded to a power of two with zeros (the padding's inverse is I).
     """
     C = L.shape[-1]
-    Cp = 1 << max(0, (C - 1).bit_length())
+    Cp = next_power_of_two(C)
     pad = [(0, 0)] * (L.ndim - 2) + [(0, Cp - C)] * 2
     L = np.ascontiguousarray(np.pad(L, pad) if Cp != C else L)
     T = np.zeros_like(L)
-    T.reshape(T.shape[:-2] + (Cp * Cp,))[..., :: Cp + 1] = 1.0  # 1 x 1 blocks
+    diagonal(T)[...] = 1.0  # 1 x 1 blocks
     if Cp > 1:  # 2 x 2 blocks: A = B = 1, so -B^-1 X A^-1 = -X (no tiny products)
         quarters(T, 1, 1, 0)[...] = -quarters(L, 1, 1, 0)
     s = 2
