@@ -276,7 +276,7 @@ def main(argv=None):
     print(f"recurrence benchmark: B=1, H={ARGS.heads}, d_k=d_v={ARGS.head_dim}, "
           f"float32, chunk "
           f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
-          f"thread(s), best of "
+          f"thread(s), best call of at least "
           f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "
           f"{os.getloadavg()[0]:.2f}; malloc keeps freed memory: "
           f"{ARGS.kept_freed_memory}")  # fmt: skip
