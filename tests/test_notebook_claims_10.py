@@ -151,6 +151,8 @@ def test_the_model_needs_head2_not_the_mirror_head0(reversal):
     assert round(without[2], 3) == 0.882
     only_head2 = ablate_heads(params, config, 1, [0, 1, 3])  # exercise 4
     assert round(accuracy(only_head2, config, cfg)["token_accuracy"], 3) == 0.993
+    without_2_and_3 = ablate_heads(params, config, 1, [2, 3])  # exercise 4, second part
+    assert round(accuracy(without_2_and_3, config, cfg)["token_accuracy"], 3) == 0.639
 
 
 def copy_weights(copy):
