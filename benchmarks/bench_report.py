@@ -23,6 +23,20 @@ def with_other(parts, total):
     return {**parts, "other": total - sum(parts.values())}
 
 
+def bar_parts(parts, total):
+    """The parts as stacked bars: non-negative and adding up to the measured total.
+
+    The replay's clocks can add up to more than the real call took (``other`` < 0);
+    then the parts are scaled down together, so that a bar is as tall as ours / floor
+    in the table, never taller.
+    """
+    parts = with_other(parts, total)
+    if parts["other"] >= 0:
+        return parts
+    scale = total / (total - parts["other"])
+    return {**{name: max(s, 0.0) * scale for name, s in parts.items()}, "other": 0.0}
+
+
 def _table(head, lines):
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -182,10 +196,10 @@ def _bars(ax, rows, which):
     """One bar per (N, causal): the parts stacked, divided by the floor."""
     floor_key, torch_key = which + "_floor", which + "_torch"
     for x, r in enumerate(rows):
-        parts = with_other(r["parts_" + which], r[which])
+        parts = bar_parts(r["parts_" + which], r[which])
         bottom = 0.0
         for i, part in enumerate(PARTS):
-            height = max(parts[part], 0.0) / r[floor_key]
+            height = parts[part] / r[floor_key]
             label = part if x == 0 else None
             ax.bar(x, height, bottom=bottom, color=f"C{i}", label=label, width=0.7)
             bottom += height

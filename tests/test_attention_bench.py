@@ -88,3 +88,29 @@ def test_targets_use_the_float32_rows_when_float64_rows_follow(bench):
     _, lines = report.targets(rows)
     verdict = {text: ok for text, _, _, ok in lines}
     assert verdict["core forward / floor, N=2048 causal"] is True  # the float32 row
+
+
+def test_each_stacked_bar_is_as_tall_as_ours_over_the_floor(bench):
+    """The figure's bars match the table's ratio even when the replay's clocks add
+    up to more than the real call (a negative "other" once made bars too tall)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = sys.modules["bench_report"]
+    parts = dict.fromkeys(report.PARTS[:-1], 0.0)
+    over = {**parts, "matmuls": 1.0, "exp": 0.3, "masking": 0.2}  # 1.5 > fwd
+    under = {**parts, "matmuls": 0.9, "exp": 0.1}  # 1.0 < fwd: "other" is 0.2
+    rows = [
+        dict(N=2048, causal=causal, fwd=1.2, fwd_floor=1.0, parts_fwd=p)
+        for causal, p in ((True, over), (False, under))
+    ]
+    fig, ax = plt.subplots()
+    report._bars(ax, rows, "fwd")
+    tops = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    plt.close(fig)
+    assert tops == pytest.approx({0: 1.2, 1: 1.2})

@@ -111,6 +111,15 @@ def test_seventeen_exercises_each_named_after_the_lesson_it_follows():
         assert f"Follows lesson {lesson}" in title
 
 
+def test_the_site_landing_page_counts_the_exercises():
+    # docs/index.md once said "Sixteen notebooks" after a seventeenth was added
+    words = ["Fifteen", "Sixteen", "Seventeen", "Eighteen", "Nineteen", "Twenty"]
+    said = re.findall(
+        rf"\b({'|'.join(words)}) notebooks", (ROOT / "docs/index.md").read_text()
+    )
+    assert said == [words[len(NOTEBOOKS) - 15]]
+
+
 def test_the_letters_count_up_within_each_lesson():
     by_lesson = {}
     for path in NOTEBOOKS:
