@@ -346,13 +346,31 @@ CATALOGUE = [
         "encdec_forward src_lengths > M",
         lambda: model(src_lengths=np.array([7, 3])),
         ValueError,
-        "lengths",
+        "src_lengths",
     ),
     (
         "encdec_forward src_lengths 2.5",
         lambda: model(src_lengths=np.array([2.5, 3])),
         TypeError,
-        "lengths",
+        "src_lengths",
+    ),
+    (
+        "encdec_forward src_lengths bool",
+        lambda: model(src_lengths=np.array([True, False])),
+        TypeError,
+        "src_lengths",
+    ),
+    (
+        "greedy_decode src_lengths < 0",
+        lambda: decode(src_lengths=np.array([-1, 3])),
+        ValueError,
+        "src_lengths",
+    ),
+    (
+        "beam_search src_lengths 2.5",
+        lambda: beam(src_lengths=np.array([2.5, 3])),
+        TypeError,
+        "src_lengths",
     ),
     (
         "encdec_forward mixed dtypes",

@@ -96,7 +96,10 @@ def source_mask(src_lengths, src_shape):
     lengths = np.asarray(src_lengths)
     if lengths.shape != (B,):
         raise ValueError(f"src_lengths{lengths.shape} must be (B,) = ({B},)")
-    return padding_mask(lengths, M)  # checks ints in [0, M]
+    try:
+        return padding_mask(lengths, M)  # checks ints in [0, M]
+    except (TypeError, ValueError) as err:  # name the caller's argument, not ours
+        raise type(err)(f"src_lengths: {err}") from None
 
 
 def _embed(ids, params, config, side, start=0):
