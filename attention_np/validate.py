@@ -146,8 +146,19 @@ def grad_shape(name, grad, shape):
     """Raise unless an upstream gradient has the forward output's shape.
 
     NumPy would otherwise broadcast a wrongly shaped ``dout`` and return plausible,
-    wrong gradients.
+    wrong gradients. It must be a real-valued NumPy array (a plain number for a
+    scalar output such as a loss), not a list or other array-like.
     """
+    number = isinstance(grad, (int, float, np.integer, np.floating)) and not isinstance(
+        grad, (bool, np.bool_)
+    )
+    if not isinstance(grad, np.ndarray) and not (number and tuple(shape) == ()):
+        raise TypeError(
+            f"{name} must be a NumPy array of shape {tuple(shape)}, got "
+            f"{type(grad).__name__}"
+        )
+    if isinstance(grad, np.ndarray) and grad.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real-valued array, got dtype {grad.dtype}")
     if np.shape(grad) != tuple(shape):
         raise ValueError(
             f"{name}{np.shape(grad)} must have the shape of the forward's output "

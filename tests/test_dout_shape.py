@@ -109,3 +109,19 @@ def test_the_list_of_public_backwards_is_complete():
         "attention_np.positional.rope_backward",
         "attention_np.efficient.performer.favor_backward",
     } <= names
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_backward_rejects_a_dout_that_is_not_a_real_numpy_array(name):
+    # a list of the right shape, or an array of strings: a TypeError naming the
+    # gradient, not an AttributeError or a ufunc error from deep inside a backward
+    rng = np.random.default_rng(0)
+    forward, backward, inputs = as_check(CASES[name](rng))
+    out, cache = forward(inputs)
+    if isinstance(cache, tuple) and isinstance(cache[0], tuple):
+        pytest.skip("several outputs: the case's wrapper splits a flat dout itself")
+    dout = rng.standard_normal(np.shape(out))
+    bads = [dout.astype(str)] + ([dout.tolist()] if dout.ndim else [])  # 0-d: a float
+    for bad in bads:
+        with pytest.raises(TypeError, match=r"^d\w* must be a"):
+            backward(bad, cache)
