@@ -499,6 +499,36 @@ CATALOGUE = [
         "step",
     ),
     (
+        "warmup_cosine lr=nan",
+        lambda: tr.warmup_cosine(1, lr=np.nan, warmup=1, steps=2, final_lr_frac=0.1),
+        ValueError,
+        "lr",
+    ),
+    (
+        "warmup_cosine lr='fast'",
+        lambda: tr.warmup_cosine(1, lr="fast", warmup=1, steps=2, final_lr_frac=0.1),
+        TypeError,
+        "lr",
+    ),
+    (
+        "warmup_cosine warmup=-1",
+        lambda: tr.warmup_cosine(1, lr=1.0, warmup=-1, steps=2, final_lr_frac=0.1),
+        ValueError,
+        "warmup",
+    ),
+    (
+        "warmup_cosine steps=0",
+        lambda: tr.warmup_cosine(1, lr=1.0, warmup=0, steps=0, final_lr_frac=0.1),
+        ValueError,
+        "steps",
+    ),
+    (
+        "warmup_cosine final_lr_frac=2",
+        lambda: tr.warmup_cosine(1, lr=1.0, warmup=1, steps=2, final_lr_frac=2.0),
+        ValueError,
+        "final_lr_frac",
+    ),
+    (
         "optimizer_update cfg=None",
         lambda: tr.optimizer_update({}, {}, {}, None, 0),
         TypeError,
