@@ -404,6 +404,18 @@ CATALOGUE = [
         "cache stores float64",
     ),
     ("greedy_decode bos=7", lambda: decode(bos=7), ValueError, "bos"),
+    (
+        "greedy_decode config of a decoder-only model",
+        lambda: tf.greedy_decode(SRC, P, tf.TransformerConfig(9, 6), bos=1, eos=2),
+        TypeError,
+        "config",
+    ),
+    (
+        "beam_search config a dict",
+        lambda: tf.beam_search(SRC, P, {}, beam_width=2, bos=1, eos=2),
+        TypeError,
+        "config",
+    ),
     ("greedy_decode eos=-1", lambda: decode(eos=-1), ValueError, "eos"),
     ("greedy_decode max_len=6", lambda: decode(max_len=6), ValueError, "max_len"),
     ("beam_search beam_width=0", lambda: beam(beam_width=0), ValueError, "beam_width"),

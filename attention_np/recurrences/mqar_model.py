@@ -111,6 +111,12 @@ def mqar_model_forward(
         mixer: "attention" or a recurrence kind (``mixers.KINDS``).
         n_heads, n_layers: as at init.  form, chunk_size: the recurrences' form.
     """
+    V.instance("params", params, dict)
+    missing = sorted({"emb", "W_out", "lnf_g", "lnf_b"} - set(params))
+    if missing:
+        raise ValueError(f"params: missing keys {missing} (see init_mqar_params)")
+    if np.ndim(ids) != 2:
+        raise ValueError(f"ids must be (B, N) token ids, got shape {np.shape(ids)}")
     options = {
         "kind": mixer,
         "n_heads": n_heads,
