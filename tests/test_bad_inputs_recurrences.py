@@ -22,6 +22,9 @@ f_lin, f_ret, f_gla = R.linear_attn_forward, R.retention_forward, R.gla_forward
 MODEL = R.init_mqar_params(8, 4, mixer="gla", n_heads=2, rng=np.random.default_rng(1))
 f_m2, f_dn, f_gdn = R.mamba2_forward, R.deltanet_forward, R.gated_deltanet_forward
 
+LG, TG = np.zeros((2, 3, 5)), np.ones((2, 3), int)  # logits (B, N, V), targets
+TM = np.array([[True, False, True], [False, False, True]])  # the loss's query mask
+
 CASES = [  # (id, call, exception, a word the message must contain)
     ("q is a list of strings", lambda: f_lin([["a"]], k, v), TypeError, "q"),
     ("q is int", lambda: f_lin(q.astype(int) // 1, k, v), TypeError, "q"),
@@ -197,7 +200,33 @@ CASES = [  # (id, call, exception, a word the message must contain)
         TypeError,
         "mask",
     ),  # fmt: skip
-]
+    ("loss mask not boolean", lambda: R.masked_cross_entropy(LG, TG, TM.astype(int)),
+     TypeError, "mask"),
+    ("loss target negative", lambda: R.masked_cross_entropy(LG, TG - 2, TM),
+     ValueError, "targets"),
+    ("loss target >= V", lambda: R.masked_cross_entropy(LG, TG + 5, TM),
+     ValueError, "targets"),
+    ("loss float targets", lambda: R.masked_cross_entropy(LG, TG * 1.0, TM),
+     TypeError, "targets"),
+    ("loss logits of another length", lambda: R.masked_cross_entropy(LG[:, :2], TG, TM),
+     ValueError, "logits"),
+    ("loss rows != True entries", lambda: R.masked_cross_entropy(LG[0, :2], TG, TM),
+     ValueError, "logits"),
+    ("loss integer logits", lambda: R.masked_cross_entropy(LG.astype(int), TG, TM),
+     TypeError, "logits"),
+    ("model params an array",
+     lambda: R.mqar_model_forward(np.zeros((2, 4), int), np.ones(3), mixer="gla",
+                                  n_heads=2), TypeError, "params"),
+    ("model params without emb",
+     lambda: R.mqar_model_forward(np.zeros((2, 4), int),
+                                  {k_: v_ for k_, v_ in MODEL.items() if k_ != "emb"},
+                                  mixer="gla", n_heads=2), ValueError, "params"),
+    ("model ids 3-D",
+     lambda: R.mqar_model_forward(np.zeros((2, 3, 4), int), MODEL, mixer="gla",
+                                  n_heads=2), ValueError, "ids"),
+    ("final-state grad on no cache", lambda: R.with_final_state_grad(None, S0),
+     TypeError, "cache"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("call, exc, word", [c[1:] for c in CASES],

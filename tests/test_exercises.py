@@ -293,6 +293,20 @@ def kit(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["audit", "no/such/folder"], ["build", "unused", "--src", "no/such/folder"]],
+)
+def test_the_command_line_refuses_a_folder_that_does_not_exist(tmp_path, args):
+    result = subprocess.run(
+        [sys.executable, "-m", "attention_np.exercises", *args],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: argument" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "unused").exists()
+
+
 def test_make_student_writes_the_kit(kit):
     assert sorted(p.name for p in kit.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
     assert {"README.md", "requirements.txt", MARKER} <= {p.name for p in kit.iterdir()}

@@ -111,6 +111,17 @@ def test_output_error_shrinks_with_more_features():
     assert err.shape == (2,) and err[1] < err[0] / 3
 
 
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+def test_output_error_takes_the_alignment_of_both_attentions(align):
+    rng = np.random.default_rng(6)
+    q = 0.3 * rng.standard_normal((6, D))  # N = 6 queries, M = 10 keys
+    k, v = (0.3 * rng.standard_normal((10, D)) for _ in range(2))
+    opts = dict(kind="positive", orthogonal=True, draws=2, causal=True, align=align)
+    err = output_error(q, k, v, [2048], rng=np.random.default_rng(0), **opts)
+    # with one alignment for both, only the random-feature noise remains
+    assert err[0] < 0.02
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

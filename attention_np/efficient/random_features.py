@@ -132,21 +132,25 @@ def random_feature_weights(q, k, omega, *, kind, causal, align="top_left"):
     return np.where(total == 0, 0.0, w) / np.where(total == 0, 1.0, total)
 
 
-def output_error(q, k, v, feature_counts, *, kind, orthogonal, draws, rng, causal):
+def output_error(
+    q, k, v, feature_counts, *, kind, orthogonal, draws, rng, causal, align="top_left"
+):
     """Mean |random-feature attention - softmax attention| of the output, per m.
 
     For each m in ``feature_counts``, ``draws`` fresh omega (d, m) from ``rng``;
     the error of one draw is the mean over the (..., N, d_v) output entries, and
-    the result averages the draws: (len(feature_counts),).
+    the result averages the draws: (len(feature_counts),). ``causal`` and
+    ``align`` as in ``attention_forward``, for both attentions.
     """
-    exact, _ = attention_forward(q, k, v, causal=causal)  # the exact reference
+    causal_rule = {"causal": causal, "align": align}
+    exact, _ = attention_forward(q, k, v, **causal_rule)  # the exact reference
     draws = V.positive_int("draws", draws)
     errors = []
     for m in feature_counts:
         total = 0.0
         for _ in range(draws):
             omega = favor_omega(q.shape[-1], m, rng=rng, orthogonal=orthogonal)
-            w = random_feature_weights(q, k, omega, kind=kind, causal=causal)
+            w = random_feature_weights(q, k, omega, kind=kind, **causal_rule)
             total += np.mean(np.abs(w @ v - exact))
         errors.append(total / draws)
     return np.array(errors)

@@ -6,10 +6,13 @@ python -m attention_np.exercises build OUT [--src DIR] [--no-wheel]
 python -m attention_np.exercises audit DIR
     lines in submitted notebooks that try to get around the checks (exit 1
     when there are any)
+
+A DIR or --src that is not a directory is a usage error (``error: ...``, exit 2).
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 from .audit import audit
 from .build import MarkerError, default_source
@@ -31,7 +34,11 @@ def main(argv=None):
     check.add_argument("folder", help="e.g. submitted/ of an nbgrader course")
     args = parser.parse_args(argv)
     if args.command == "audit":
+        if not Path(args.folder).is_dir():  # auditing nothing is not a clean audit
+            check.error(f"argument folder: {args.folder} is not a directory")
         return _audit(args.folder)
+    if args.src is not None and not Path(args.src).is_dir():
+        build.error(f"argument --src: {args.src} is not a directory")
     try:
         src = args.src or default_source()
         written = build_kit(src, args.out, wheel=not args.no_wheel)

@@ -111,6 +111,7 @@ def with_final_state_grad(cache, dfinal_state):
     To carry state across segments with gradients: the next segment's backward
     returns dinitial_state; attach it here before this segment's backward.
     """
+    V.instance("cache", cache, RecurrenceCache)
     V.grad_shape("dfinal_state", dfinal_state, cache.final_state.shape)
     return cache._replace(dfinal_state=np.asarray(dfinal_state))
 

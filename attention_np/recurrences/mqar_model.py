@@ -111,6 +111,12 @@ def mqar_model_forward(
         mixer: "attention" or a recurrence kind (``mixers.KINDS``).
         n_heads, n_layers: as at init.  form, chunk_size: the recurrences' form.
     """
+    V.instance("params", params, dict)
+    missing = sorted({"emb", "W_out", "lnf_g", "lnf_b"} - set(params))
+    if missing:
+        raise ValueError(f"params: missing keys {missing} (see init_mqar_params)")
+    if np.ndim(ids) != 2:
+        raise ValueError(f"ids must be (B, N) token ids, got shape {np.shape(ids)}")
     options = {
         "kind": mixer,
         "n_heads": n_heads,
@@ -172,6 +178,7 @@ def masked_cross_entropy(logits, targets, mask):
     ``logits`` is (B, N, V), or already the (Q, V) rows at the mask (the model's
     ``mask`` argument); only those rows carry a loss.
     """
+    logits, targets, mask = _check_loss_args(logits, targets, mask)
     t = targets[mask]  # (Q,) the values to recall
     rows = logits if logits.ndim == 2 else logits[mask]  # (Q, V)
     z = rows - rows.max(axis=-1, keepdims=True)
@@ -186,3 +193,30 @@ def masked_cross_entropy(logits, targets, mask):
     dlogits = np.zeros_like(logits)
     dlogits[mask] = drows
     return loss, dlogits, float((logp.argmax(axis=-1) == t).sum()) / count
+
+
+def _check_loss_args(logits, targets, mask):
+    """Validated logits (B, N, V) or (Q, V), targets (B, N) in [0, V), mask (B, N)."""
+    logits = V.float_array("logits", logits)
+    if logits.ndim not in (2, 3) or logits.shape[-1] == 0:
+        raise ValueError(
+            f"logits must be (B, N, V) or (Q, V) with V >= 1, got shape {logits.shape}"
+        )
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        kind = getattr(mask, "dtype", type(mask).__name__)
+        raise TypeError(f"mask must be a boolean (B, N) array, got {kind}")
+    targets = V.int_array("targets", targets, ndim=mask.ndim)
+    if mask.ndim != 2 or targets.shape != mask.shape:
+        raise ValueError(
+            f"targets{targets.shape} and mask{mask.shape} must share one (B, N) shape"
+        )
+    rows = int(mask.sum()) if logits.ndim == 2 else None
+    if logits.ndim == 3 and logits.shape[:2] != mask.shape:
+        raise ValueError(f"logits{logits.shape} must be (B, N, V) for mask{mask.shape}")
+    if logits.ndim == 2 and logits.shape[0] != rows:
+        raise ValueError(
+            f"logits{logits.shape} must be (Q, V) with Q = {rows}, the True entries "
+            "of mask"
+        )
+    V.int_array("targets[mask]", targets[mask], lo=0, hi=logits.shape[-1])
+    return logits, targets, mask

@@ -22,6 +22,10 @@ def warmup_cosine(step, *, lr, warmup, steps, final_lr_frac):
     """Linear warm-up over ``warmup`` steps, then cosine decay to lr * final_lr_frac
     at step ``steps``."""
     step = V.positive_int("step", step, allow_zero=True)
+    lr = V.real("lr", lr, lo=0.0, lo_open=True)
+    warmup = V.positive_int("warmup", warmup, allow_zero=True)
+    steps = V.positive_int("steps", steps)
+    final_lr_frac = V.real("final_lr_frac", final_lr_frac, lo=0.0, hi=1.0)
     if step < warmup:
         return lr * (step + 1) / warmup
     frac = (step - warmup) / max(1, steps - warmup)

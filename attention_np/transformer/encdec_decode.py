@@ -34,6 +34,7 @@ from .encdec import (
     encoder_forward,
     source_mask,
 )
+from .encdec_config import EncDecConfig
 from .layers import layernorm_forward
 from .loss import _log_softmax
 
@@ -137,6 +138,7 @@ def decode_step(tgt, state, params, config):
 
 
 def _check_special(config, bos, eos, pad, max_len):
+    V.instance("config", config, EncDecConfig)
     for name, value in (("bos", bos), ("eos", eos), ("pad", pad)):
         V.token_ids(name, np.asarray(value), config.tgt_vocab, ndim=0)
     T = config.max_tgt_len if max_len is None else V.positive_int("max_len", max_len)
