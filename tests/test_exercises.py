@@ -399,11 +399,13 @@ def test_the_audit_flags_bypass_attempts_and_nothing_in_the_notebooks(tmp_path, 
         "import sys; sys.modules['attention_np.exercises'] = None\n"
         "from attention_np import softmax_forward\n"
         "x = 1  # a comment about check_softmax = ...\n"
+        "pool = concurrent.futures.ThreadPoolExecutor(1)\n"
+        "exec(inspect.getsource(f))\n"
     )
     path = tmp_path / "bypass.ipynb"
     path.write_text(json.dumps(nb))
     found = audit_notebook(path)
-    assert [f.line for f in found] == [2, 3, 4, 5]
+    assert [f.line for f in found] == [2, 3, 4, 5, 7, 8]
 
 
 # --- the builder on a tiny synthetic notebook --------------------------------------
