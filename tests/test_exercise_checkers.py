@@ -186,6 +186,7 @@ PLANTED = [
     ("gradient_check", with_bug(S.grad_check, "first entry"), "ONE wrong entry"),
     ("gradient_check", with_bug(S.grad_check, "abs"), "returns -dx"),
     ("gradient_check", with_bug(S.grad_check, "ignores tolerances"), "atol or rtol"),
+    ("gradient_check", with_bug(S.grad_check, "mean"), "largest |difference|"),
     ("gradient_check", with_bug(S.grad_check, "assert"), "must RETURN False"),
     ("gradient_check", with_bug(S.grad_check, "float"), "(a bool)"),
     ("gradient_check", lambda f, b, x, rng, *tol: True, "never called backward"),
