@@ -109,6 +109,10 @@ def test_seventeen_exercises_each_named_after_the_lesson_it_follows():
         title = source(load(path)["cells"][0])
         assert title.startswith(f"# Exercise {path.stem[:3]}:"), title[:60]
         assert f"Follows lesson {lesson}" in title
+        # the lesson's own title (its first words, up to a colon), as in the lesson
+        said = re.search(rf"Follows lesson {lesson} \(\*([^*]+)\*\)", title).group(1)
+        heading = source(load(LESSONS[lesson])["cells"][0]).split("\n")[0]
+        assert heading.startswith(f"# {lesson} · {said.split(':')[0]}"), (said, heading)
 
 
 def test_the_letters_count_up_within_each_lesson():
