@@ -186,6 +186,7 @@ PLANTED = [
     ("gradient_check", with_bug(S.grad_check, "first entry"), "ONE wrong entry"),
     ("gradient_check", with_bug(S.grad_check, "abs"), "returns -dx"),
     ("gradient_check", with_bug(S.grad_check, "ignores tolerances"), "atol or rtol"),
+    ("gradient_check", with_bug(S.grad_check, "mean"), "largest |difference|"),
     ("gradient_check", with_bug(S.grad_check, "assert"), "must RETURN False"),
     ("gradient_check", with_bug(S.grad_check, "float"), "(a bool)"),
     ("gradient_check", lambda f, b, x, rng, *tol: True, "never called backward"),
@@ -558,6 +559,39 @@ def test_catching_every_exception_does_not_hide_a_call_of_the_answer_key(capsys)
 
     ok, out = run("softmax", sneaky, capsys, 0)
     assert not ok and "your function calls" in out
+
+
+def test_a_call_of_the_answer_key_moved_into_a_thread_is_caught_too(capsys):
+    """The profile hook of the student's thread does not follow a thread it starts:
+    ``pool.submit(an.softmax_forward, x)`` must be caught as well."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def in_a_pool(x):
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(an.softmax_forward, x).result()[0]
+
+    def in_a_thread(x):
+        box = []
+        worker = threading.Thread(target=lambda: box.append(an.softmax_forward(x)))
+        worker.start()
+        worker.join()
+        return box[0][0]
+
+    for cheat in (in_a_pool, in_a_thread):
+        ok, out = run("softmax", cheat, capsys, 0)
+        assert not ok and "attention_np.softmax.softmax_forward" in out
+    assert threading.getprofile() is None
+
+
+def test_own_code_in_a_thread_still_passes(capsys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def in_a_pool(x):
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(S.softmax, x).result()
+
+    ok, out = run("softmax", in_a_pool, capsys, 0)
+    assert ok, out
 
 
 # --- never crash, never hang ----------------------------------------------------------

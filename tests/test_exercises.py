@@ -109,6 +109,10 @@ def test_seventeen_exercises_each_named_after_the_lesson_it_follows():
         title = source(load(path)["cells"][0])
         assert title.startswith(f"# Exercise {path.stem[:3]}:"), title[:60]
         assert f"Follows lesson {lesson}" in title
+        # the lesson's own title (its first words, up to a colon), as in the lesson
+        said = re.search(rf"Follows lesson {lesson} \(\*([^*]+)\*\)", title).group(1)
+        heading = source(load(LESSONS[lesson])["cells"][0]).split("\n")[0]
+        assert heading.startswith(f"# {lesson} · {said.split(':')[0]}"), (said, heading)
 
 
 def test_the_site_landing_page_counts_the_exercises():
@@ -422,11 +426,13 @@ def test_the_audit_flags_bypass_attempts_and_nothing_in_the_notebooks(tmp_path, 
         "import sys; sys.modules['attention_np.exercises'] = None\n"
         "from attention_np import softmax_forward\n"
         "x = 1  # a comment about check_softmax = ...\n"
+        "pool = concurrent.futures.ThreadPoolExecutor(1)\n"
+        "exec(inspect.getsource(f))\n"
     )
     path = tmp_path / "bypass.ipynb"
     path.write_text(json.dumps(nb))
     found = audit_notebook(path)
-    assert [f.line for f in found] == [2, 3, 4, 5]
+    assert [f.line for f in found] == [2, 3, 4, 5, 7, 8]
 
 
 # --- the builder on a tiny synthetic notebook --------------------------------------

@@ -2,10 +2,12 @@
 
 The checks run in the student's own kernel, so code in an answer cell can in
 principle change anything the check cell relies on: redefine a checker, patch the
-package, edit ``sys.modules``, switch the profile hook or the alarm off. The locked
-check cell re-imports its checker, and the checkers read no environment variable,
-so the simple versions of these fail anyway; ``audit`` lists every line that looks
-like one of them, so a teacher can look at those submissions (and at nothing else).
+package, edit ``sys.modules``, switch the profile hook or the alarm off, run the
+package's code in a thread started before the check or in another process, or
+``exec`` its source. The locked check cell re-imports its checker, and the
+checkers read no environment variable, so the simple versions of these fail
+anyway; ``audit`` lists every line that looks like one of them, so a teacher can
+look at those submissions (and at nothing else).
 
 ``python -m attention_np.exercises audit DIR`` reads every ``*.ipynb`` under DIR,
 looks at the code cells a student could edit (answer cells and cells they added,
@@ -25,6 +27,9 @@ PATTERNS = {
     "touches the time limit or the profiler": r"\bsignal\b|setprofile|settrace|"
     r"setitimer|os\._exit",
     "sets environment variables": r"os\.environ|putenv",
+    "runs code out of the checker's sight": r"\bthreading\b|\b_thread\b|"
+    r"concurrent\.futures|PoolExecutor|multiprocessing|subprocess|\bexec\s*\(|"
+    r"\beval\s*\(|getsource|_getframe|\bgc\.",
     "imports from the package": r"^\s*(from\s+attention_np\S*\s+import|"
     r"import\s+attention_np)",
 }

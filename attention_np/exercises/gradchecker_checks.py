@@ -9,8 +9,9 @@ Student signature:
 
 Each case hands it a backward pass (correct, or a near miss: one entry wrong, 10%
 off, the sign flipped, transposed, a small error that a given atol or rtol must
-accept or reject) and compares its verdict with a trusted checker's. The backward
-is wrapped in a ``Spy`` that records the upstream gradients it receives, so a hint
+accept or reject, one entry off by a little more than atol, which a mean of the
+errors hides) and compares its verdict with a trusted checker's. The backward is
+wrapped in a ``Spy`` that records the upstream gradients it receives, so a hint
 can tell a checker that uses ones as dout.
 """
 
@@ -82,6 +83,8 @@ def _specs(rng, L):
         return grad
 
     noise = 1e-4 * rng.choice([-1.0, 1.0], size=tanh_x.shape)  # max |error| 1e-4
+    spike = np.zeros(tanh_x.shape)
+    spike[index] = 1e-4  # one entry off by 1e-4: its mean over 12 entries is < 1e-5
     tol = 1e-7, 1e-6
     out = [(f"correct backward: {n}", *L[n], *tol, True, {})
            for n in ("softmax rows", "attention w.r.t. q",
@@ -105,6 +108,9 @@ def _specs(rng, L):
          lambda d, x: 1.001 * lin_b(d, x), lin_x, 0.0, 1e-2, True, {"tol": "rtol"}),
         ("x @ W, gradient 0.1% too large, atol=0, rtol=1e-4", lin_f,
          lambda d, x: 1.001 * lin_b(d, x), lin_x, 0.0, 1e-4, False, {"tol": "rtol"}),
+        (f"near miss: tanh with entry {list(index)} off by 1e-4, atol=1e-5, rtol=0",
+         tanh_f, lambda d, x: tanh_b(d, x) + spike, tanh_x, 1e-5, 0.0, False,
+         {"miss": "small entry"}),
     ]  # fmt: skip
 
 
@@ -171,6 +177,12 @@ HINTS = (
         _miss("transposed"),
         "a backward that returns dx transposed passed your checker: compare the "
         "arrays entry by entry, in the same layout.",
+    ),
+    when(
+        _miss("small entry"),
+        "a backward with ONE entry off by 1e-4 (more than atol = 1e-5) passed your "
+        "checker: judge by the largest |difference|; a mean or a sum over the "
+        "entries hides one bad entry.",
     ),
     when(
         lambda f: f.kind == "value" and f.case.info.get("tol"),

@@ -16,11 +16,15 @@ package's implementation of what the student writes, or the checker's own
 reference): ``Outcome.called`` names them. The hook records and never raises, so
 a student's ``except:`` cannot hide the call. Watched functions are matched by
 their code object, so an alias (``from attention_np import softmax_forward as f``)
-is caught as well.
+is caught as well. The hook also follows threads the function starts (a call
+moved into a ``ThreadPoolExecutor``) and ends a forked child process that calls
+a watched function (its pool breaks or times out); threads started before the
+check and processes started with ``spawn`` are not watched (see the guide).
 """
 
 import importlib
 import inspect
+import os
 import signal
 import sys
 import threading
@@ -81,14 +85,17 @@ def call(fn, args, *, limit, watch=None):
 def _run(fn, args, watch):
     """fn(*args) under the profile hook; returns an Outcome (never raises, except
     KeyboardInterrupt and CaseTimeout, which the callers handle)."""
-    called = []
+    called, pid = [], os.getpid()
 
     def profile(frame, event, arg):
         if event == "call" and frame.f_code in watch:
+            if os.getpid() != pid:  # a forked child: the parent would never know
+                os._exit(70)
             called.append(watch[frame.f_code])
 
-    previous = sys.getprofile()
+    previous, previous_threads = sys.getprofile(), threading.getprofile()
     sys.setprofile(profile)
+    threading.setprofile(profile)  # threads the student's function starts
     try:
         value = fn(*args)
     except NotImplementedError as exc:
@@ -101,6 +108,7 @@ def _run(fn, args, watch):
         return Outcome("exception", None, exc, tuple(called))
     finally:
         sys.setprofile(previous)
+        threading.setprofile(previous_threads)
     return Outcome("ok", value, None, tuple(called))
 
 
