@@ -333,7 +333,10 @@ def test_decay_matrix_is_masked_before_exp():
 
 @pytest.mark.parametrize("C", [1, 2, 5, 16, 33, 64])
 @pytest.mark.parametrize("strict", [False, True])
-def test_causal_decay_matrix_is_the_masked_exp(C, strict):
+@pytest.mark.parametrize("short", [True, False])
+def test_causal_decay_matrix_is_the_masked_exp(C, strict, short, monkeypatch):
+    # by one outer product (decays that span little) and by halving (otherwise)
+    monkeypatch.setattr(decay, "_short_span", lambda b: short)
     rng = np.random.default_rng(C)
     b = np.cumsum(-rng.uniform(0, 3, (2, 3, C, 1)), axis=-2)
     mask = np.tri(C, k=-1 if strict else 0, dtype=bool)
@@ -350,6 +353,52 @@ def test_causal_decay_matrix_never_overflows():
         and np.all(np.triu(D, 1) == 0)
         and np.all(np.diagonal(D, axis1=-2, axis2=-1) == 1)
     )
+
+
+def _scores_by_einsum(q, k, b, strict):
+    """P_ij = sum_c q_ic k_jc e^(b_ic - b_jc) for j <= i, from the (C, C, d) tensor."""
+    C = q.shape[-2]
+    diff = b[..., :, None, :] - b[..., None, :, :]  # (..., C, C, G)
+    mask = np.tri(C, k=-1 if strict else 0, dtype=bool)[..., None]
+    gamma = np.exp(np.where(mask, diff, -np.inf))
+    return np.einsum("...ic,...jc,...ijc->...ij", q, k, gamma)
+
+
+@pytest.mark.parametrize("C", [1, 5, 16, 33])
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("short", [True, False])
+def test_per_channel_scores_by_one_product_and_by_halving(
+    C, strict, short, monkeypatch
+):
+    """causal_scores has two ways for a per-channel gate: one product through the
+    block's last row when the decays span little, halving otherwise. Both equal the
+    (C, C, d) tensor form, forward and backward (finite differences)."""
+    monkeypatch.setattr(decay, "_short_span", lambda b: short)
+    rng = np.random.default_rng(C)
+    q, k = rng.standard_normal((2, 2, 3, C, 4))
+    b = np.cumsum(-rng.uniform(0, 2, (2, 3, C, 4)), axis=-2)
+    P = decay.causal_scores(q, k, b, strict=strict)
+    np.testing.assert_allclose(
+        P, _scores_by_einsum(q, k, b, strict), rtol=1e-12, atol=1e-14
+    )
+    dP = rng.standard_normal(P.shape)
+    got = decay.causal_scores_backward(dP, q, k, b, strict=strict)
+
+    def scores(x):
+        return _scores_by_einsum(x["q"], x["k"], x["b"], strict)
+
+    want = numerical_grads(scores, {"q": q, "k": k, "b": b}, dP)
+    for g, name in zip(got, "qkb", strict=True):
+        np.testing.assert_allclose(g, want[name], rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_a_long_span_of_decays_takes_the_halving_path():
+    b = np.cumsum(-np.full((1, 64, 2), 2.0), axis=-2)  # spans 126 > 88 / 3 in float32
+    assert not decay._short_span(b.astype(np.float32)) and decay._short_span(b)
+    q = np.ones((1, 64, 2), np.float32)
+    with np.errstate(over="raise", invalid="raise"):
+        P = decay.causal_scores(q, q, b.astype(np.float32))
+    assert np.all(np.isfinite(P)) and np.all(np.triu(P, 1) == 0)
 
 
 def test_retention_default_decays_are_retnets():

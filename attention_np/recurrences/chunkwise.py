@@ -10,19 +10,22 @@ B_t = g_1 + ... + g_t (t = 1 .. C) and the chunk's total Lam = B_C:
                                                  e^{B_i - B_j} for j <= i, else 0
     S_next = e^Lam o S0 + (K o e^{Lam - B})^T U
 
-Every exponent is <= 0 (``decay``). For the sum rule U = V. For the delta rule
+No exponent can overflow (``decay``: differences <= 0, or bounded by the span of
+a chunk's decays). For the sum rule U = V. For the delta rule
 (scalar gates) U solves a unit lower-triangular system, the UT transform with the
 decays folded in (Yang et al. 2024):
 
     A U = diag(beta) (V - (K o e^B) S0),   A = I + diag(beta) (K K^T o Gamma_strict)
     W = A^{-1} diag(beta) (K o e^B),  U0 = A^{-1} diag(beta) V,   U = U0 - W S0
 
-P, A, W and U0 do not depend on the state: the chunks are transformed together,
-and only the short loop over the n = N / C chunk states stays sequential (a few
-NumPy calls per chunk, ``_state_loop``). The chunks are processed in groups of
-GROUP_TOKENS tokens, so that the temporaries stay bounded and the time grows
-linearly with N. The backward keeps the n + 1 chunk-boundary states and
-differentiates these formulas, group by group in reverse.
+P, A^{-1} and the right-hand sides do not depend on the state: the chunks are
+transformed together, and only the short loop over the n = N / C chunk states stays
+sequential (a few NumPy calls per chunk, ``_state_loop``). The loop applies A^{-1}
+after subtracting the state's prediction, U = A^{-1} diag(beta) (V - (K o e^B) S0),
+which is the same U without the product W (the backward forms W and U0). The
+chunks are processed in groups of GROUP_TOKENS tokens, so that the temporaries stay
+bounded and the time grows linearly with N. The backward keeps the n + 1
+chunk-boundary states and differentiates these formulas, group by group in reverse.
 
 Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G the
 gate width (1: scalar per head, d_k: GLA's diagonal gate).
@@ -58,7 +61,6 @@ class GroupCache(NamedTuple):
     P: np.ndarray  # (..., m, C, C) scale (Q K^T o Gamma)
     L: np.ndarray | None  # (..., m, C, C) delta rule: K K^T o Gamma_strict
     T: np.ndarray | None  # (..., m, C, C) delta rule: A^{-1}
-    WU: np.ndarray | None  # (..., m, C, d_k + d_v) delta rule: [W | U0]
     U: np.ndarray  # (..., m, C, d_v) what each token wrote
     states: np.ndarray  # (..., m + 1, d_k, d_v) the state at every chunk boundary
 
@@ -69,8 +71,9 @@ class ChunkwiseCache(NamedTuple):
     N: int
 
 
-def _ut_transform(k, v, B, beta, D, gated):
-    """L, T = A^{-1} and [W | U0] = T diag(beta) [K o e^B | V] (module docstring)."""
+def _ut_system(k, v, B, beta, D, gated):
+    """L, T = A^{-1} and the right-hand sides diag(beta) [K o e^B | V]
+    (..., m, C, d_k + d_v) of the UT transform (module docstring)."""
     L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     d_k, b = k.shape[-1], beta[..., None]
@@ -78,35 +81,42 @@ def _ut_transform(k, v, B, beta, D, gated):
     rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
     np.multiply(k, k_scale, out=rhs[..., :d_k])  # diag(beta) (K o e^B)
     np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
-    return L, T, T @ rhs  # (..., m, C, d_k + d_v)
+    return L, T, rhs
 
 
-def _state_loop(S, Kh, U0, W, decay):
+def _state_loop(S, Kh, V, T, Kb, decay):
     """Carry the state over the chunks: states (..., m + 1, d_k, d_v) and U.
 
-    Sum rule (W None): S_next = e^Lam o S + Kh^T U0, with every Kh^T U0 computed
-    before the loop. Delta rule: U = U0 - W S, then S_next = e^Lam S + Kh^T U, two
-    products per chunk (flash-linear-attention's order). The loop writes into
-    preallocated arrays: few NumPy calls per chunk, which matters when several
-    threads share Python's lock.
+    ``decay`` (..., m, G, 1) scales the state's rows (None: no gate, the state is
+    kept as it is).
+
+    Sum rule (T None, V the values): S_next = e^Lam o S + Kh^T V, with every
+    Kh^T V computed before the loop. Delta rule (V = diag(beta) V, Kb =
+    diag(beta) (K o e^B)): U = T (V - Kb S), then S_next = e^Lam S + Kh^T U, three
+    products per chunk. This is U = U0 - W S of the module docstring with T applied
+    after the subtraction, so that W = T Kb is never formed (one chunk-sized product
+    fewer; the backward forms W). The loop writes into preallocated arrays: few
+    NumPy calls per chunk, which matters when several threads share Python's lock.
     """
     m = Kh.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
     states[..., 0, :, :] = S
     Kt = np.swapaxes(Kh, -1, -2)  # (..., m, d_k, C)
-    X = Kt @ U0 if W is None else None  # (..., m, d_k, d_v) what each chunk adds
-    U = U0 if W is None else np.empty_like(U0)
+    X = Kt @ V if T is None else None  # (..., m, d_k, d_v) what each chunk adds
+    U = V if T is None else np.empty_like(V)
+    R = None if T is None else np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
     for j in range(m):
         S, nxt = states[..., j, :, :], states[..., j + 1, :, :]
-        if W is None:
-            np.multiply(decay[..., j, :, :], S, out=nxt)
-            nxt += X[..., j, :, :]
+        if T is None:
+            held = S if decay is None else np.multiply(decay[..., j, :, :], S, out=nxt)
+            np.add(held, X[..., j, :, :], out=nxt)
             continue
         u = U[..., j, :, :]
-        np.matmul(W[..., j, :, :], S, out=u)
-        np.subtract(U0[..., j, :, :], u, out=u)  # U = U0 - W S
+        np.matmul(Kb[..., j, :, :], S, out=R)
+        np.subtract(V[..., j, :, :], R, out=R)  # diag(beta) (V - (K o e^B) S)
+        np.matmul(T[..., j, :, :], R, out=u)  # U = A^{-1} R
         np.matmul(Kt[..., j, :, :], u, out=nxt)
-        nxt += decay[..., j, :, :] * S
+        nxt += S if decay is None else decay[..., j, :, :] * S
     return states, U
 
 
@@ -121,19 +131,19 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     if gated and D is not None:
         D = causal_decay_matrix(B)  # (..., m, C, C)
     Kh = kc * np.exp(lam - B) if gated else kc  # (..., m, C, d_k) decayed to the end
-    W, U0, L, T, WU = None, vc, None, None, None
+    V, L, T, Kb = vc, None, None, None
     if bc is not None:
-        L, T, WU = _ut_transform(kc, vc, B, bc, D, gated)
-        W, U0 = WU[..., : kc.shape[-1]], WU[..., kc.shape[-1] :]
-    decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1) scales the state's rows
-    states, U = _state_loop(S0, Kh, U0, W, decay)
+        L, T, rhs = _ut_system(kc, vc, B, bc, D, gated)
+        Kb, V = rhs[..., : kc.shape[-1]], rhs[..., kc.shape[-1] :]
+    decay = np.exp(np.swapaxes(lam, -1, -2)) if gated else None  # (..., m, G, 1)
+    states, U = _state_loop(S0, Kh, V, T, Kb, decay)
     qs = scale * qc
     P = chunk_scores(qs, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
     out = P @ U  # (..., m, C, d_v)
     if gated:
         qs *= np.exp(B)
     out += qs @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
-    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, WU, U, states)
+    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, U, states)
     return out, cache, states[..., -1, :, :]
 
 
@@ -158,7 +168,7 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
     return from_chunks(out, N), ChunkwiseCache(groups, scale, N), S
 
 
-def _boundary_grads(dO, dSN, c, scale):
+def _boundary_grads(dO, dSN, c, W, scale):
     """Back through the chunk loop: dU (..., m, C, d_v) and dS at every boundary.
 
     Per chunk the loop is S_next = M S + X, with M = diag(e^Lam) (sum rule) or
@@ -168,7 +178,6 @@ def _boundary_grads(dO, dSN, c, scale):
     chunk, with every M_j^T and Y_j computed before the loop.
     """
     B, states = c.B, c.states
-    W = None if c.WU is None else c.WU[..., : c.k.shape[-1]]
     lam = B[..., -1:, :]
     Kh = c.k * np.exp(lam - B)
     decay = np.exp(np.swapaxes(lam, -1, -2))  # (..., m, G, 1)
@@ -212,12 +221,12 @@ def _decay_grads(dO, dS, c, Kh, scale):
     return dq, dk, dB
 
 
-def _ut_backward(dU, c, dk, dB):
+def _ut_backward(dU, c, WU, dk, dB):
     """Add the UT transform's gradients (delta rule); returns dk, dv, dB, dbeta."""
     k, B, beta, d_k = c.k, c.B, c.beta, c.k.shape[-1]
     dW = -dU @ np.swapaxes(c.states[..., :-1, :, :], -1, -2)  # U = U0 - W S0
     dR = np.swapaxes(c.T, -1, -2) @ np.concatenate([dW, dU], axis=-1)  # A^T dR = dZ
-    dA = np.tril(-dR @ np.swapaxes(c.WU, -1, -2), -1)  # (..., m, C, C) unit lower A
+    dA = np.tril(-dR @ np.swapaxes(WU, -1, -2), -1)  # (..., m, C, C) unit lower A
     Ke = k * np.exp(B)
     dbeta = np.sum(dR * np.concatenate([Ke, c.v], axis=-1), axis=-1)
     dbeta += np.sum(dA * c.L, axis=-1)  # forward: A = I + diag(beta) L
@@ -231,11 +240,16 @@ def _ut_backward(dU, c, dk, dB):
 
 def _group_backward(dO, dSN, c, scale):
     """Chunked dq, dk, dv, dg, dbeta of one group, and the gradient of its S0."""
-    dU, dS, Kh = _boundary_grads(dO, dSN, c, scale)
+    W = WU = None
+    if c.beta is not None:  # [W | U0] = T diag(beta) [K o e^B | V], not kept
+        rhs = np.concatenate([c.k * np.exp(c.B), c.v], axis=-1) * c.beta[..., None]
+        WU = c.T @ rhs
+        W = WU[..., : c.k.shape[-1]]
+    dU, dS, Kh = _boundary_grads(dO, dSN, c, W, scale)
     dq, dk, dB = _decay_grads(dO, dS, c, Kh, scale)
     dv, dbeta = dU, None
     if c.beta is not None:
-        dk, dv, dB, dbeta = _ut_backward(dU, c, dk, dB)
+        dk, dv, dB, dbeta = _ut_backward(dU, c, WU, dk, dB)
     dg = chunk_cumsum(dB, reverse=True)  # forward: B = cumsum(g) in each chunk
     return (dq, dk, dv, dg, dbeta), dS[..., 0, :, :]
 

@@ -20,9 +20,13 @@ decay matrix). A per-channel gate would need a (rows, cols, d_k) tensor of decay
 Instead, whenever all keys precede all queries, the block is one matrix product,
 factorised through a position r between them (``prefix_scores``):
 exp(b_i - b_j) = exp(b_i - b_r) exp(b_r - b_j), both factors <= 1. Halving the rows
-recursively covers every pair j < i with such blocks (``causal_scores``). This is
-our construction; flash-linear-attention's GLA kernels instead split a chunk into
-sub-chunks and loop over the channels inside each one.
+recursively covers every pair j < i with such blocks (``causal_scores``). When the
+decays inside a block span little (a chunk of a model's usual gates), one product
+through the block's last row does the whole block: the query factors exp(b_i - b_C)
+are then >= 1 but bounded by the span, and the entries above the diagonal are
+masked after the product. Both are our constructions; flash-linear-attention's GLA
+kernels instead split a chunk into sub-chunks and loop over the channels inside
+each one.
 
 Shape legend: (...) leading dimensions, Nq rows, Nk columns, d_k key width, G the
 gate width (1 or d_k).
@@ -73,9 +77,15 @@ def causal_decay_matrix(b, *, strict=False):
     The rows are halved recursively (as in ``causal_scores``): in each block of 2s
     rows, the s x s block of right-half queries and left-half keys is the outer
     product exp(b_i - b_r) exp(b_r - b_j) through the left half's last row r, both
-    factors <= 1. log2(C) levels of outer products, 2C exps in all.
+    factors <= 1. log2(C) levels of outer products, 2C exps in all. If the decays
+    span less than a third of the exponent range (``_short_span``), one outer
+    product through the last row replaces the levels.
     """
     C = b.shape[-2]
+    if _short_span(b):  # one outer product through the last row (``causal_scores``)
+        ref = b[..., -1:, :]
+        D = np.exp(b - ref) * np.swapaxes(np.exp(ref - b), -1, -2)  # (..., C, C)
+        return np.multiply(D, causal_ones(C, b.dtype, strict), out=D)
     Cp = next_power_of_two(C)
     b = pad_rows(b, Cp, mode="edge")  # edge padding keeps b non-increasing
     D = np.zeros(b.shape[:-1] + (Cp,), dtype=b.dtype)  # (..., Cp, Cp)
@@ -112,6 +122,25 @@ def prefix_scores_backward(dP, q, k, b_q, b_k, ref):
     return dqt * np.exp(b_q - ref), dkt * np.exp(ref - b_k), Xq, -Xk, dref
 
 
+def causal_ones(C, dtype, strict=False):
+    """(C, C) ones on and below the diagonal (strictly below: ``strict``)."""
+    return np.tri(C, k=-1 if strict else 0, dtype=dtype)
+
+
+def _short_span(b):
+    """Whether every channel's cumulative log-decay b (..., C, G) spans less than a
+    third of the dtype's exponent range, so that exp(b_i - b_C), up to
+    e^(b_1 - b_C), and products of it with the inputs stay far from overflow.
+
+    Then ``causal_scores`` factorises the whole block through its last row in one
+    product, q e^(b - b_C) (factors >= 1) times (k e^(b_C - b))^T (factors <= 1):
+    for j <= i the two factors multiply to e^(b_i - b_j) <= 1, and the entries above
+    the diagonal (i < j, growth factors up to the span) are bounded and then masked.
+    """
+    span = np.max(b[..., 0, :] - b[..., -1, :], initial=0.0)  # b is non-increasing
+    return span < np.log(np.finfo(b.dtype).max) / 3
+
+
 def _pad_to_power_of_two(q, k, b):
     """q, k zero-padded and b edge-padded to Cp = 2^ceil(log2 C) rows, and Cp.
 
@@ -139,10 +168,15 @@ def causal_scores(q, k, b, *, strict=False):
     ``prefix_scores`` product through the left half's last row (both factors <= 1).
     Every pair j < i is in exactly one such block (the level where i and j first
     fall apart); the diagonal j = i has no decay. log2(C) levels of products.
+    If the decays span less than a third of the exponent range (``_short_span``),
+    one product through the last row replaces the levels.
     """
     C = q.shape[-2]
     if b.shape[-1] == 1:
         return (q @ np.swapaxes(k, -1, -2)) * causal_decay_matrix(b, strict=strict)
+    if _short_span(b):
+        P = prefix_scores(q, k, b, b, b[..., -1:, :])[0]  # (..., C, C)
+        return np.multiply(P, causal_ones(C, q.dtype, strict), out=P)
     q, k, b, Cp = _pad_to_power_of_two(q, k, b)
     P = np.zeros(q.shape[:-1] + (Cp,), dtype=q.dtype)  # (..., Cp, Cp)
     if not strict:
@@ -159,6 +193,12 @@ def causal_scores(q, k, b, *, strict=False):
 def causal_scores_backward(dP, q, k, b, *, strict=False):
     """dq, dk, db of causal_scores."""
     C, G = q.shape[-2], b.shape[-1]
+    if G > 1 and _short_span(b):  # forward: one product through the last row
+        dP = dP * causal_ones(C, dP.dtype, strict)
+        dq, dk, db_q, db_k, _ = prefix_scores_backward(dP, q, k, b, b, b[..., -1:, :])
+        # P does not depend on the reference row (only differences of b enter), so
+        # the reference's own gradient is exactly zero and is left out.
+        return dq, dk, db_q + db_k
     if G == 1:
         X = dP * causal_decay_matrix(b, strict=strict)
         Y = X * (q @ np.swapaxes(k, -1, -2))  # d/db of exp(b_i - b_j) is +/- itself
