@@ -703,3 +703,15 @@ def test_verdict_names_the_case_the_element_and_expected_vs_got(capsys):
     ok, out = run("softmax", lambda x: S.softmax(x, safe=False), capsys, 0)
     line = next(s for s in out.splitlines() if "✗ a row that is all -inf" in s)
     assert re.search(r"y\[1, \d, 0\] is NaN, expected 0", line)
+
+
+def test_a_checker_with_no_cases_fails(capsys):
+    """0/0 is not a pass: e.g. an answer cell that empties a module's case table."""
+    from dataclasses import replace
+
+    empty = replace(softmax_checks.SOFTMAX, make_cases=lambda rng: [])
+    assert empty.run(S.softmax, seed=0) is False
+    assert "no case was checked" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="no case was checked"):
+        ex.grade(empty, S.softmax, seed=0)
+
