@@ -703,3 +703,191 @@ def test_verdict_names_the_case_the_element_and_expected_vs_got(capsys):
     ok, out = run("softmax", lambda x: S.softmax(x, safe=False), capsys, 0)
     line = next(s for s in out.splitlines() if "✗ a row that is all -inf" in s)
     assert re.search(r"y\[1, \d, 0\] is NaN, expected 0", line)
+
+
+# --- a student function that fights the time limit, or interrupts itself ----------
+
+
+def _in_a_child(code, timeout):
+    """Run ``code`` (which uses ``ex``, ``time``) in a fresh interpreter; (rc, out,
+    seconds). A hang is bounded by ``timeout`` and killed, never left spinning."""
+    import os
+    import subprocess
+    import time
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:  # the child is killed by subprocess.run
+        pytest.fail(f"the check cell did not return within {timeout} s")
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - start
+
+
+SWALLOWS = {
+    "one loop": """
+def f(x):
+    while True:
+        try:
+            time.sleep(0.01)
+        except BaseException:
+            pass
+""",
+    "a busy loop": """
+def f(x):
+    while True:
+        try:
+            sum(range(1000))
+        except BaseException:
+            pass
+""",
+    "catches and returns a wrong answer": """
+def f(x):
+    try:
+        while True:
+            time.sleep(0.01)
+    except BaseException:
+        return x
+""",
+}
+
+
+@pytest.mark.parametrize("swallow", SWALLOWS)
+def test_a_function_that_swallows_the_time_limit_still_times_out(swallow):
+    """The alarm's CaseTimeout is caught by the student's `except BaseException:`:
+    the check cell must still end, with the time-limit message, within seconds."""
+    code = f"""
+import time
+from attention_np.exercises import cases
+import attention_np.exercises as ex
+cases.TIME_LIMIT = 0.3
+{SWALLOWS[swallow]}
+try:
+    ex.check_softmax(f)
+except AssertionError as e:
+    print("SUMMARY", e)
+"""
+    rc, out, seconds = _in_a_child(code, timeout=30)
+    assert rc == 0, out
+    assert "did not return within 0.3 s" in out and "SUMMARY" in out, out
+    assert seconds < 15, seconds
+
+
+def test_a_checker_with_no_cases_fails(capsys):
+    """0/0 is not a pass: e.g. an answer cell that empties a module's case table."""
+    from dataclasses import replace
+
+    empty = replace(softmax_checks.SOFTMAX, make_cases=lambda rng: [])
+    assert empty.run(S.softmax, seed=0) is False
+    assert "no case was checked" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="no case was checked"):
+        ex.grade(empty, S.softmax, seed=0)
+
+
+def interrupts(*args):
+    raise KeyboardInterrupt
+
+
+def test_a_function_that_raises_keyboard_interrupt_is_a_failed_check(capsys):
+    """Raised by the function (or a Ctrl-C while it runs): the check ends with its
+    AssertionError summary, the other cases not run."""
+    with pytest.raises(AssertionError, match="KeyboardInterrupt"):
+        ex.check_softmax(interrupts)
+    out = capsys.readouterr().out
+    assert out.count("✗") == 1 and "the other cases were not run" in out
+
+
+def test_a_real_interrupt_while_the_function_runs_ends_the_check(capsys):
+    import os
+    import signal
+
+    def ctrl_c(x):
+        os.kill(os.getpid(), signal.SIGINT)  # as the kernel's interrupt button
+        return S.softmax(x)
+
+    with pytest.raises(AssertionError, match="KeyboardInterrupt"):
+        ex.check_softmax(ctrl_c)
+
+
+def test_an_interrupt_between_cases_still_interrupts(monkeypatch):
+    """Ctrl-C while the checker's own code runs is not caught."""
+    real = cases.run_case
+    calls = []
+
+    def run_case(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr("attention_np.exercises.framework.run_case", run_case)
+    with pytest.raises(KeyboardInterrupt):
+        ex.check_softmax(S.softmax)
+
+
+class BadMessage(Exception):
+    def __str__(self):
+        sys.exit(1)
+
+
+def test_student_code_never_runs_after_the_call(capsys, monkeypatch):
+    """An exception whose __str__ exits, or a function that swaps sys.stdout: a
+    failed case, the report printed where it belongs."""
+
+    def raises_bad(x):
+        raise BadMessage()
+
+    with pytest.raises(AssertionError, match="BadMessage"):
+        ex.check_softmax(raises_bad)
+
+    def swaps_stdout(x):
+        import io
+
+        sys.stdout = io.StringIO()
+        return x
+
+    with pytest.raises(AssertionError):
+        ex.check_softmax(swaps_stdout)
+    assert "✗" in capsys.readouterr().out
+
+
+class Lazy:
+    """A returned object whose conversion to an array runs code: the answer key, an
+    exit, an endless loop."""
+
+    def __init__(self, x, then):
+        self.x, self.then = x, then
+
+    def __array__(self, *args, **kwargs):
+        return self.then(self.x)
+
+
+def _endless(x):
+    while True:
+        pass
+
+
+LAZY = {
+    "calls the answer key": lambda x: an.softmax_forward(x),
+    "exits": lambda x: sys.exit(0),
+    "never returns": _endless,
+}
+
+
+@pytest.mark.parametrize("lazy", LAZY)
+def test_a_returned_object_is_read_under_the_guard(lazy, capsys, monkeypatch):
+    """Its __array__ runs inside the time limit and the answer-key watch: the
+    package's softmax called there is caught, an exit or a hang is a failed case."""
+    monkeypatch.setattr(cases, "TIME_LIMIT", 0.2)
+    ok, out = run("softmax", lambda x: Lazy(x, LAZY[lazy]), capsys, 0)
+    assert ok is False and "✗" in out
+    if lazy == "calls the answer key":
+        assert "softmax_forward" in out
+    if lazy == "never returns":
+        assert "did not return within 0.2 s" in out

@@ -22,6 +22,7 @@ from .compare import (
     changed_argument,
     compare_one,
     flatten,
+    plain,
     short,
     snapshot,
 )
@@ -80,11 +81,18 @@ def _call(fn, args, watch):
 def run_case(checker, fn, case, watch):
     """None when the case passes, a Stop, or a Failure."""
     args = snapshot(case.args)  # the student gets copies; case.args stay pristine
-    outcome = _call(fn, args, watch)
+
+    def student(*args):  # reads the result while the time limit and watch still run
+        value = fn(*args)
+        return plain(value), tuple(_plain_arg(a) for a in args)
+
+    outcome = _call(student, args, watch)
     if outcome.called:
         return Stop("answer key", _called_text(outcome.called[0]))
     if outcome.kind == "not implemented":
         return Stop("not implemented", "")
+    if outcome.kind == "interrupted":
+        return Stop("interrupted", INTERRUPTED)
     if outcome.kind == "timeout":
         return Stop(
             "timeout",
@@ -97,12 +105,26 @@ def run_case(checker, fn, case, watch):
         return Failure(case, diff, None, checker.outputs, outcome.exc, "exit")
     if outcome.kind == "exception":
         return Failure(case, None, None, checker.outputs, outcome.exc, "exception")
+    value, args = outcome.value
     try:
-        return _judge(checker, case, args, outcome.value)
+        return _judge(checker, case, args, value)
     except Exception as exc:  # whatever the student returned, never crash the cell
         msg = f"what your function returned could not be read ({type(exc).__name__}"
         diff = Difference("unreadable", "", msg + f": {short(exc, 80, as_text=str)})")
         return Failure(case, diff, None, checker.outputs, kind="unreadable")
+
+
+INTERRUPTED = (
+    "your function raised KeyboardInterrupt (or the kernel was interrupted while it "
+    "ran); the other cases were not run. Run this cell again to check everything."
+)
+
+
+def _plain_arg(arg):
+    """An argument as the student left it (a dict's entries may have been replaced)."""
+    if isinstance(arg, dict):
+        return {k: plain(v) for k, v in list(dict.items(arg))}
+    return arg
 
 
 def _called_text(name):
@@ -152,9 +174,8 @@ def _first_difference(checker, case, got, reference, is_fd):
 
 def describe(failure):
     if failure.kind == "exception":
-        exc = failure.exc
-        text = short(exc, 150, as_text=str)
-        return f"your function raised {type(exc).__name__}: {text}"
+        exc = failure.exc  # a guard.Raised: plain text, no student code
+        return f"your function raised {exc.name}: {short(exc.text, 150, as_text=str)}"
     if failure.kind == "mutated":
         return f"your function changed its input {failure.got} in place"
     return failure.diff.message

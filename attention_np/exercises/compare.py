@@ -1,5 +1,11 @@
 """Compare a student's result with the expected one; describe the first difference.
 
+``plain(value)`` turns what the student's function returned into plain data
+(arrays, tuples, lists, dicts, sets, str, numbers, or an ``Opaque`` for what cannot
+be read); the checker calls it inside the time limit and the answer-key watch, so
+that no code of the student (``__array__``, ``__iter__``, ``__eq__``, ``__repr__``
+of a returned object) runs while the result is judged.
+
 Results are flattened to ``{name: value}`` ("dq", "grads['W_q']", ...) so a
 function returning one array, a tuple or a dict of gradients is compared the same
 way. ``compare_one`` returns None when a value is right, else a ``Difference``
@@ -27,6 +33,63 @@ class Difference(NamedTuple):
     name: str  # which output, e.g. "dk"
     message: str  # the verdict text, e.g. "dk has shape (2, 3), expected (2, 5)"
     index: tuple | None = None  # element of the worst difference, when there is one
+
+
+class Opaque(NamedTuple):
+    """A returned object that is not plain data: its type name, a short repr, and
+    the error that stopped its conversion to an array (if any)."""
+
+    type_name: str
+    text: str
+    error: str = ""
+
+    def __repr__(self):
+        return self.text
+
+
+_SCALARS = (bool, int, float, complex, str, type(None))
+
+
+def plain(value, depth=0):
+    """``value`` as plain data (see the module docstring). Student code may run
+    here (so call it under the guard); only a BaseException gets out."""
+    if type(value) in _SCALARS or (
+        isinstance(value, np.generic) and type(value).__module__ == "numpy"
+    ):
+        return value
+    if isinstance(value, str):  # a subclass may redefine ==
+        return str.__str__(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind != "O":
+        return np.array(value)  # a plain copy: no subclass, no view
+    if depth < 5 and isinstance(value, (tuple, list, dict, set, frozenset)):
+        try:
+            if isinstance(value, dict):
+                return {
+                    plain(k, depth + 1): plain(v, depth + 1)
+                    for k, v in list(dict.items(value))
+                }
+            items = [plain(v, depth + 1) for v in list(value)]
+            if isinstance(value, (set, frozenset)):
+                return set(items)
+            return tuple(items) if isinstance(value, tuple) else items
+        except Exception as exc:
+            return _opaque(value, exc)
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        return _opaque(value, exc)
+    if arr.dtype.kind == "O":
+        return _opaque(value)
+    return np.array(arr)
+
+
+def _opaque(value, exc=None):
+    error = f"{type(exc).__name__}: {short(exc, 80, as_text=str)}" if exc else ""
+    return Opaque(type(value).__name__, short(value), error)
+
+
+def type_name(value):
+    return value.type_name if isinstance(value, Opaque) else type(value).__name__
 
 
 class CountError(ValueError):
@@ -118,7 +181,7 @@ def compare_one(name, got, exp, *, atol, rtol):
         )
     if isinstance(exp, bool):
         if not isinstance(got, (bool, np.bool_)):
-            msg = f"{name} is a {type(got).__name__} ({short(got)}), expected a bool"
+            msg = f"{name} is a {type_name(got)} ({short(got)}), expected a bool"
             return Difference("type", name, msg)
         if bool(got) is exp:
             return None
@@ -128,6 +191,12 @@ def compare_one(name, got, exp, *, atol, rtol):
             return None
         return Difference("value", name, f"{name} = {short(got)}, expected {exp!r}")
     exp = np.asarray(exp)
+    if isinstance(got, Opaque) and got.error:
+        msg = f"{name} could not be read as an array ({got.error})"
+        return Difference("unreadable", name, msg)
+    if isinstance(got, Opaque):
+        msg = f"{name} is a {got.type_name} ({got.text}), expected an array of "
+        return Difference("type", name, msg + f"numbers of shape {exp.shape}")
     if got is None or isinstance(got, (str, bytes, dict, set)):
         kind = type(got).__name__
         msg = f"{name} is a {kind}, expected an array of shape {exp.shape}"

@@ -95,6 +95,10 @@ NOT_CALLABLE = (
     "expected a function, got {}: pass the function itself, e.g. "
     "check(my_function), not its result."
 )
+NO_CASES = (
+    "no case was checked (the checker has no cases: was something in this notebook "
+    "redefined?); a check with nothing checked does not pass."
+)
 NOT_IMPLEMENTED = (
     "… not implemented yet: replace `raise NotImplementedError()` with your code, "
     "then run this cell again."
@@ -112,7 +116,7 @@ def _run(checker, fn, seed, file):
     seed = fresh_seed() if seed is None else seed
     # build the cases (finite differences included) before printing anything, so a
     # notebook shows the report as one block
-    cases = checker.make_cases(np.random.default_rng(seed))
+    cases = list(checker.make_cases(np.random.default_rng(seed)))
     watch = guard.resolve(checker.forbidden)
     out(checker.title)
     hints_shown, passed, first = set(), 0, None
@@ -142,6 +146,9 @@ def _run(checker, fn, seed, file):
 
 def _summary(checker, fn, cases, passed, seed, first, out):
     total = len(cases)
+    if total == 0:  # e.g. an answer cell replaced the checker's table of cases
+        out(f"  {FAIL} " + NO_CASES)
+        return False, f"{checker.title}: {NO_CASES}"
     if passed == total:
         fd = any(c.fd is not None for c in cases)
         extra = " (compared with the reference and with finite differences)"

@@ -90,7 +90,7 @@ def raised(pattern, text):
     def test(f):
         if f.exc is None:
             return False
-        return re.search(pattern, f"{type(f.exc).__name__}: {f.exc}") is not None
+        return re.search(pattern, f"{f.exc.name}: {f.exc.text}") is not None
 
     return Hint(test, text)
 
