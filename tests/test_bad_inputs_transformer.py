@@ -512,6 +512,12 @@ CATALOGUE = [
         ValueError,
         lit("grads['w'](1,) must have the shape of params['w'](3,)"),
     ),
+    (
+        "sgd_step float32 grad for a float64 param",
+        lambda: tf.sgd_step(OPT_P, with_(OPT_G, "w", np.ones(3, np.float32)), lr=0.1),
+        TypeError,
+        lit("grads['w'] has dtype float32 but params['w'] is float64"),
+    ),
     ("sgd_step lr=nan", lambda: tf.sgd_step(OPT_P, OPT_G, lr=np.nan), ValueError, "lr"),
     ("sgd_step lr=0", lambda: tf.sgd_step(OPT_P, OPT_G, lr=0), ValueError, "lr"),
     ("sgd_step lr='0.1'", lambda: tf.sgd_step(OPT_P, OPT_G, lr="0.1"), TypeError, "lr"),
@@ -549,6 +555,26 @@ CATALOGUE = [
         lambda: adam(grads=with_(OPT_G, "w", np.ones(1))),
         ValueError,
         lit("grads['w'](1,)"),
+    ),
+    (
+        "adam_step float32 grad for a float64 param",
+        lambda: adam(grads=with_(OPT_G, "b", OPT_G["b"].astype(np.float32))),
+        TypeError,
+        lit("grads['b'] has dtype float32 but params['b'] is float64"),
+    ),
+    (
+        "adam_step float16 grad for a float64 param",
+        lambda: adam(grads=with_(OPT_G, "w", np.ones(3, np.float16))),
+        TypeError,
+        lit("grads['w'] has dtype float16"),
+    ),
+    (
+        "adam_step float32 state for float64 params",
+        lambda: adam(
+            state=with_(STATE, "v", with_(STATE["v"], "w", np.zeros(3, np.float32)))
+        ),
+        TypeError,
+        lit("state['v']['w'] has dtype float32"),
     ),
     (
         "adam_step inf gradient",
