@@ -256,7 +256,25 @@ CATALOGUE = [
         "self_attention n_heads=5",
         lambda: attn(n_heads=5, causal=True),
         ValueError,
-        "n_heads=5",
+        lit("n_heads=5 must divide the width of x(2, 5, 12)"),
+    ),
+    (
+        "self_attention x narrower than the params",
+        lambda: attn(X[..., :6], causal=True),
+        ValueError,
+        lit("x(2, 5, 6) has width 6 but params['W_q'](12, 12)"),
+    ),
+    (
+        "cross_attention_forward x_q narrower than the params",
+        lambda: tf.cross_attention_forward(X[..., :6], X, ATTN_P, n_heads=3),
+        ValueError,
+        lit("x_q(2, 5, 6) has width 6 but params['W_q'](12, 12)"),
+    ),
+    (
+        "cross_attention_forward x_kv narrower than the params",
+        lambda: tf.cross_attention_forward(X, X[..., :6], ATTN_P, n_heads=3),
+        ValueError,
+        lit("x_kv(2, 5, 6) has width 6 but params['W_k'](12, 12)"),
     ),
     (
         "self_attention float mask",
