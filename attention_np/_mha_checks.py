@@ -13,10 +13,13 @@ WEIGHT_KEYS = ("W_q", "W_k", "W_v", "W_o")
 BIAS_KEYS = ("b_q", "b_k", "b_v", "b_o")
 
 
-def check_heads(d_model, n_heads, n_kv_heads):
-    """n_heads must divide d_model, n_kv_heads must divide n_heads."""
+def check_heads(d_model, n_heads, n_kv_heads, *, d_model_name="d_model"):
+    """n_heads must divide d_model, n_kv_heads must divide n_heads.
+
+    ``d_model_name`` says where d_model came from (``the width of x_q(2, 4, 5)``).
+    """
     if d_model % n_heads:
-        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        raise ValueError(f"n_heads={n_heads} must divide {d_model_name}={d_model}")
     if n_heads % n_kv_heads:
         raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads}")
 
@@ -31,16 +34,49 @@ def mha_param_shapes(d_model, d_kv, n_heads, n_kv_heads, *, bias):
     return shapes
 
 
-def check_mha_params(params, d_model, d_kv, n_heads, n_kv_heads=None, *, dtype=None):
+# the weight whose first axis an input's width must match (x: self-attention)
+INPUT_WEIGHTS = {"x": "W_q", "x_q": "W_q", "x_kv": "W_k"}
+
+
+def check_input_widths(params, inputs):
+    """Each input's width (last axis) must be the first axis of its weight.
+
+    ``inputs``: {"x_q": shape, "x_kv": shape} or {"x": shape} (self-attention). A
+    mismatch is the input's fault when the params are consistent, so the message
+    names it. Params that are not a dict are left to ``check_mha_params``.
+    """
+    if not isinstance(params, dict):
+        return
+    for name, shape in inputs.items():
+        key = INPUT_WEIGHTS[name]
+        W = params.get(key)
+        if getattr(W, "ndim", None) == 2 and W.shape[0] != shape[-1]:
+            raise ValueError(
+                f"{name}{tuple(shape)} has width {shape[-1]} but params['{key}']"
+                f"{W.shape} takes inputs of width {W.shape[0]}: the last axis of "
+                f"{name} must match the params"
+            )
+
+
+def check_mha_params(
+    params, d_model, d_kv, n_heads, n_kv_heads=None, *, dtype=None, inputs=None
+):
     """Raise a clear error unless ``params`` fits; return whether it has biases.
 
     A params dict carries all four biases or none. With ``dtype``, every array must
-    also have that dtype.
+    also have that dtype. With ``inputs`` ({"x_q": shape, "x_kv": shape}, the shapes
+    d_model and d_kv were read from), a width that does not fit the weights is
+    reported as the input's fault (``check_input_widths``).
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
     G = n_heads if n_kv_heads is None else n_kv_heads
-    check_heads(d_model, n_heads, G)
+    name = "d_model"
+    if inputs:
+        check_input_widths(params, inputs)
+        if "x_q" in inputs:
+            name = f"the width of x_q{tuple(inputs['x_q'])}"
+    check_heads(d_model, n_heads, G, d_model_name=name)
     has_bias = any(k in params for k in BIAS_KEYS)
     shapes = mha_param_shapes(d_model, d_kv, n_heads, G, bias=has_bias)
     V.check_params(params, shapes, dtype=dtype)

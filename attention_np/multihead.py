@@ -18,11 +18,12 @@ from typing import NamedTuple
 import numpy as np
 
 from . import validate as V
-from ._mha_checks import (  # noqa: F401 (BIAS_KEYS, check_mha_params: public here)
+from ._mha_checks import (  # noqa: F401 (BIAS_KEYS, check_*: public here)
     BIAS_KEYS,
     WEIGHT_KEYS,
     check_call,
     check_heads,
+    check_input_widths,
     check_inputs,
     check_mha_params,
     mha_param_shapes,
@@ -153,8 +154,9 @@ def mha_forward(
         out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
     """
     x_q, x_kv, H, G = check_inputs(x_q, x_kv, n_heads, n_kv_heads, positions, kv_cache)
+    inputs = {"x_q": x_q.shape, "x_kv": x_kv.shape}
     has_bias = check_mha_params(
-        params, x_q.shape[-1], x_kv.shape[-1], H, G, dtype=x_q.dtype
+        params, x_q.shape[-1], x_kv.shape[-1], H, G, dtype=x_q.dtype, inputs=inputs
     )
     check_call(
         x_q, x_kv, H, G, mask, causal, align, dropout_p, rng, positions, kv_cache

@@ -411,8 +411,8 @@ def integer(name, value):
 # --steps: must be >= 1, got 0" (exit status 2) and never in a traceback ------------
 
 
-def cli_int(low):
-    """argparse type: an integer >= low."""
+def cli_int(low, high=None):
+    """argparse type: an integer >= low (and <= high when given)."""
 
     def parse(text):
         try:
@@ -423,9 +423,12 @@ def cli_int(low):
             ) from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {low}"  # argparse names the type in some errors
+    # argparse names the type in some errors
+    parse.__name__ = f"integer >= {low}" + ("" if high is None else f", <= {high}")
     return parse
 
 

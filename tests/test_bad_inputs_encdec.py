@@ -240,7 +240,7 @@ CATALOGUE = [
         "cross_memory x_kv width",
         lambda: tf.cross_memory(XKV[..., :5], CROSS, n_heads=H),
         ValueError,
-        "W_k",
+        "x_kv.* has width 5 but params.'W_k'.",
     ),
     (
         "cross_attention_decode memory=tuple",

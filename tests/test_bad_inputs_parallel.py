@@ -593,6 +593,25 @@ CATALOGUE = [
         TypeError,
         "ranks must be a list of ints",
     ),
+    (
+        "comm_table a zero in ranks",
+        lambda: par.comm_table(8, [0], 4),
+        ValueError,
+        r"ranks\[0\] must be >= 1, got 0",
+    ),
+    (
+        "comm_table a float in ranks",
+        lambda: par.comm_table(8, [2, 2.5], 4),
+        TypeError,
+        r"ranks\[1\]",
+    ),
+    (
+        "comm_table ranks that do not divide seq_len",
+        lambda: par.comm_table(8, [2, 3], 4),
+        ValueError,
+        r"ranks\[1\]=3 must divide seq_len=8",
+    ),
+    ("comm_table empty ranks", lambda: par.comm_table(8, [], 4), ValueError, "ranks"),
 ]
 
 

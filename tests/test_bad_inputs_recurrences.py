@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from attention_np import recurrences as R
+from attention_np.recurrences.mixer_gates import init_gate_params
 from attention_np.recurrences.mixer_ops import l2norm_forward, short_conv_forward
 from attention_np.recurrences.mixers import init_mixer_params, mixer_forward
 from attention_np.recurrences.mqar import mqar_batch
+from attention_np.recurrences.mqar_train import adam_update
 
 rng = np.random.default_rng(0)
 q = rng.standard_normal((2, 3, 6, 4))
@@ -24,6 +26,9 @@ f_m2, f_dn, f_gdn = R.mamba2_forward, R.deltanet_forward, R.gated_deltanet_forwa
 
 LG, TG = np.zeros((2, 3, 5)), np.ones((2, 3), int)  # logits (B, N, V), targets
 TM = np.array([[True, False, True], [False, False, True]])  # the loss's query mask
+OPT_P = {
+    "w": np.zeros(3)
+}  # copied by each optimiser case: a refused step writes nothing
 
 CASES = [  # (id, call, exception, a word the message must contain)
     ("q is a list of strings", lambda: f_lin([["a"]], k, v), TypeError, "q"),
@@ -226,6 +231,19 @@ CASES = [  # (id, call, exception, a word the message must contain)
                                   n_heads=2), ValueError, "ids"),
     ("final-state grad on no cache", lambda: R.with_final_state_grad(None, S0),
      TypeError, "cache"),
+    ("adam_update float32 grad for a float64 param",
+     lambda: adam_update(dict(OPT_P), {"w": np.ones(3, np.float32)}, {}, lr=0.1),
+     TypeError, r"grads\['w'\] has dtype float32"),
+    ("adam_update (1,) grad for a (3,) param",
+     lambda: adam_update(dict(OPT_P), {"w": np.ones(1)}, {}, lr=0.1),
+     ValueError, r"grads\['w'\](1,) must have the shape"),
+    ("adam_update missing grad",
+     lambda: adam_update(dict(OPT_P), {}, {}, lr=0.1), ValueError, "grads"),
+    ("init_gate_params int dtype",
+     lambda: init_gate_params(4, 2, kind="gla", rng=rng, dtype=np.int32),
+     TypeError, "dtype"),
+    ("init_gate_params unknown kind",
+     lambda: init_gate_params(4, 2, kind="lstm", rng=rng), ValueError, "kind"),
 ]  # fmt: skip
 
 

@@ -256,7 +256,25 @@ CATALOGUE = [
         "self_attention n_heads=5",
         lambda: attn(n_heads=5, causal=True),
         ValueError,
-        "n_heads=5",
+        lit("n_heads=5 must divide the width of x(2, 5, 12)"),
+    ),
+    (
+        "self_attention x narrower than the params",
+        lambda: attn(X[..., :6], causal=True),
+        ValueError,
+        lit("x(2, 5, 6) has width 6 but params['W_q'](12, 12)"),
+    ),
+    (
+        "cross_attention_forward x_q narrower than the params",
+        lambda: tf.cross_attention_forward(X[..., :6], X, ATTN_P, n_heads=3),
+        ValueError,
+        lit("x_q(2, 5, 6) has width 6 but params['W_q'](12, 12)"),
+    ),
+    (
+        "cross_attention_forward x_kv narrower than the params",
+        lambda: tf.cross_attention_forward(X, X[..., :6], ATTN_P, n_heads=3),
+        ValueError,
+        lit("x_kv(2, 5, 6) has width 6 but params['W_k'](12, 12)"),
     ),
     (
         "self_attention float mask",
@@ -512,6 +530,12 @@ CATALOGUE = [
         ValueError,
         lit("grads['w'](1,) must have the shape of params['w'](3,)"),
     ),
+    (
+        "sgd_step float32 grad for a float64 param",
+        lambda: tf.sgd_step(OPT_P, with_(OPT_G, "w", np.ones(3, np.float32)), lr=0.1),
+        TypeError,
+        lit("grads['w'] has dtype float32 but params['w'] is float64"),
+    ),
     ("sgd_step lr=nan", lambda: tf.sgd_step(OPT_P, OPT_G, lr=np.nan), ValueError, "lr"),
     ("sgd_step lr=0", lambda: tf.sgd_step(OPT_P, OPT_G, lr=0), ValueError, "lr"),
     ("sgd_step lr='0.1'", lambda: tf.sgd_step(OPT_P, OPT_G, lr="0.1"), TypeError, "lr"),
@@ -549,6 +573,26 @@ CATALOGUE = [
         lambda: adam(grads=with_(OPT_G, "w", np.ones(1))),
         ValueError,
         lit("grads['w'](1,)"),
+    ),
+    (
+        "adam_step float32 grad for a float64 param",
+        lambda: adam(grads=with_(OPT_G, "b", OPT_G["b"].astype(np.float32))),
+        TypeError,
+        lit("grads['b'] has dtype float32 but params['b'] is float64"),
+    ),
+    (
+        "adam_step float16 grad for a float64 param",
+        lambda: adam(grads=with_(OPT_G, "w", np.ones(3, np.float16))),
+        TypeError,
+        lit("grads['w'] has dtype float16"),
+    ),
+    (
+        "adam_step float32 state for float64 params",
+        lambda: adam(
+            state=with_(STATE, "v", with_(STATE["v"], "w", np.zeros(3, np.float32)))
+        ),
+        TypeError,
+        lit("state['v']['w'] has dtype float32"),
     ),
     (
         "adam_step inf gradient",
@@ -1081,6 +1125,15 @@ CLI = [
     (["--n-heads", "5"], "n_heads=5 must divide d_model=64"),
     (["--n-layers", "0"], "argument --n-layers: must be >= 1"),
     (["--seed", "-1"], "argument --seed: must be >= 0"),
+    (["--length", "1000000000"], "argument --length: must be <= 1024, got 1000000000"),
+    (["--steps", "10000000"], "argument --steps: must be <= 1000000"),
+    (["--batch-size", "5000"], "argument --batch-size: must be <= 4096"),
+    (["--n-symbols", "1000001"], "argument --n-symbols: must be <= 100000"),
+    (["--d-model", "8192"], "argument --d-model: must be <= 4096"),
+    (
+        ["--batch-size", "4096", "--length", "1024"],
+        "GiB of arrays, more than the limit of 4 GiB",
+    ),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--n-symbols", "3", "--task-is-copy"], "unrecognized arguments"),
 ]
@@ -1123,13 +1176,35 @@ def test_command_line_bad_task_or_out_is_an_error_with_exit_status_2(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
-@pytest.mark.parametrize("flags", [["--steps", "-3"], ["--lr", "nan"]])
+@pytest.mark.parametrize(
+    "flags",
+    [["--steps", "-3"], ["--lr", "nan"], ["--length", "1000000000", "--steps", "1"]],
+)
 def test_command_line_in_a_real_process_exits_2_without_a_traceback(tmp_path, flags):
     out = tmp_path / "c.npz"
     argv = [sys.executable, "-m", "attention_np.train", "reversal", "--out", str(out)]
     done = subprocess.run(argv + flags, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "error: argument" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["translate", "mlm", "stream"])
+def test_run_commands_bound_their_sizes_with_exit_status_2(tmp_path, capsys, command):
+    out = tmp_path / "c.npz"
+    flags = ["--batch-size", "100000"]
+    if command != "translate":
+        flags += ["--length", "1000000000"]
+    code, err = run_cli([command, "--out", str(out), *flags], capsys)
+    assert code == 2 and "error: argument --" in err and "must be <= " in err
+    assert not out.exists()
+
+
+def test_the_help_states_the_size_limits(capsys):
+    code, out = None, None
+    with pytest.raises(SystemExit) as info:
+        train_main(["--help"])
+    code, out = info.value.code, capsys.readouterr().out
+    assert code == 0 and "1 to 1,024" in out and "4 GiB" in out
 
 
 # --- no NaN from finite inputs; a refused cached call leaves the cache alone --------

@@ -2,13 +2,17 @@
 
 The public API is every name exported from the ``__init__`` of the package and of its
 subpackages, plus the public functions of the core modules that are not re-exported.
-Each check is a function that returns the list of violations it finds, so that it can
-be run on the real API (no violations) and on planted ones (each one found).
+Some rules (``dout`` naming, ``init_*_params`` options) hold for every public-by-name
+function (no leading underscore) defined in any module of the package, exported or
+not: ``every_module_function`` walks them all. Each check is a function that returns
+the list of violations it finds, so that it can be run on the real API (no
+violations) and on planted ones (each one found).
 """
 
 import ast
 import importlib
 import inspect
+import pkgutil
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +89,19 @@ def public_functions():
     return found
 
 
+def every_module_function():
+    """{qualified name: function} of every public-by-name function defined in any
+    module of the package (exported from an ``__init__`` or not)."""
+    found = {}
+    for info in pkgutil.walk_packages(an.__path__, "attention_np."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            own = getattr(obj, "__module__", None) == module.__name__
+            if inspect.isfunction(obj) and own and not name.startswith("_"):
+                found[f"{module.__name__}.{name}"] = obj
+    return found
+
+
 # --- the checks --------------------------------------------------------------------
 
 
@@ -127,6 +144,21 @@ def backward_violations(functions):
             bad.append(f"{qual}: signature {got}, expected ['dout', 'cache']")
         if name.replace("_backward", "_forward") not in names:
             bad.append(f"{qual}: no public {name.replace('_backward', '_forward')}")
+    return bad
+
+
+def dout_violations(functions):
+    """A function named ``*_backward`` takes the upstream gradient first, named
+    ``dout``; any further upstream gradient is named ``d<name>`` (``dfinal_state``).
+    The exercise checkers ``check_*_backward`` take the learner's function instead."""
+    bad = []
+    for qual, fn in functions.items():
+        name = qual.rsplit(".", 1)[-1]
+        if not name.endswith("_backward") or name.startswith("check_"):
+            continue
+        names = list(inspect.signature(fn).parameters)
+        if not names or names[0] != "dout":
+            bad.append(f"{qual}: upstream gradient is {names[:1]}, expected 'dout'")
     return bad
 
 
@@ -204,6 +236,7 @@ def _resolve(module, path, node):
 # --- the checks on the real API ----------------------------------------------------
 
 API = public_functions()
+EVERY_FUNCTION = every_module_function()
 
 
 def test_the_api_walk_finds_the_families():
@@ -221,12 +254,26 @@ def test_every_backward_takes_dout_and_cache():
     assert backward_violations(API) == []
 
 
+def test_the_module_walk_sees_unexported_functions():
+    assert set(API) <= set(EVERY_FUNCTION)
+    assert "attention_np.efficient.kernel_products.recurrent_backward" in EVERY_FUNCTION
+    assert "attention_np.recurrences.mixer_gates.init_gate_params" in EVERY_FUNCTION
+
+
+def test_every_backward_in_every_module_names_the_upstream_gradient_dout():
+    assert dout_violations(EVERY_FUNCTION) == []
+
+
 def test_forward_options_are_keyword_only():
     assert forward_violations(API) == []
 
 
 def test_init_functions_share_rng_and_dtype_rules():
     assert init_violations(API) == []
+
+
+def test_init_functions_in_every_module_share_rng_and_dtype_rules():
+    assert init_violations(EVERY_FUNCTION) == []
 
 
 def test_no_private_name_is_imported_across_subpackages():
@@ -248,6 +295,10 @@ def _planted_backward(do, cache):
     pass
 
 
+def _planted_dy(dy, cache, dfinal_state=None):
+    pass
+
+
 def _planted_option(q, k, v, mask=None, scale=None, *, causal):
     pass
 
@@ -263,6 +314,8 @@ def _planted_init(d, rng, dtype=np.float64):
         (causal_violations, "x.attention_forward", _planted_positional_causal),
         (causal_violations, "x.ring_attention_forward", lambda q, k, v, *, n: 0),
         (backward_violations, "x.thing_backward", _planted_backward),
+        (dout_violations, "x.thing_backward", _planted_backward),
+        (dout_violations, "x.kernel_products.recurrent_backward", _planted_dy),
         (forward_violations, "x.thing_forward", _planted_option),
         (init_violations, "x.init_thing_params", _planted_init),
     ],

@@ -96,7 +96,7 @@ def test_feature_map_backward_matches_finite_differences(rng, feature_map):
     x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink of relu
     fd_check(
         lambda p: forward(p["x"]),
-        lambda dphi, cache: {"x": backward(dphi, cache)},
+        lambda dout, cache: {"x": backward(dout, cache)},
         {"x": x},
         rng,
     )

@@ -1,8 +1,8 @@
 """Feature maps phi for linear attention: phi(q) . phi(k) stands in for exp(q . k).
 
 Each map is a forward/backward pair applied row by row (``phi, cache = *_forward(x)``,
-``dx = *_backward(dphi, cache)``). Features must be non-negative so that the
-normaliser sum_j phi(q_i) . phi(k_j) is a sum of non-negative terms.
+``dx = *_backward(dout, cache)`` with dout = dL/dphi). Features must be non-negative
+so that the normaliser sum_j phi(q_i) . phi(k_j) is a sum of non-negative terms.
 
     elu+1 (Katharopoulos et al. 2020):  phi(x) = elu(x) + 1 > 0         f = d
     relu:                               phi(x) = max(x, 0) >= 0         f = d
@@ -26,9 +26,9 @@ def elu_plus_one_forward(x):
     return phi, (x, phi)
 
 
-def elu_plus_one_backward(dphi, cache):
+def elu_plus_one_backward(dout, cache):
     x, phi = cache
-    return dphi * np.where(x > 0, 1.0, phi)  # d/dx: 1 for x > 0, exp(x) = phi otherwise
+    return dout * np.where(x > 0, 1.0, phi)  # d/dx: 1 for x > 0, exp(x) = phi otherwise
 
 
 def relu_forward(x):
@@ -36,9 +36,9 @@ def relu_forward(x):
     return np.maximum(x, 0.0), (x,)
 
 
-def relu_backward(dphi, cache):
+def relu_backward(dout, cache):
     (x,) = cache
-    return dphi * (x > 0)
+    return dout * (x > 0)
 
 
 def dpfp_forward(x, *, nu=1):
@@ -49,12 +49,12 @@ def dpfp_forward(x, *, nu=1):
     return phi, (x, r, nu)
 
 
-def dpfp_backward(dphi, cache):
+def dpfp_backward(dout, cache):
     x, r, nu = cache
     d2 = r.shape[-1]
     dr = np.zeros_like(r)  # (..., N, 2d)
     for s in range(1, nu + 1):
-        g = dphi[..., (s - 1) * d2 : s * d2]  # forward: phi_s = r * roll(r, s)
+        g = dout[..., (s - 1) * d2 : s * d2]  # forward: phi_s = r * roll(r, s)
         dr += g * np.roll(r, s, axis=-1) + np.roll(g * r, -s, axis=-1)
     d = x.shape[-1]
     return dr[..., :d] * (x > 0) - dr[..., d:] * (x < 0)  # r = [relu(x), relu(-x)]

@@ -9,8 +9,9 @@ O(N f e) instead of O(N M f) for (A B^T) C. With the causal rule (j <= i, N = M)
     chunkwise:  Y_t = A_t S_{t-1} + tril(A_t B_t^T) C_t,  S_t = S_{t-1} + B_t^T C_t
 
 Each form has forward ``y, cache = *_forward(a, b, c)`` and ``da, db, dc =
-*_backward(dy, cache)``. In the recurrent backward the gradient of the state flows
-backwards in time: R_i = sum_{j >= i} a_j dy_j^T, a reverse cumulative sum.
+*_backward(dout, cache)``, dout = dL/dy (..., N, e). In the recurrent backward the
+gradient of the state flows backwards in time: R_i = sum_{j >= i} a_j dout_j^T, a
+reverse cumulative sum.
 ``offset_forward`` runs any causal form for N != M under the rule j <= i + offset
 (zero rows in front make it square: the aligned causal rule of the package).
 
@@ -31,10 +32,10 @@ def global_forward(a, b, c):
     return a @ s, (a, b, c, s)  # (..., N, e)
 
 
-def global_backward(dy, cache):
+def global_backward(dout, cache):
     a, b, c, s = cache
-    ds = _t(a) @ dy  # forward: y = a s -> ds = a^T dy, (..., f, e)
-    return dy @ _t(s), c @ _t(ds), b @ ds  # da = dy s^T, db = c ds^T, dc = b ds
+    ds = _t(a) @ dout  # forward: y = a s -> ds = a^T dout, (..., f, e)
+    return dout @ _t(s), c @ _t(ds), b @ ds  # da = dout s^T, db = c ds^T, dc = b ds
 
 
 def parallel_causal_forward(a, b, c):
@@ -43,10 +44,10 @@ def parallel_causal_forward(a, b, c):
     return w @ c, (a, b, c, w)
 
 
-def parallel_causal_backward(dy, cache):
+def parallel_causal_backward(dout, cache):
     a, b, c, w = cache
-    dw = np.tril(dy @ _t(c))  # forward: y = w c -> dw = dy c^T, masked like w
-    return dw @ b, _t(dw) @ a, _t(w) @ dy  # w = a b^T -> da = dw b, db = dw^T a
+    dw = np.tril(dout @ _t(c))  # forward: y = w c -> dw = dout c^T, masked like w
+    return dw @ b, _t(dw) @ a, _t(w) @ dout  # w = a b^T -> da = dw b, db = dw^T a
 
 
 def recurrent_forward(a, b, c):
@@ -59,18 +60,18 @@ def recurrent_forward(a, b, c):
     return y, (a, b, c)
 
 
-def recurrent_backward(dy, cache):
-    """da_i = S_i dy_i (forward in time), then db, dc from R_i (backward in time)."""
+def recurrent_backward(dout, cache):
+    """da_i = S_i dout_i (forward in time), then db, dc from R_i (backward in time)."""
     a, b, c = cache
     da, db, dc = np.empty_like(a), np.empty_like(b), np.empty_like(c)
     s = np.zeros(a.shape[:-2] + (a.shape[-1], c.shape[-1]), a.dtype)  # (..., f, e)
-    # replay the states; forward: y_i = S_i^T a_i -> da_i = S_i dy_i
+    # replay the states; forward: y_i = S_i^T a_i -> da_i = S_i dout_i
     for i in range(a.shape[-2]):
         s = s + b[..., i, :, None] * c[..., i, None, :]
-        da[..., i, :] = np.einsum("...fe,...e->...f", s, dy[..., i, :])
-    r = np.zeros_like(s)  # (..., f, e) R_i = sum_{j >= i} a_j dy_j^T
+        da[..., i, :] = np.einsum("...fe,...e->...f", s, dout[..., i, :])
+    r = np.zeros_like(s)  # (..., f, e) R_i = sum_{j >= i} a_j dout_j^T
     for i in reversed(range(a.shape[-2])):
-        r = r + a[..., i, :, None] * dy[..., i, None, :]
+        r = r + a[..., i, :, None] * dout[..., i, None, :]
         db[..., i, :] = np.einsum("...fe,...e->...f", r, c[..., i, :])  # R_i c_i
         dc[..., i, :] = np.einsum("...fe,...f->...e", r, b[..., i, :])  # R_i^T b_i
     return da, db, dc
@@ -111,14 +112,14 @@ def chunkwise_forward(a, b, c, *, chunk_size):
     return _unchunk(y, N), (ac, bc, cc, s_prev, w, N)
 
 
-def chunkwise_backward(dy, cache):
+def chunkwise_backward(dout, cache):
     ac, bc, cc, s_prev, w, N = cache
-    dyc = _chunks(dy, ac.shape[-2])  # (..., T, L, e)
-    dw = np.tril(dyc @ _t(cc))  # forward: y = a s_prev + w c
-    da = dyc @ _t(s_prev) + dw @ bc
-    g = _sum_after(_t(ac) @ dyc)  # (..., T, f, e)
+    doutc = _chunks(dout, ac.shape[-2])  # (..., T, L, e)
+    dw = np.tril(doutc @ _t(cc))  # forward: y = a s_prev + w c
+    da = doutc @ _t(s_prev) + dw @ bc
+    g = _sum_after(_t(ac) @ doutc)  # (..., T, f, e)
     db = _t(dw) @ ac + cc @ _t(g)  # s_prev_t sums b_u^T c_u over chunks u < t
-    dc = _t(w) @ dyc + bc @ g
+    dc = _t(w) @ doutc + bc @ g
     return tuple(_unchunk(x, N) for x in (da, db, dc))
 
 
@@ -143,10 +144,10 @@ def offset_forward(a, b, c, *, offset, product):
     return y[..., fa : fa + N, :], (cache, product[1], fa, fb, N, M, L)  # (..., N, e)
 
 
-def offset_backward(dy, cache):
-    """da, db, dc of offset_forward: pad dy like y, then drop the padded rows."""
+def offset_backward(dout, cache):
+    """da, db, dc of offset_forward: pad dout like y, then drop the padded rows."""
     inner, backward, fa, fb, N, M, L = cache
-    da, db, dc = backward(_pad_rows(dy, fa, L), inner)
+    da, db, dc = backward(_pad_rows(dout, fa, L), inner)
     return da[..., fa : fa + N, :], db[..., fb : fb + M, :], dc[..., fb : fb + M, :]
 
 

@@ -42,11 +42,11 @@ def cosine_forward(k, M, *, eps=EPS):
     return dot / den, (k, M, nk, nM, dot, den)
 
 
-def cosine_backward(dcos, cache):
-    """dk (B, W), dM (B, n, W) of cosine_forward."""
+def cosine_backward(dout, cache):
+    """dk (B, W), dM (B, n, W) of cosine_forward; dout (B, n) is dcos."""
     k, M, nk, nM, dot, den = cache
-    ddot = dcos / den  # forward: cos = dot / den
-    dden = -dcos * dot / den**2  # (B, n); den = |k| |M_i| + eps
+    ddot = dout / den  # forward: cos = dot / den
+    dden = -dout * dot / den**2  # (B, n); den = |k| |M_i| + eps
     dnk = np.sum(dden * nM, axis=-1, keepdims=True)  # (B, 1)
     dnM = dden * nk  # (B, n)
     safe = lambda x: np.where(x > 0, x, 1.0)  # d|x|/dx = x / |x|, 0 at x = 0
@@ -62,10 +62,10 @@ def content_forward(k, beta, M):
     return w, (cos, cc, sc, beta)
 
 
-def content_backward(dw, cache):
-    """dk, dbeta, dM of content_forward."""
+def content_backward(dout, cache):
+    """dk, dbeta, dM of content_forward; dout (B, n) is dw_c."""
     cos, cc, sc, beta = cache
-    dz = softmax_backward(dw, sc)  # (B, n)
+    dz = softmax_backward(dout, sc)  # (B, n)
     dk, dM = cosine_backward(beta[:, None] * dz, cc)
     return dk, np.sum(dz * cos, axis=-1), dM
 
@@ -75,10 +75,11 @@ def interpolate_forward(w_c, w_prev, g):
     return g[:, None] * w_c + (1.0 - g[:, None]) * w_prev, (w_c, w_prev, g)
 
 
-def interpolate_backward(dw, cache):
-    """dw_c, dw_prev, dg of interpolate_forward."""
+def interpolate_backward(dout, cache):
+    """dw_c, dw_prev, dg of interpolate_forward; dout (B, n) is dw_g."""
     w_c, w_prev, g = cache
-    return g[:, None] * dw, (1.0 - g[:, None]) * dw, np.sum(dw * (w_c - w_prev), -1)
+    dg = np.sum(dout * (w_c - w_prev), axis=-1)
+    return g[:, None] * dout, (1.0 - g[:, None]) * dout, dg
 
 
 def _offsets(S):
@@ -91,12 +92,13 @@ def shift_forward(w, s):
     return np.einsum("bon,bo->bn", shifted, s), (shifted, s)  # (B, n)
 
 
-def shift_backward(dw_s, cache):
-    """dw, ds of shift_forward (np.roll's adjoint is the opposite roll)."""
+def shift_backward(dout, cache):
+    """dw, ds of shift_forward; dout (B, n) is dw_s (np.roll's adjoint is the
+    opposite roll)."""
     shifted, s = cache
-    ds = np.einsum("bn,bon->bo", dw_s, shifted)  # (B, S)
+    ds = np.einsum("bn,bon->bo", dout, shifted)  # (B, S)
     dw = sum(
-        np.roll(dw_s * s[:, i, None], -o, axis=-1)
+        np.roll(dout * s[:, i, None], -o, axis=-1)
         for i, o in enumerate(_offsets(s.shape[-1]))
     )
     return dw, ds

@@ -46,9 +46,25 @@ def ulysses_elements(seq_len, n_ranks, width, *, exact=True):
 
 
 def comm_table(seq_len, ranks, width):
-    """Rows (P, ring per step, ring forward, Ulysses forward) for a few values of P."""
+    """Rows (P, ring per step, ring forward, Ulysses forward) for a few values of P.
+
+    ranks: a non-empty list of positive ints, each dividing seq_len (a bad entry is
+    named as ``ranks[i]``).
+    """
     if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
         raise TypeError(f"ranks must be a list of ints, got {type(ranks).__name__}")
+    ranks = list(ranks)
+    if not ranks:
+        raise ValueError("ranks must hold at least one number of ranks, got []")
+    N = V.positive_int("seq_len", seq_len)
+    V.positive_int("width", width)
+    for i, P in enumerate(ranks):
+        V.positive_int(f"ranks[{i}]", P)
+        if N % P:
+            raise ValueError(
+                f"ranks[{i}]={P} must divide seq_len={N} (each rank holds N / P "
+                f"tokens), got ranks={ranks}"
+            )
     return [
         (
             P,

@@ -112,11 +112,11 @@ def prefix_scores(q, k, b_q, b_k, ref):
     return qt @ np.swapaxes(kt, -1, -2), (qt, kt)
 
 
-def prefix_scores_backward(dP, q, k, b_q, b_k, ref):
-    """dq, dk, db_q, db_k, dref of prefix_scores."""
+def prefix_scores_backward(dout, q, k, b_q, b_k, ref):
+    """dq, dk, db_q, db_k, dref of prefix_scores; dout is dP."""
     G = ref.shape[-1]
     qt, kt = q * np.exp(b_q - ref), k * np.exp(ref - b_k)
-    dqt, dkt = dP @ kt, np.swapaxes(dP, -1, -2) @ qt  # forward: P = qt kt^T
+    dqt, dkt = dout @ kt, np.swapaxes(dout, -1, -2) @ qt  # forward: P = qt kt^T
     Xq, Xk = reduce_gate(dqt * qt, G), reduce_gate(dkt * kt, G)
     dref = Xk.sum(axis=-2, keepdims=True) - Xq.sum(axis=-2, keepdims=True)
     return dqt * np.exp(b_q - ref), dkt * np.exp(ref - b_k), Xq, -Xk, dref
@@ -190,8 +190,8 @@ def causal_scores(q, k, b, *, strict=False):
     return P if Cp == C else np.ascontiguousarray(P[..., :C, :C])
 
 
-def causal_scores_backward(dP, q, k, b, *, strict=False):
-    """dq, dk, db of causal_scores."""
+def causal_scores_backward(dout, q, k, b, *, strict=False):
+    """dq, dk, db of causal_scores; dout (..., C, C) is dP."""
     C, G = q.shape[-2], b.shape[-1]
     if G > 1 and _short_span(b):  # forward: one product through the last row
         dP = dP * causal_ones(C, dP.dtype, strict)
@@ -200,17 +200,17 @@ def causal_scores_backward(dP, q, k, b, *, strict=False):
         # the reference's own gradient is exactly zero and is left out.
         return dq, dk, db_q + db_k
     if G == 1:
-        X = dP * causal_decay_matrix(b, strict=strict)
+        X = dout * causal_decay_matrix(b, strict=strict)
         Y = X * (q @ np.swapaxes(k, -1, -2))  # d/db of exp(b_i - b_j) is +/- itself
         db = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]
         return X @ k, np.swapaxes(X, -1, -2) @ q, db
     q, k, b, Cp = _pad_to_power_of_two(q, k, b)
     if Cp != C:
-        dP = np.pad(dP, [(0, 0)] * (dP.ndim - 2) + [(0, Cp - C), (0, Cp - C)])
-    dP = np.ascontiguousarray(dP)
+        dout = np.pad(dout, [(0, 0)] * (dout.ndim - 2) + [(0, Cp - C), (0, Cp - C)])
+    dout = np.ascontiguousarray(dout)
     dq, dk, db = np.zeros_like(q), np.zeros_like(k), np.zeros_like(b)
     if not strict:
-        diag = np.diagonal(dP, axis1=-2, axis2=-1)[..., None]  # (..., Cp, 1)
+        diag = np.diagonal(dout, axis1=-2, axis2=-1)[..., None]  # (..., Cp, 1)
         dq += diag * k
         dk += diag * q
     s = 1
@@ -218,7 +218,7 @@ def causal_scores_backward(dP, q, k, b, *, strict=False):
         (_, qr), (kl, _), (bl, br) = (_halves(x, s) for x in (q, k, b))
         (_, dqr), (dkl, _), (dbl, dbr) = (_halves(x, s) for x in (dq, dk, db))
         g = prefix_scores_backward(
-            quarters(dP, s, 1, 0), qr, kl, br, bl, bl[..., -1:, :]
+            quarters(dout, s, 1, 0), qr, kl, br, bl, bl[..., -1:, :]
         )
         dqr += g[0]
         dkl += g[1]
@@ -266,12 +266,12 @@ def zero_diagonal(X):
     return X
 
 
-def chunk_scores_backward(dP, a, b, B, D, P, *, strict=False):
-    """da, db, dB of P = chunk_scores(a, b, B, D) (dB: both roles summed)."""
+def chunk_scores_backward(dout, a, b, B, D, P, *, strict=False):
+    """da, db, dB of P = chunk_scores(a, b, B, D), dout = dP (dB: both roles summed)."""
     if D is None:
-        dq, dk, dB = causal_scores_backward(dP, a, b, B, strict=strict)
+        dq, dk, dB = causal_scores_backward(dout, a, b, B, strict=strict)
         return dq, dk, dB
-    X = zero_diagonal(dP * D) if strict else dP * D
-    Y = dP * P  # P_ij = (a b^T)_ij Gamma_ij and d Gamma_ij / d B_i = Gamma_ij
+    X = zero_diagonal(dout * D) if strict else dout * D
+    Y = dout * P  # P_ij = (a b^T)_ij Gamma_ij and d Gamma_ij / d B_i = Gamma_ij
     dB = Y.sum(axis=-1, keepdims=True) - Y.sum(axis=-2)[..., None]  # -d/dB_j
     return X @ b, np.swapaxes(X, -1, -2) @ a, dB

@@ -13,6 +13,7 @@ gate (retention's decays are RetNet's fixed 1 - 2^(-5 - h)).
 
 import numpy as np
 
+from .. import validate as V
 from ..multihead import merge_heads, split_heads
 
 GLA_NORMALISER = 16.0
@@ -37,8 +38,12 @@ def _softplus(z):
     return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))  # log(1 + e^z), stable
 
 
-def init_gate_params(D, H, *, kind, rng):
-    """Gate parameters (float64) of a mixer of ``kind``: GATE_KEYS[kind]."""
+def init_gate_params(D, H, *, kind, rng, dtype=np.float64):
+    """Gate parameters of a mixer of ``kind``: GATE_KEYS[kind], of ``dtype``."""
+    V.choice("kind", kind, GATE_KEYS)
+    D, H = V.positive_int("D", D), V.positive_int("H", H)
+    V.rng_arg(rng)
+    dtype = V.dtype_arg(dtype)
     keys, p = GATE_KEYS[kind], {}
     if "W_a" in keys:
         p["W_a"], p["b_a"] = rng.standard_normal((D, D)) / np.sqrt(D), np.zeros(D)
@@ -49,7 +54,7 @@ def init_gate_params(D, H, *, kind, rng):
         p["W_dt"] = rng.standard_normal((D, H)) / np.sqrt(D)
         p["b_dt"] = dt + np.log(-np.expm1(-dt))  # inverse softplus
         p["A_log"] = np.log(rng.uniform(*A_RANGE, H))
-    return p
+    return {name: x.astype(dtype) for name, x in p.items()}
 
 
 def gates_forward(h, params, *, kind, n_heads):
@@ -79,27 +84,28 @@ def _linear_grads(dz, h, W, b):
     return dz @ W.T, h.reshape(-1, h.shape[-1]).T @ dz2, dz2.sum(axis=0)
 
 
-def gates_backward(dgates, cache):
-    """dh (B, N, D) and the gate parameters' gradients, from {name: dgate}."""
+def gates_backward(dout, cache):
+    """dh (B, N, D) and the gate parameters' gradients; dout is {name: dgate}, the
+    gradients of gates_forward's {name: gate array}."""
     h, p, kind = cache["h"], cache["params"], cache["kind"]
     dh, grads = np.zeros_like(h), {}
     if kind == "gla":  # d logsigmoid(z) / dz = sigmoid(-z)
-        dz = merge_heads(dgates["log_alpha"]) * _sigmoid(-cache["z_a"]) / GLA_NORMALISER
+        dz = merge_heads(dout["log_alpha"]) * _sigmoid(-cache["z_a"]) / GLA_NORMALISER
         dh_a, grads["W_a"], grads["b_a"] = _linear_grads(dz, h, p["W_a"], p["b_a"])
         dh += dh_a
     if kind in ("mamba2", "gated_deltanet"):
         A, dt = np.exp(p["A_log"]), cache["dt"]
-        dla = np.swapaxes(dgates["log_alpha"], 1, 2)  # (B, N, H) forward: la = -A dt
+        dla = np.swapaxes(dout["log_alpha"], 1, 2)  # (B, N, H) forward: la = -A dt
         ddt = -A * dla
         if kind == "mamba2":
-            ddt = ddt + np.swapaxes(dgates["v_scale"][..., 0], 1, 2)
+            ddt = ddt + np.swapaxes(dout["v_scale"][..., 0], 1, 2)
         grads["A_log"] = np.sum(-A * dt * dla, axis=(0, 1))  # dA/dA_log = A
         dz = ddt * _sigmoid(cache["z_dt"])  # softplus' = sigmoid
         dh_dt, grads["W_dt"], grads["b_dt"] = _linear_grads(dz, h, p["W_dt"], p["b_dt"])
         dh += dh_dt
     if kind in ("deltanet", "gated_deltanet"):
         s = _sigmoid(cache["z_b"])
-        dz = np.swapaxes(dgates["beta"], 1, 2) * s * (1.0 - s)
+        dz = np.swapaxes(dout["beta"], 1, 2) * s * (1.0 - s)
         dh_b, grads["W_b"], grads["b_b"] = _linear_grads(dz, h, p["W_b"], p["b_b"])
         dh += dh_b
     return dh, grads

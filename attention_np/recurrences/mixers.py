@@ -59,7 +59,7 @@ def init_mixer_params(d_model, n_heads, *, kind, rng, conv_size=3, dtype=np.floa
     params = {n: rng.standard_normal((K, D)) / np.sqrt(K) for n in BASE_KEYS[:3]}
     for name in BASE_KEYS[3:]:
         params[name] = rng.standard_normal((D, D)) / np.sqrt(D)
-    params.update(init_gate_params(D, H, kind=kind, rng=rng))
+    params.update(init_gate_params(D, H, kind=kind, rng=rng, dtype=dtype))
     return {name: p.astype(dtype) for name, p in params.items()}
 
 

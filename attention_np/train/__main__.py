@@ -10,7 +10,9 @@ Prints the wall-clock training time, the number of steps and the accuracy on 100
 fresh examples; all three are also stored in the checkpoint's ``meta``.
 
 A bad flag or value (``--steps -3``, ``--lr nan``, an unwritable ``--out``, sizes that
-do not fit together) ends with ``error: ...`` and exit status 2 before any training;
+do not fit together, a size past its limit in ``config.CLI_LIMITS`` or a run whose
+arrays would need more than ``config.MEMORY_LIMIT_GIB``) ends with ``error: ...`` and
+exit status 2 before any training;
 a run whose loss stops being finite ends with ``error: ...`` and exit status 1, and
 writes no checkpoint.
 """
@@ -24,24 +26,60 @@ import numpy as np
 from .. import validate as V
 from . import commands
 from .checkpoint import check_out_path, save_checkpoint
-from .config import TrainConfig
+from .config import CLI_LIMITS, MEMORY_LIMIT_GIB, TrainConfig
 from .loop import default_model_config, evaluate, train
 from .tasks import TASKS
 
 
+def sized(p, flag, default, extra=""):
+    """Add a size flag bounded by CLI_LIMITS (the limit is in its help)."""
+    high = CLI_LIMITS[flag.strip("-").replace("-", "_")]
+    text = f"1 to {high:,}" + (f"; {extra}" if extra else "")
+    p.add_argument(flag, type=V.cli_int(1, high), default=default, help=text)
+
+
+def run_gib(cfg, model):
+    """A generous estimate of the GiB a training run's arrays take: per layer the
+    attention weights (B, H, N, N) and the activations, the logits, and params,
+    gradients and Adam's two moments (N = model.max_len)."""
+    B, N, D, H = cfg.batch_size, model.max_len, model.d_model, model.n_heads
+    L, Vocab = model.n_layers, model.vocab_size
+    d_mlp = model.d_mlp or 4 * D
+    acts = L * B * N * (2 * H * N + 12 * D + 2 * d_mlp) + 2 * B * N * Vocab
+    params = 4 * (2 * Vocab * D + N * D + L * (4 * D * D + 2 * D * d_mlp))
+    itemsize = 4 if cfg.dtype == "float32" else 8
+    return (acts + params) * itemsize / 2**30
+
+
+def check_memory(cfg, model):
+    """ValueError when ``run_gib`` exceeds MEMORY_LIMIT_GIB."""
+    need = run_gib(cfg, model)
+    if need > MEMORY_LIMIT_GIB:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size}, --length {cfg.length}, --n-symbols "
+            f"{cfg.n_symbols}, --d-model {model.d_model}, --n-heads {model.n_heads} "
+            f"and --n-layers {model.n_layers} need about {need:.1f} GiB of arrays, "
+            f"more than the limit of {MEMORY_LIMIT_GIB:g} GiB: make them smaller"
+        )
+
+
 def parser():
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m attention_np.train")
+    p = argparse.ArgumentParser(
+        prog="python -m attention_np.train",
+        epilog=f"A run whose arrays would need more than {MEMORY_LIMIT_GIB:g} GiB "
+        "(batch, length, width, heads and layers together) is refused.",
+    )
     p.add_argument("task", choices=TASKS + commands.COMMANDS)
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    p.add_argument("--steps", type=V.cli_int(1), default=defaults.steps)
-    p.add_argument("--batch-size", type=V.cli_int(1), default=defaults.batch_size)
+    sized(p, "--steps", defaults.steps)
+    sized(p, "--batch-size", defaults.batch_size)
     p.add_argument("--lr", type=V.cli_float(0, strict=True), default=defaults.lr)
-    p.add_argument("--length", type=V.cli_int(1), default=defaults.length)
-    p.add_argument("--n-symbols", type=V.cli_int(1), default=defaults.n_symbols)
-    p.add_argument("--d-model", type=V.cli_int(1), default=64)
-    p.add_argument("--n-heads", type=V.cli_int(1), default=4)
-    p.add_argument("--n-layers", type=V.cli_int(1), default=2)
+    sized(p, "--length", defaults.length, "the sequence is 2 * length tokens")
+    sized(p, "--n-symbols", defaults.n_symbols)
+    sized(p, "--d-model", 64)
+    sized(p, "--n-heads", 4)
+    sized(p, "--n-layers", 2)
     p.add_argument("--seed", type=V.cli_int(0), default=defaults.seed)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -61,7 +99,9 @@ def configs(p, args):
             seed=args.seed,
         )
         sizes = dict(d_model=args.d_model, n_heads=args.n_heads)
-        return cfg, default_model_config(cfg, n_layers=args.n_layers, **sizes)
+        model = default_model_config(cfg, n_layers=args.n_layers, **sizes)
+        check_memory(cfg, model)
+        return cfg, model
     except (TypeError, ValueError) as err:
         p.error(str(err))
 

@@ -7,9 +7,9 @@
 
 Each trains with the package's own backward and Adam (tqdm progress), evaluates,
 prints the wall-clock and CPU time and the scores, and saves a ``run_checkpoint``
-(the times and scores go into its ``meta``). A bad flag or value ends with
-``error: ...`` and exit status 2 before any training; a diverged run with exit
-status 1 and no checkpoint.
+(the times and scores go into its ``meta``). A bad flag or value (a size past its
+limit in ``config.CLI_LIMITS`` included) ends with ``error: ...`` and exit status 2
+before any training; a diverged run with exit status 1 and no checkpoint.
 """
 
 import argparse
@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import validate as V
 from .checkpoint import check_out_path
+from .config import CLI_LIMITS
 from .mlm import MLMConfig, accuracy_per_position, mlm_model_config, train_mlm
 from .run_checkpoint import save_run
 from .seq2seq import (
@@ -33,16 +34,23 @@ from .stream import StreamConfig, evaluate_stream, stream_model_config, train_st
 COMMANDS = ("translate", "mlm", "stream")
 
 
+def _sized(p, flag, default, extra="", name=None):
+    """A size flag bounded by config.CLI_LIMITS (the limit is in its help)."""
+    high = CLI_LIMITS[name or flag.strip("-").replace("-", "_")]
+    text = f"1 to {high:,}" + (f"; {extra}" if extra else "")
+    p.add_argument(flag, type=V.cli_int(1, high), default=default, help=text)
+
+
 def _parser(command, defaults):
     p = argparse.ArgumentParser(prog=f"python -m attention_np.train {command}")
     p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    p.add_argument("--steps", type=V.cli_int(1), default=defaults.steps)
-    p.add_argument("--batch-size", type=V.cli_int(1), default=defaults.batch_size)
+    _sized(p, "--steps", defaults.steps)
+    _sized(p, "--batch-size", defaults.batch_size)
     p.add_argument("--lr", type=V.cli_float(0, strict=True), default=defaults.lr)
     p.add_argument("--seed", type=V.cli_int(0), default=defaults.seed)
-    p.add_argument("--d-model", type=V.cli_int(1), default=None)
-    p.add_argument("--n-heads", type=V.cli_int(1), default=None)
-    p.add_argument("--threads", type=V.cli_int(1), default=1, help="BLAS threads")
+    _sized(p, "--d-model", None)
+    _sized(p, "--n-heads", None)
+    _sized(p, "--threads", 1, "BLAS threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -73,16 +81,14 @@ def parser(command):
     if command == "translate":
         p = _parser(command, TranslateConfig())
         p.add_argument("--score", choices=("dot", "additive"), default="dot")
-        p.add_argument("--n-enc-layers", type=V.cli_int(1), default=None)
-        p.add_argument("--n-dec-layers", type=V.cli_int(1), default=None)
-        p.add_argument(
-            "--beam-width", type=V.cli_int(1), default=1, help="for the evaluation"
-        )
+        _sized(p, "--n-enc-layers", None, name="n_layers")
+        _sized(p, "--n-dec-layers", None, name="n_layers")
+        _sized(p, "--beam-width", 1, "for the evaluation")
         return p
     p = _parser(command, MLMConfig() if command == "mlm" else StreamConfig())
-    p.add_argument("--length", type=V.cli_int(1), default=None)
-    p.add_argument("--n-symbols", type=V.cli_int(1), default=None)
-    p.add_argument("--n-layers", type=V.cli_int(1), default=None)
+    _sized(p, "--length", None)
+    _sized(p, "--n-symbols", None)
+    _sized(p, "--n-layers", None)
     if command == "mlm":
         p.add_argument(
             "--causal", action="store_true", help="the left-to-right control"

@@ -12,6 +12,21 @@ from ..transformer.config import JsonConfig
 from .tasks import TASKS, make_batch
 
 DTYPES = ("float32", "float64")
+# Upper limits of the command lines' sizes (``python -m attention_np.train``): a
+# NumPy model on a CPU is far from them, and past them a run would only fail later
+# with a MemoryError (--length 1000000000 asks for a 2e9-row position table).
+CLI_LIMITS = {
+    "steps": 1_000_000,
+    "batch_size": 4096,
+    "length": 1024,
+    "n_symbols": 100_000,
+    "d_model": 4096,
+    "n_heads": 256,
+    "n_layers": 64,
+    "threads": 256,
+    "beam_width": 64,
+}
+MEMORY_LIMIT_GIB = 4.0  # what a run's arrays may take (train.__main__.run_gib)
 POSITIVE = ("length", "n_symbols", "steps", "batch_size")
 
 

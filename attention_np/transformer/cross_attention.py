@@ -84,15 +84,21 @@ def cross_attention_param_shapes(d_model, d_kv, n_heads, *, score, bias, d_attn=
     return shapes
 
 
-def check_cross_attention_params(params, d_model, d_kv, n_heads, *, score, dtype=None):
-    """Raise unless ``params`` fits; return (has_bias, its multi-head part)."""
+def check_cross_attention_params(
+    params, d_model, d_kv, n_heads, *, score, dtype=None, inputs=None
+):
+    """Raise unless ``params`` fits; return (has_bias, its multi-head part).
+
+    ``inputs`` as in ``multihead.check_mha_params``: an input whose width does not
+    fit the weights is named.
+    """
     V.instance("params", params, dict)
     V.choice("score", score, SCORES)
     extra = [k for k in ADDITIVE_KEYS if k in params]
     if score == "dot" and extra:
         raise ValueError(f"params has additive keys {extra} but score='dot'")
     mha = {k: p for k, p in params.items() if k not in ADDITIVE_KEYS}
-    has_bias = check_mha_params(mha, d_model, d_kv, n_heads, dtype=dtype)
+    has_bias = check_mha_params(mha, d_model, d_kv, n_heads, dtype=dtype, inputs=inputs)
     if score == "additive":
         v_a = params.get("v_a")
         A = v_a.shape[0] if isinstance(v_a, np.ndarray) and v_a.ndim == 1 else 1
@@ -127,8 +133,15 @@ def _check(x_q, x_kv, params, mask, n_heads, score):
     if x_q.shape[0] != x_kv.shape[0]:
         raise ValueError(f"x_q{x_q.shape} and x_kv{x_kv.shape} must share B")
     V.same_dtype(x_q=x_q, x_kv=x_kv)
+    inputs = {"x_q": x_q.shape, "x_kv": x_kv.shape}
     has_bias, mha = check_cross_attention_params(
-        params, x_q.shape[-1], x_kv.shape[-1], H, score=score, dtype=x_q.dtype
+        params,
+        x_q.shape[-1],
+        x_kv.shape[-1],
+        H,
+        score=score,
+        dtype=x_q.dtype,
+        inputs=inputs,
     )
     if mask is not None:
         (B, N, _), M = x_q.shape, x_kv.shape[1]

@@ -49,7 +49,13 @@ def cross_memory(x_kv, params, *, n_heads, score="dot"):
     H = V.positive_int("n_heads", n_heads)
     D, _ = _widths(params)
     has_bias, _ = check_cross_attention_params(
-        params, D, x_kv.shape[-1], H, score=score, dtype=x_kv.dtype
+        params,
+        D,
+        x_kv.shape[-1],
+        H,
+        score=score,
+        dtype=x_kv.dtype,
+        inputs={"x_kv": x_kv.shape},
     )
     k, _ = _project(x_kv, params, "k", H, has_bias)  # (B, H, M, d)
     v, _ = _project(x_kv, params, "v", H, has_bias)  # (B, H, M, d)

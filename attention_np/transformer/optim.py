@@ -7,9 +7,11 @@ Adam:  m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,   t <- t + 1
 Hutter 2019.) The parameter arrays are updated in place; the optimiser state is a
 plain dict the caller keeps (and can save).
 
-A step checks everything first (keys, shapes, finite gradients, hyperparameters,
-state) and only then writes: a refused step leaves params and state as they were.
-A NaN or inf gradient is refused rather than written into the parameters.
+A step checks everything first (keys, shapes, dtypes, finite gradients,
+hyperparameters, state) and only then writes: a refused step leaves params and state
+as they were. A NaN or inf gradient is refused rather than written into the
+parameters; a gradient (or Adam state) of another dtype than its param is a
+TypeError, never a silent cast.
 """
 
 import numpy as np
@@ -32,11 +34,17 @@ def _check_params(params, *, writable=True):
 
 
 def _check_grads(grads, params):
-    """{key: float array} shaped exactly like params (no broadcasting), finite."""
+    """{key: float array} shaped exactly like params (no broadcasting), of the
+    param's dtype (a float32 gradient for a float64 param is a TypeError), finite."""
     V.check_keys(grads, params, "grads")
     checked = {}
     for k, p in params.items():
         g = V.float_array(f"grads['{k}']", grads[k])
+        if g.dtype != p.dtype:
+            raise TypeError(
+                f"grads['{k}'] has dtype {g.dtype} but params['{k}'] is {p.dtype}: "
+                "use one float dtype for params and grads"
+            )
         if g.shape != p.shape:
             raise ValueError(
                 f"grads['{k}']{g.shape} must have the shape of params['{k}']{p.shape}"
@@ -75,6 +83,11 @@ def _check_state(state, params):
             a = state[name][k]
             if not (isinstance(a, np.ndarray) and a.dtype.kind == "f"):
                 raise TypeError(f"state['{name}']['{k}'] must be a float array")
+            if a.dtype != p.dtype:
+                raise TypeError(
+                    f"state['{name}']['{k}'] has dtype {a.dtype} but params['{k}'] "
+                    f"is {p.dtype}: the state must come from adam_init(params)"
+                )
             if a.shape != p.shape or not a.flags.writeable:
                 raise ValueError(
                     f"state['{name}']['{k}']{a.shape} must be a writable array "

@@ -11,7 +11,13 @@ Shape legend: B batch, N positions, D model width, H heads, M attended positions
 """
 
 from .. import validate as V
-from ..multihead import init_mha_params, mha_backward, mha_forward
+from ..multihead import (
+    check_heads,
+    check_input_widths,
+    init_mha_params,
+    mha_backward,
+    mha_forward,
+)
 
 __all__ = ["init_mha_params", "self_attention_backward", "self_attention_forward"]
 
@@ -42,6 +48,9 @@ def self_attention_forward(
         out (B, N, D) and a cache; ``cache.weights`` is (B, H, N, M).
     """
     x = V.float_array("x", x, ndim=3)  # named x here, not x_q / x_kv
+    H = V.positive_int("n_heads", n_heads)
+    check_heads(x.shape[-1], H, H, d_model_name=f"the width of x{x.shape}")
+    check_input_widths(params, {"x": x.shape})
     return mha_forward(
         x,
         x,
