@@ -194,7 +194,7 @@ def causal_scores_backward(dout, q, k, b, *, strict=False):
     """dq, dk, db of causal_scores; dout (..., C, C) is dP."""
     C, G = q.shape[-2], b.shape[-1]
     if G > 1 and _short_span(b):  # forward: one product through the last row
-        dP = dP * causal_ones(C, dP.dtype, strict)
+        dP = dout * causal_ones(C, dout.dtype, strict)
         dq, dk, db_q, db_k, _ = prefix_scores_backward(dP, q, k, b, b, b[..., -1:, :])
         # P does not depend on the reference row (only differences of b enter), so
         # the reference's own gradient is exactly zero and is left out.
