@@ -206,6 +206,27 @@ def check_keys(params, expected, name="params"):
         raise ValueError(f"{name}: missing keys {missing}, unexpected keys {extra}")
 
 
+def grads_like(grads, params):
+    """{key: float array} of ``grads``, one for every key of ``params`` with its
+    param's dtype (a float32 gradient for a float64 param is a TypeError: an in-place
+    step would silently cast it) and exactly its shape (no broadcasting)."""
+    check_keys(grads, params, "grads")
+    checked = {}
+    for k, p in params.items():
+        g = float_array(f"grads['{k}']", grads[k])
+        if g.dtype != p.dtype:
+            raise TypeError(
+                f"grads['{k}'] has dtype {g.dtype} but params['{k}'] is {p.dtype}: "
+                "use one float dtype for params and grads"
+            )
+        if g.shape != p.shape:
+            raise ValueError(
+                f"grads['{k}']{g.shape} must have the shape of params['{k}']{p.shape}"
+            )
+        checked[k] = g
+    return checked
+
+
 def check_params(params, shapes, *, name="params", dtype=None):
     """Check a flat params dict against {key: expected shape}; return float arrays.
 

@@ -24,18 +24,7 @@ def _check_update(params, grads):
     """grads: a float array for every key of params, of its dtype and shape (an
     in-place update would silently cast a float32 gradient into a float64 param)."""
     V.instance("params", params, dict)
-    V.check_keys(grads, params, "grads")
-    for k, p in params.items():
-        g = V.float_array(f"grads['{k}']", grads[k])
-        if g.dtype != p.dtype:
-            raise TypeError(
-                f"grads['{k}'] has dtype {g.dtype} but params['{k}'] is {p.dtype}: "
-                "use one float dtype for params and grads"
-            )
-        if g.shape != p.shape:
-            raise ValueError(
-                f"grads['{k}']{g.shape} must have the shape of params['{k}']{p.shape}"
-            )
+    V.grads_like(grads, params)
 
 
 def adam_update(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8):

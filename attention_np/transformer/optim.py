@@ -36,21 +36,9 @@ def _check_params(params, *, writable=True):
 def _check_grads(grads, params):
     """{key: float array} shaped exactly like params (no broadcasting), of the
     param's dtype (a float32 gradient for a float64 param is a TypeError), finite."""
-    V.check_keys(grads, params, "grads")
-    checked = {}
-    for k, p in params.items():
-        g = V.float_array(f"grads['{k}']", grads[k])
-        if g.dtype != p.dtype:
-            raise TypeError(
-                f"grads['{k}'] has dtype {g.dtype} but params['{k}'] is {p.dtype}: "
-                "use one float dtype for params and grads"
-            )
-        if g.shape != p.shape:
-            raise ValueError(
-                f"grads['{k}']{g.shape} must have the shape of params['{k}']{p.shape}"
-            )
+    checked = V.grads_like(grads, params)
+    for k, g in checked.items():
         V.finite(f"grads['{k}']", g)
-        checked[k] = g
     return checked
 
 
