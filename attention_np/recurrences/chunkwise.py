@@ -254,7 +254,7 @@ def _group_backward(dO, dSN, c, scale):
     return (dq, dk, dv, dg, dbeta), dS[..., 0, :, :]
 
 
-def chunkwise_backward(dout, cache, dfinal_state=None):
+def chunkwise_backward(dout, cache, *, dfinal_state=None):
     """dq, dk, dv, dg, dbeta (None for the sum rule), dS0 of chunkwise_forward.
 
     ``dfinal_state`` is the gradient of the final state (None: it is not used).

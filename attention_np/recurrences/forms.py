@@ -96,7 +96,7 @@ def backward_form(dout, cache):
     def work(task):  # the forward's tasks, one by one
         i, form_cache = cache.parts[task[0]]
         dS = None if dS_N is None else dS_N[i]
-        parts = BACKWARD[cache.form](dout[i], form_cache, dS)
+        parts = BACKWARD[cache.form](dout[i], form_cache, dfinal_state=dS)
         for grad, part in zip(grads, parts, strict=True):
             if grad is not None:
                 grad[i] = part

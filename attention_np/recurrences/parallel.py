@@ -179,7 +179,7 @@ def _solve_grads(dU, c, strips, grads):
     return dRb, dbeta
 
 
-def parallel_backward(dout, cache, dfinal_state=None):
+def parallel_backward(dout, cache, *, dfinal_state=None):
     """dq, dk, dv, dg, dbeta (None for the sum rule), dS0 of parallel_forward."""
     c = cache
     strips = _strips(c.q)

@@ -99,7 +99,7 @@ def _token_backward(dS, do, t, step, c, grads):
     return np.exp(c.g[..., t, :])[..., :, None] * dS
 
 
-def recurrent_backward(dout, cache, dfinal_state=None):
+def recurrent_backward(dout, cache, *, dfinal_state=None):
     """dq, dk, dv, dg, dbeta (None for the sum rule), dS0 of recurrent_forward."""
     c = cache
     N = c.q.shape[-2]
