@@ -72,16 +72,20 @@ class ChunkwiseCache(NamedTuple):
 
 
 def _ut_system(k, v, B, beta, D, gated):
-    """L, T = A^{-1} and the right-hand sides diag(beta) [K o e^B | V]
-    (..., m, C, d_k + d_v) of the UT transform (module docstring)."""
+    """L, T = A^{-1} and the right-hand sides of the UT transform (module docstring)."""
     L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
+    return L, T, _ut_rhs(k, v, B, beta, gated)
+
+
+def _ut_rhs(k, v, B, beta, gated):
+    """diag(beta) [K o e^B | V], (..., m, C, d_k + d_v) (gated False: B is zero)."""
     d_k, b = k.shape[-1], beta[..., None]
     k_scale = b * np.exp(B) if gated else b  # (..., m, C, 1): beta e^B
     rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
     np.multiply(k, k_scale, out=rhs[..., :d_k])  # diag(beta) (K o e^B)
     np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
-    return L, T, rhs
+    return rhs
 
 
 def _state_loop(S, Kh, V, T, Kb, decay):
@@ -242,8 +246,7 @@ def _group_backward(dO, dSN, c, scale):
     """Chunked dq, dk, dv, dg, dbeta of one group, and the gradient of its S0."""
     W = WU = None
     if c.beta is not None:  # [W | U0] = T diag(beta) [K o e^B | V], not kept
-        rhs = np.concatenate([c.k * np.exp(c.B), c.v], axis=-1) * c.beta[..., None]
-        WU = c.T @ rhs
+        WU = c.T @ _ut_rhs(c.k, c.v, c.B, c.beta, gated=True)
         W = WU[..., : c.k.shape[-1]]
     dU, dS, Kh = _boundary_grads(dO, dSN, c, W, scale)
     dq, dk, dB = _decay_grads(dO, dS, c, Kh, scale)
