@@ -127,6 +127,30 @@ def test_backward_of_every_form_is_the_same(model):
             np.testing.assert_allclose(a, b, atol=1e-10, rtol=0, err_msg=f"{form} {C}")
 
 
+@pytest.mark.parametrize("model", ["retention", "gla", "mamba2", "gated_deltanet"])
+@pytest.mark.parametrize("short", [True, False])
+def test_chunkwise_scores_through_the_last_row_or_not_agree(model, short, monkeypatch):
+    """The chunkwise form makes its scores by one product through each chunk's last
+    row when the decays span little, else from D (scalar gates) or by halving (per
+    channel): both ways give the recurrent form's outputs and gradients."""
+    monkeypatch.setattr(chunkwise, "short_span", lambda b: short)
+    rng = np.random.default_rng(7)
+    inputs = make_inputs(rng)
+    dout, dfinal = (
+        rng.standard_normal((B, H, N, d_v)),
+        rng.standard_normal((B, H, d_k, d_v)),
+    )
+    forward = MODELS[model][0]
+    ref, ref_cache = forward(*arrays_of(model, inputs), form="recurrent")
+    ref_grads = _grads(model, "recurrent", inputs, dout, dfinal)
+    for C in (4, 64):
+        out, cache = forward(*arrays_of(model, inputs), form="chunkwise", chunk_size=C)
+        np.testing.assert_allclose(out, ref, atol=1e-10, rtol=0, err_msg=f"C={C}")
+        got = _grads(model, "chunkwise", inputs, dout, dfinal, chunk_size=C)
+        for a, b in zip(got, ref_grads, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-10, rtol=0, err_msg=f"C={C}")
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("form", FORMS)
 def test_backward_matches_finite_differences_with_random_dout(model, form):
@@ -336,7 +360,7 @@ def test_decay_matrix_is_masked_before_exp():
 @pytest.mark.parametrize("short", [True, False])
 def test_causal_decay_matrix_is_the_masked_exp(C, strict, short, monkeypatch):
     # by one outer product (decays that span little) and by halving (otherwise)
-    monkeypatch.setattr(decay, "_short_span", lambda b: short)
+    monkeypatch.setattr(decay, "short_span", lambda b: short)
     rng = np.random.default_rng(C)
     b = np.cumsum(-rng.uniform(0, 3, (2, 3, C, 1)), axis=-2)
     mask = np.tri(C, k=-1 if strict else 0, dtype=bool)
@@ -367,16 +391,18 @@ def _scores_by_einsum(q, k, b, strict):
 @pytest.mark.parametrize("C", [1, 5, 16, 33])
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("short", [True, False])
-def test_per_channel_scores_by_one_product_and_by_halving(
-    C, strict, short, monkeypatch
+@pytest.mark.parametrize("G", [1, 4])
+def test_scores_by_one_product_and_by_halving_or_decay_matrix(
+    C, strict, short, G, monkeypatch
 ):
-    """causal_scores has two ways for a per-channel gate: one product through the
-    block's last row when the decays span little, halving otherwise. Both equal the
-    (C, C, d) tensor form, forward and backward (finite differences)."""
-    monkeypatch.setattr(decay, "_short_span", lambda b: short)
+    """causal_scores has two ways: one product through the block's last row when
+    the decays span little; otherwise the decay matrix (scalar gate, G = 1) or
+    halving (per channel). Each equals the (C, C, d) tensor form, forward and
+    backward (finite differences)."""
+    monkeypatch.setattr(decay, "short_span", lambda b: short)
     rng = np.random.default_rng(C)
     q, k = rng.standard_normal((2, 2, 3, C, 4))
-    b = np.cumsum(-rng.uniform(0, 2, (2, 3, C, 4)), axis=-2)
+    b = np.cumsum(-rng.uniform(0, 2, (2, 3, C, G)), axis=-2)
     P = decay.causal_scores(q, k, b, strict=strict)
     np.testing.assert_allclose(
         P, _scores_by_einsum(q, k, b, strict), rtol=1e-12, atol=1e-14
@@ -394,7 +420,7 @@ def test_per_channel_scores_by_one_product_and_by_halving(
 
 def test_a_long_span_of_decays_takes_the_halving_path():
     b = np.cumsum(-np.full((1, 64, 2), 2.0), axis=-2)  # spans 126 > 88 / 3 in float32
-    assert not decay._short_span(b.astype(np.float32)) and decay._short_span(b)
+    assert not decay.short_span(b.astype(np.float32)) and decay.short_span(b)
     q = np.ones((1, 64, 2), np.float32)
     with np.errstate(over="raise", invalid="raise"):
         P = decay.causal_scores(q, q, b.astype(np.float32))

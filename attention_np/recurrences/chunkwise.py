@@ -41,7 +41,10 @@ from .decay import (
     chunk_scores,
     chunk_scores_backward,
     from_chunks,
+    keys_through_last,
     reduce_gate,
+    scores_through_last,
+    short_span,
     to_chunks,
 )
 from .triangular import diagonal, unit_lower_inverse
@@ -57,7 +60,7 @@ class GroupCache(NamedTuple):
     v: np.ndarray  # (..., m, C, d_v)
     B: np.ndarray  # (..., m, C, G) local cumulative log-decays
     beta: np.ndarray | None  # (..., m, C) delta rule, or None (sum rule)
-    D: np.ndarray | None  # (..., m, C, C) scalar gates: Gamma (diagonal included)
+    D: np.ndarray | None  # (..., m, C, C) Gamma, diagonal included (_score_side)
     P: np.ndarray  # (..., m, C, C) scale (Q K^T o Gamma)
     L: np.ndarray | None  # (..., m, C, C) delta rule: K K^T o Gamma_strict
     T: np.ndarray | None  # (..., m, C, C) delta rule: A^{-1}
@@ -71,28 +74,26 @@ class ChunkwiseCache(NamedTuple):
     N: int
 
 
-def _ut_system(k, v, B, beta, D, gated):
-    """L, T = A^{-1} and the right-hand sides of the UT transform (module docstring)."""
-    L = chunk_scores(k, k, B, D, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
+def _ut_system(k, v, B, beta, scores, gated):
+    """L, T = A^{-1} and the right-hand sides of the UT transform (module docstring);
+    ``scores(a, strict)`` is a o Gamma-weighted product with the chunk's keys."""
+    L = scores(k, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     return L, T, _ut_rhs(k, v, B, beta, gated)
 
 
 def _ut_rhs(k, v, B, beta, gated):
-    """diag(beta) [K o e^B | V], (..., m, C, d_k + d_v) (gated False: B is zero)."""
-    d_k, b = k.shape[-1], beta[..., None]
-    k_scale = b * np.exp(B) if gated else b  # (..., m, C, 1): beta e^B
-    rhs = np.empty(k.shape[:-1] + (d_k + v.shape[-1],), dtype=k.dtype)
-    np.multiply(k, k_scale, out=rhs[..., :d_k])  # diag(beta) (K o e^B)
-    np.multiply(v, b, out=rhs[..., d_k:])  # diag(beta) V
-    return rhs
+    """diag(beta) (K o e^B) and diag(beta) V, (..., m, C, d_k) and (..., m, C, d_v),
+    the right-hand sides of the UT transform (gated False: B is zero)."""
+    b = beta[..., None]
+    return k * (b * np.exp(B) if gated else b), v * b
 
 
-def _state_loop(S, Kh, V, T, Kb, decay):
+def _state_loop(S, KhT, V, T, Kb, decay):
     """Carry the state over the chunks: states (..., m + 1, d_k, d_v) and U.
 
-    ``decay`` (..., m, G, 1) scales the state's rows (None: no gate, the state is
-    kept as it is).
+    KhT (..., m, d_k, C) is (K o e^{Lam - B})^T; ``decay`` (..., m, G, 1) scales
+    the state's rows (None: no gate, the state is kept as it is).
 
     Sum rule (T None, V the values): S_next = e^Lam o S + Kh^T V, with every
     Kh^T V computed before the loop. Delta rule (V = diag(beta) V, Kb =
@@ -102,51 +103,79 @@ def _state_loop(S, Kh, V, T, Kb, decay):
     fewer; the backward forms W). The loop writes into preallocated arrays: few
     NumPy calls per chunk, which matters when several threads share Python's lock.
     """
-    m = Kh.shape[-3]
+    m = KhT.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
     states[..., 0, :, :] = S
-    Kt = np.swapaxes(Kh, -1, -2)  # (..., m, d_k, C)
-    X = Kt @ V if T is None else None  # (..., m, d_k, d_v) what each chunk adds
+    X = KhT @ V if T is None else None  # (..., m, d_k, d_v) what each chunk adds
     U = V if T is None else np.empty_like(V)
+    held = np.empty_like(states[..., 0, :, :])  # (..., d_k, d_v) e^Lam o S
     R = None if T is None else np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
-    for j in range(m):
-        S, nxt = states[..., j, :, :], states[..., j + 1, :, :]
-        if T is None:
-            held = S if decay is None else np.multiply(decay[..., j, :, :], S, out=nxt)
-            np.add(held, X[..., j, :, :], out=nxt)
-            continue
-        u = U[..., j, :, :]
-        np.matmul(Kb[..., j, :, :], S, out=R)
-        np.subtract(V[..., j, :, :], R, out=R)  # diag(beta) (V - (K o e^B) S)
-        np.matmul(T[..., j, :, :], R, out=u)  # U = A^{-1} R
-        np.matmul(Kt[..., j, :, :], u, out=nxt)
-        nxt += S if decay is None else decay[..., j, :, :] * S
+
+    def chunks(x):  # x's chunks one by one (None: None for each)
+        return [None] * m if x is None else np.moveaxis(x, -3, 0)
+
+    each = [chunks(x) for x in (states[..., :-1, :, :], states[..., 1:, :, :], decay)]
+    if T is None:
+        for S, nxt, a, x in zip(*each, chunks(X), strict=True):
+            np.add(S if a is None else np.multiply(a, S, out=held), x, out=nxt)
+        return states, U
+    rest = map(chunks, (Kb, V, T, KhT, U))
+    for S, nxt, a, kb, v, t, kht, u in zip(*each, *rest, strict=True):
+        np.matmul(kb, S, out=R)
+        np.subtract(v, R, out=R)  # diag(beta) (V - (K o e^B) S)
+        np.matmul(t, R, out=u)  # U = A^{-1} R
+        np.matmul(kht, u, out=nxt)
+        nxt += S if a is None else np.multiply(a, S, out=held)
     return states, U
+
+
+def _score_side(kc, B, gated):
+    """D for the backward, (K o e^{Lam - B})^T (..., m, d_k, C) and a function
+    ``scores(a, strict, scale)``: scale (a K^T o Gamma) in each chunk.
+
+    Ungated, or when every chunk's decays span little (``decay.short_span``, the
+    usual case), a score block is one product through the chunk's last row with
+    the transposed keys, which the state update uses too, and D is not formed
+    (None; ungated scalar gates: the causal mask, all the backward needs).
+    Otherwise D for scalar gates, the halving levels for per-channel gates
+    (``decay.chunk_scores``).
+    """
+    C, G = B.shape[-2:]
+    if not gated or short_span(B):
+        b = B if gated else None  # None: every decay factor is exactly 1
+        KhT = keys_through_last(kc, b)
+
+        def scores(a, strict=False, scale=1.0):
+            return scores_through_last(a, KhT, b, scale=scale, strict=strict)
+
+        D = np.tri(C, dtype=kc.dtype) if G == 1 and not gated else None
+        return D, KhT, scores
+    D = causal_decay_matrix(B) if G == 1 else None  # (..., m, C, C) Gamma
+    KhT = np.ascontiguousarray(np.swapaxes(kc * np.exp(B[..., -1:, :] - B), -1, -2))
+
+    def scores(a, strict=False, scale=1.0):
+        return chunk_scores(scale * a, kc, B, D, strict=strict)
+
+    return D, KhT, scores
 
 
 def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     """out (..., m, C, d_v), GroupCache and the final state of m chunks."""
     B = chunk_cumsum(gc)  # (..., m, C, G) local cumulative log-decays
     lam = B[..., -1:, :]  # (..., m, 1, G) the chunk's total log-decay
-    C, gated = B.shape[-2], bool(np.any(gc))
     # No gate (linear attention, DeltaNet): every decay factor is exactly 1, so the
-    # exps below are skipped; the numbers are the same.
-    D = None if B.shape[-1] > 1 else np.tri(C, dtype=qc.dtype)  # (C, C) Gamma
-    if gated and D is not None:
-        D = causal_decay_matrix(B)  # (..., m, C, C)
-    Kh = kc * np.exp(lam - B) if gated else kc  # (..., m, C, d_k) decayed to the end
+    # exps are skipped; the numbers are the same.
+    gated = bool(np.any(gc))
+    D, KhT, scores = _score_side(kc, B, gated)
     V, L, T, Kb = vc, None, None, None
     if bc is not None:
-        L, T, rhs = _ut_system(kc, vc, B, bc, D, gated)
-        Kb, V = rhs[..., : kc.shape[-1]], rhs[..., kc.shape[-1] :]
+        L, T, (Kb, V) = _ut_system(kc, vc, B, bc, scores, gated)
     decay = np.exp(np.swapaxes(lam, -1, -2)) if gated else None  # (..., m, G, 1)
-    states, U = _state_loop(S0, Kh, V, T, Kb, decay)
-    qs = scale * qc
-    P = chunk_scores(qs, kc, B, D)  # (..., m, C, C) scale (Q K^T o Gamma)
+    P = scores(qc, scale=scale)  # (..., m, C, C) scale (Q K^T o Gamma)
+    qe = qc * (scale * np.exp(B)) if gated else scale * qc
+    states, U = _state_loop(S0, KhT, V, T, Kb, decay)
     out = P @ U  # (..., m, C, d_v)
-    if gated:
-        qs *= np.exp(B)
-    out += qs @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
+    out += qe @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
     cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, U, states)
     return out, cache, states[..., -1, :, :]
 
@@ -244,9 +273,11 @@ def _ut_backward(dU, c, WU, dk, dB):
 
 def _group_backward(dO, dSN, c, scale):
     """Chunked dq, dk, dv, dg, dbeta of one group, and the gradient of its S0."""
+    if c.D is None and c.B.shape[-1] == 1:  # the forward made its scores without D
+        c = c._replace(D=causal_decay_matrix(c.B))
     W = WU = None
     if c.beta is not None:  # [W | U0] = T diag(beta) [K o e^B | V], not kept
-        WU = c.T @ _ut_rhs(c.k, c.v, c.B, c.beta, gated=True)
+        WU = c.T @ np.concatenate(_ut_rhs(c.k, c.v, c.B, c.beta, gated=True), axis=-1)
         W = WU[..., : c.k.shape[-1]]
     dU, dS, Kh = _boundary_grads(dO, dSN, c, W, scale)
     dq, dk, dB = _decay_grads(dO, dS, c, Kh, scale)

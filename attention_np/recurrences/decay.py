@@ -78,11 +78,11 @@ def causal_decay_matrix(b, *, strict=False):
     rows, the s x s block of right-half queries and left-half keys is the outer
     product exp(b_i - b_r) exp(b_r - b_j) through the left half's last row r, both
     factors <= 1. log2(C) levels of outer products, 2C exps in all. If the decays
-    span less than a third of the exponent range (``_short_span``), one outer
+    span less than a third of the exponent range (``short_span``), one outer
     product through the last row replaces the levels.
     """
     C = b.shape[-2]
-    if _short_span(b):  # one outer product through the last row (``causal_scores``)
+    if short_span(b):  # one outer product through the last row (``causal_scores``)
         ref = b[..., -1:, :]
         D = np.exp(b - ref) * np.swapaxes(np.exp(ref - b), -1, -2)  # (..., C, C)
         return np.multiply(D, causal_ones(C, b.dtype, strict), out=D)
@@ -122,12 +122,43 @@ def prefix_scores_backward(dout, q, k, b_q, b_k, ref):
     return dqt * np.exp(b_q - ref), dkt * np.exp(ref - b_k), Xq, -Xk, dref
 
 
+def keys_through_last(k, b):
+    """(K o e^{b_C - b})^T of each block, (..., d_k, C) and C-contiguous: the key
+    side of ``scores_through_last`` (b None: no decay, K^T).
+
+    Built transposed so that the score product is a plain row-major matrix
+    product: a stacked a @ swapaxes(k) is markedly slower in NumPy than a @ kT
+    with kT contiguous, and one transposed copy serves every product with it.
+    """
+    kT = np.empty(k.shape[:-2] + k.shape[:-3:-1], dtype=k.dtype)  # (..., d_k, C)
+    view = np.swapaxes(kT, -1, -2)  # (..., C, d_k), writes into kT
+    if b is None:
+        view[...] = k
+    else:
+        np.multiply(k, np.exp(b[..., -1:, :] - b), out=view)
+    return kT
+
+
+def scores_through_last(a, kT, b, *, scale=1.0, strict=False):
+    """(..., C, C) P_ij = scale sum_c a_ic k_jc e^{b_ic - b_jc} for j <= i (j < i:
+    strict), as one product through the block's last row C (``short_span``):
+    (scale a o e^{b - b_C}) (K o e^{b_C - b})^T, kT from ``keys_through_last``.
+
+    For j <= i the two factors multiply to e^{b_i - b_j} <= 1; the entries above
+    the diagonal are growth factors bounded by the block's span, set to 0 after the
+    product. b None: no decay.
+    """
+    factor = scale if b is None else scale * np.exp(b - b[..., -1:, :])
+    P = (a * factor) @ kT
+    return np.multiply(P, causal_ones(a.shape[-2], P.dtype, strict), out=P)
+
+
 def causal_ones(C, dtype, strict=False):
     """(C, C) ones on and below the diagonal (strictly below: ``strict``)."""
     return np.tri(C, k=-1 if strict else 0, dtype=dtype)
 
 
-def _short_span(b):
+def short_span(b):
     """Whether every channel's cumulative log-decay b (..., C, G) spans less than a
     third of the dtype's exponent range, so that exp(b_i - b_C), up to
     e^(b_1 - b_C), and products of it with the inputs stay far from overflow.
@@ -161,22 +192,22 @@ def _halves(x, s):
 def causal_scores(q, k, b, *, strict=False):
     """(..., C, C) P_ij = sum_c q_ic k_jc e^{b_ic - b_jc} for j <= i (j < i: strict).
 
-    A scalar gate (G = 1) is one matrix product times ``causal_decay_matrix``. A
-    per-channel gate (GLA) would need a (C, C, d_k) tensor of decays; instead the
-    rows are halved recursively: in each block of 2s rows, every key of the left
-    half precedes every query of the right half, so that s x s block is one
-    ``prefix_scores`` product through the left half's last row (both factors <= 1).
-    Every pair j < i is in exactly one such block (the level where i and j first
-    fall apart); the diagonal j = i has no decay. log2(C) levels of products.
-    If the decays span less than a third of the exponent range (``_short_span``),
-    one product through the last row replaces the levels.
+    If the decays span less than a third of the exponent range (``short_span``),
+    one product through the block's last row does it, whatever the gate's width
+    (``scores_through_last``). Otherwise a scalar gate (G = 1) is one matrix product
+    times ``causal_decay_matrix``, and a per-channel gate (GLA), which would need a
+    (C, C, d_k) tensor of decays, has its rows halved recursively: in each block of
+    2s rows, every key of the left half precedes every query of the right half, so
+    that s x s block is one ``prefix_scores`` product through the left half's last
+    row (both factors <= 1). Every pair j < i is in exactly one such block (the
+    level where i and j first fall apart); the diagonal j = i has no decay. log2(C)
+    levels of products.
     """
     C = q.shape[-2]
+    if short_span(b):
+        return scores_through_last(q, keys_through_last(k, b), b, strict=strict)
     if b.shape[-1] == 1:
         return (q @ np.swapaxes(k, -1, -2)) * causal_decay_matrix(b, strict=strict)
-    if _short_span(b):
-        P = prefix_scores(q, k, b, b, b[..., -1:, :])[0]  # (..., C, C)
-        return np.multiply(P, causal_ones(C, q.dtype, strict), out=P)
     q, k, b, Cp = _pad_to_power_of_two(q, k, b)
     P = np.zeros(q.shape[:-1] + (Cp,), dtype=q.dtype)  # (..., Cp, Cp)
     if not strict:
@@ -193,7 +224,7 @@ def causal_scores(q, k, b, *, strict=False):
 def causal_scores_backward(dout, q, k, b, *, strict=False):
     """dq, dk, db of causal_scores; dout (..., C, C) is dP."""
     C, G = q.shape[-2], b.shape[-1]
-    if G > 1 and _short_span(b):  # forward: one product through the last row
+    if G > 1 and short_span(b):  # forward: one product through the last row
         dP = dout * causal_ones(C, dout.dtype, strict)
         dq, dk, db_q, db_k, _ = prefix_scores_backward(dP, q, k, b, b, b[..., -1:, :])
         # P does not depend on the reference row (only differences of b enter), so
