@@ -31,19 +31,21 @@ Shape legend: (...) leading dimensions, n chunks of C tokens, d_k, d_v widths, G
 gate width (1: scalar per head, d_k: GLA's diagonal gate).
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from .decay import (
     causal_decay_matrix,
+    causal_product,
     chunk_cumsum,
     chunk_scores,
     chunk_scores_backward,
     from_chunks,
     keys_through_last,
+    queries_through_last,
     reduce_gate,
-    scores_through_last,
     short_span,
     to_chunks,
 )
@@ -74,10 +76,10 @@ class ChunkwiseCache(NamedTuple):
     N: int
 
 
-def _ut_system(k, v, B, beta, scores, gated):
-    """L, T = A^{-1} and the right-hand sides of the UT transform (module docstring);
-    ``scores(a, strict)`` is a o Gamma-weighted product with the chunk's keys."""
-    L = scores(k, strict=True)  # (..., m, C, C) K K^T o Gamma_strict
+def _ut_system(k, v, B, beta, side, gated):
+    """L, T = A^{-1} and the right-hand sides of the UT transform (module
+    docstring); ``side`` makes the chunks' score products (``_score_side``)."""
+    L = side.scores(side.left(k), strict=True)  # (..., m, C, C) K K^T o Gamma_strict
     T = unit_lower_inverse(beta[..., :, None] * L)  # A = I + diag(beta) L
     return L, T, _ut_rhs(k, v, B, beta, gated)
 
@@ -90,10 +92,11 @@ def _ut_rhs(k, v, B, beta, gated):
 
 
 def _state_loop(S, KhT, V, T, Kb, decay):
-    """Carry the state over the chunks: states (..., m + 1, d_k, d_v) and U.
+    """Carry the state over the chunks: states (..., m + 1, d_k, d_v), the decayed
+    state entering each chunk, e^Lam o S (..., m, d_k, d_v), and U.
 
-    KhT (..., m, d_k, C) is (K o e^{Lam - B})^T; ``decay`` (..., m, G, 1) scales
-    the state's rows (None: no gate, the state is kept as it is).
+    KhT (..., m, d_k, C) is (K o e^{Lam - B})^T; ``decay`` (..., m, G, 1) is e^Lam,
+    which scales the state's rows (None: no gate, the state is kept as it is).
 
     Sum rule (T None, V the values): S_next = e^Lam o S + Kh^T V, with every
     Kh^T V computed before the loop. Delta rule (V = diag(beta) V, Kb =
@@ -108,55 +111,76 @@ def _state_loop(S, KhT, V, T, Kb, decay):
     states[..., 0, :, :] = S
     X = KhT @ V if T is None else None  # (..., m, d_k, d_v) what each chunk adds
     U = V if T is None else np.empty_like(V)
-    held = np.empty_like(states[..., 0, :, :])  # (..., d_k, d_v) e^Lam o S
+    held = (
+        states[..., :-1, :, :]
+        if decay is None
+        else np.empty_like(states[..., 1:, :, :])
+    )
     R = None if T is None else np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
 
     def chunks(x):  # x's chunks one by one (None: None for each)
         return [None] * m if x is None else np.moveaxis(x, -3, 0)
 
-    each = [chunks(x) for x in (states[..., :-1, :, :], states[..., 1:, :, :], decay)]
+    each = [
+        chunks(x) for x in (states[..., :-1, :, :], states[..., 1:, :, :], decay, held)
+    ]
     if T is None:
-        for S, nxt, a, x in zip(*each, chunks(X), strict=True):
-            np.add(S if a is None else np.multiply(a, S, out=held), x, out=nxt)
-        return states, U
+        for S, nxt, a, h, x in zip(*each, chunks(X), strict=True):
+            np.add(S if a is None else np.multiply(a, S, out=h), x, out=nxt)
+        return states, held, U
     rest = map(chunks, (Kb, V, T, KhT, U))
-    for S, nxt, a, kb, v, t, kht, u in zip(*each, *rest, strict=True):
+    for S, nxt, a, h, kb, v, t, kht, u in zip(*each, *rest, strict=True):
         np.matmul(kb, S, out=R)
         np.subtract(v, R, out=R)  # diag(beta) (V - (K o e^B) S)
         np.matmul(t, R, out=u)  # U = A^{-1} R
         np.matmul(kht, u, out=nxt)
-        nxt += S if a is None else np.multiply(a, S, out=held)
-    return states, U
+        nxt += S if a is None else np.multiply(a, S, out=h)
+    return states, held, U
+
+
+class _Side(NamedTuple):
+    """How a group makes its score products (``_score_side``)."""
+
+    D: np.ndarray | None  # for the backward (see GroupCache)
+    KhT: np.ndarray  # (..., m, d_k, C) (K o e^{Lam - B})^T, also the loop's
+    left: Callable  # left(a, scale=1): the left operand of a product with the keys
+    scores: Callable  # scores(left(a, scale), strict=False): scale (a K^T o Gamma)
+    through_last: bool  # the products go through each chunk's last row
 
 
 def _score_side(kc, B, gated):
-    """D for the backward, (K o e^{Lam - B})^T (..., m, d_k, C) and a function
-    ``scores(a, strict, scale)``: scale (a K^T o Gamma) in each chunk.
+    """The keys' side of the chunks' score products, scale (a K^T o Gamma).
 
     Ungated, or when every chunk's decays span little (``decay.short_span``, the
-    usual case), a score block is one product through the chunk's last row with
-    the transposed keys, which the state update uses too, and D is not formed
-    (None; ungated scalar gates: the causal mask, all the backward needs).
-    Otherwise D for scalar gates, the halving levels for per-channel gates
-    (``decay.chunk_scores``).
+    usual case), a score block is one product through the chunk's last row,
+    (scale a o e^{B - Lam}) (K o e^{Lam - B})^T masked, with the transposed keys that
+    the state update uses too; D is not formed (None; ungated scalar gates: the
+    causal mask, all the backward needs). Otherwise ``decay.chunk_scores``, with D
+    for scalar gates and the halving levels for per-channel gates.
     """
     C, G = B.shape[-2:]
     if not gated or short_span(B):
         b = B if gated else None  # None: every decay factor is exactly 1
-        KhT = keys_through_last(kc, b)
-
-        def scores(a, strict=False, scale=1.0):
-            return scores_through_last(a, KhT, b, scale=scale, strict=strict)
-
         D = np.tri(C, dtype=kc.dtype) if G == 1 and not gated else None
-        return D, KhT, scores
+
+        def left(a, scale=1.0):
+            return queries_through_last(a, b, scale)
+
+        def scores(af, strict=False):
+            return causal_product(af, KhT, strict=strict)
+
+        KhT = keys_through_last(kc, b)
+        return _Side(D, KhT, left, scores, True)
     D = causal_decay_matrix(B) if G == 1 else None  # (..., m, C, C) Gamma
     KhT = np.ascontiguousarray(np.swapaxes(kc * np.exp(B[..., -1:, :] - B), -1, -2))
 
-    def scores(a, strict=False, scale=1.0):
-        return chunk_scores(scale * a, kc, B, D, strict=strict)
+    def left(a, scale=1.0):
+        return scale * a
 
-    return D, KhT, scores
+    def scores(af, strict=False):
+        return chunk_scores(af, kc, B, D, strict=strict)
+
+    return _Side(D, KhT, left, scores, False)
 
 
 def _group_forward(qc, kc, vc, gc, bc, S0, scale):
@@ -166,17 +190,20 @@ def _group_forward(qc, kc, vc, gc, bc, S0, scale):
     # No gate (linear attention, DeltaNet): every decay factor is exactly 1, so the
     # exps are skipped; the numbers are the same.
     gated = bool(np.any(gc))
-    D, KhT, scores = _score_side(kc, B, gated)
+    side = _score_side(kc, B, gated)
     V, L, T, Kb = vc, None, None, None
     if bc is not None:
-        L, T, (Kb, V) = _ut_system(kc, vc, B, bc, scores, gated)
+        L, T, (Kb, V) = _ut_system(kc, vc, B, bc, side, gated)
     decay = np.exp(np.swapaxes(lam, -1, -2)) if gated else None  # (..., m, G, 1)
-    P = scores(qc, scale=scale)  # (..., m, C, C) scale (Q K^T o Gamma)
-    qe = qc * (scale * np.exp(B)) if gated else scale * qc
-    states, U = _state_loop(S0, KhT, V, T, Kb, decay)
+    Qf = side.left(qc, scale)
+    P = side.scores(Qf)  # (..., m, C, C) scale (Q K^T o Gamma)
+    states, held, U = _state_loop(S0, side.KhT, V, T, Kb, decay)
     out = P @ U  # (..., m, C, d_v)
-    out += qe @ states[..., :-1, :, :]  # scale (Q o e^B) S_in
-    cache = GroupCache(qc, kc, vc, B, bc, D, P, L, T, U, states)
+    if side.through_last:  # scale (Q o e^B) S_in = (scale Q o e^{B - Lam}) e^Lam S_in
+        out += Qf @ held
+    else:
+        out += (Qf * np.exp(B)) @ states[..., :-1, :, :]
+    cache = GroupCache(qc, kc, vc, B, bc, side.D, P, L, T, U, states)
     return out, cache, states[..., -1, :, :]
 
 
@@ -197,7 +224,9 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
         out, cache, S = _group_forward(*part, S, scale)
         outs.append(out)
         groups.append(cache)
-    out = np.concatenate(outs, axis=-3)  # (..., n, C, d_v)
+    out = (
+        outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-3)
+    )  # (..., n, C, d_v)
     return from_chunks(out, N), ChunkwiseCache(groups, scale, N), S
 
 

@@ -139,6 +139,20 @@ def keys_through_last(k, b):
     return kT
 
 
+def queries_through_last(a, b, scale=1.0):
+    """scale (a o e^{b - b_C}), (..., C, d_k): the query side of a product through
+    the block's last row C (factors >= 1, bounded by the block's span; b None: no
+    decay, scale a)."""
+    return a * (scale if b is None else scale * np.exp(b - b[..., -1:, :]))
+
+
+def causal_product(af, kT, *, strict=False):
+    """(..., C, C) af @ kT with the entries above the diagonal (and on it: strict)
+    set to 0."""
+    P = af @ kT
+    return np.multiply(P, causal_ones(af.shape[-2], P.dtype, strict), out=P)
+
+
 def scores_through_last(a, kT, b, *, scale=1.0, strict=False):
     """(..., C, C) P_ij = scale sum_c a_ic k_jc e^{b_ic - b_jc} for j <= i (j < i:
     strict), as one product through the block's last row C (``short_span``):
@@ -148,9 +162,7 @@ def scores_through_last(a, kT, b, *, scale=1.0, strict=False):
     the diagonal are growth factors bounded by the block's span, set to 0 after the
     product. b None: no decay.
     """
-    factor = scale if b is None else scale * np.exp(b - b[..., -1:, :])
-    P = (a * factor) @ kT
-    return np.multiply(P, causal_ones(a.shape[-2], P.dtype, strict), out=P)
+    return causal_product(queries_through_last(a, b, scale), kT, strict=strict)
 
 
 def causal_ones(C, dtype, strict=False):
