@@ -68,6 +68,17 @@ def test_several_threads_are_used_and_capped_by_the_tasks():
     assert set(main) == {threading.current_thread().name}
 
 
+def test_the_caller_takes_tasks_too_and_the_pool_gives_the_rest_of_the_threads():
+    gate = threading.Barrier(2, timeout=10)  # both threads must hold a task at once
+
+    def work(idx):
+        gate.wait()
+        return threading.current_thread().name
+
+    names = threads.run_slices((2,), work, 2)
+    assert threading.current_thread().name in names and len(set(names)) == 2
+
+
 def test_an_exception_in_a_task_reaches_the_caller_after_every_task_ended():
     done = []
 
