@@ -106,6 +106,8 @@ def _state_loop(S, KhT, V, T, Kb, decay):
     fewer; the backward forms W). The loop writes into preallocated arrays: few
     NumPy calls per chunk, which matters when several threads share Python's lock.
     """
+    if T is not None and decay is not None:
+        return _gated_delta_loop(S, KhT, V, T, Kb, decay)
     m = KhT.shape[-3]
     states = np.empty(S.shape[:-2] + (m + 1,) + S.shape[-2:], dtype=S.dtype)
     states[..., 0, :, :] = S
@@ -136,6 +138,37 @@ def _state_loop(S, KhT, V, T, Kb, decay):
         np.matmul(kht, u, out=nxt)
         nxt += S if a is None else np.multiply(a, S, out=h)
     return states, held, U
+
+
+def _gated_delta_loop(S, KhT, V, T, Kb, decay):
+    """``_state_loop`` for the delta rule with a gate (Gated DeltaNet).
+
+    The state update S_next = e^Lam S + Kh^T U is one product, [Kh^T | e^Lam I]
+    times [U; S], instead of a product, a scaling and a sum: each chunk's U and
+    the state entering it are stored one above the other, Y_j = [U_j; S_j]
+    (C + d_k rows), and [Kh^T | e^Lam I] is built once for all chunks. The product
+    is d_k columns longer (the identity block), but the loop makes four NumPy calls
+    per chunk instead of six, and a NumPy call costs a thread far more when
+    another thread runs its own loop at the same time (both wait for Python's lock
+    between calls). states, U and the decayed states are views of Y.
+    """
+    m, d_k, C = KhT.shape[-3:]
+    lead = S.shape[:-2]
+    Y = np.empty(lead + (m + 1, C + d_k, V.shape[-1]), dtype=S.dtype)
+    Y[..., 0, C:, :] = S
+    A = np.zeros(lead + (m, d_k, C + d_k), dtype=S.dtype)  # [Kh^T | e^Lam I]
+    A[..., :C] = KhT
+    diagonal(A[..., C:])[...] = decay[..., 0]  # decay (..., m, 1, 1): e^Lam
+    R = np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
+    Ys = np.moveaxis(Y, -3, 0)
+    rest = (np.moveaxis(x, -3, 0) for x in (Kb, V, T, A))
+    for y, nxt, kb, v, t, a in zip(Ys[:-1], Ys[1:], *rest, strict=True):
+        np.matmul(kb, y[..., C:, :], out=R)
+        np.subtract(v, R, out=R)  # diag(beta) (V - (K o e^B) S)
+        np.matmul(t, R, out=y[..., :C, :])  # U = A^{-1} R
+        np.matmul(a, y, out=nxt[..., C:, :])  # S_next = Kh^T U + e^Lam S
+    states = Y[..., C:, :]  # (..., m + 1, d_k, d_v)
+    return states, decay * states[..., :-1, :, :], Y[..., :-1, :C, :]
 
 
 class _Side(NamedTuple):
