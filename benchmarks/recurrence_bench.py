@@ -8,15 +8,17 @@ d_k = d_v = 64 (--head-dim), float32, chunks of 64 tokens (--chunk-size), one BL
 thread (--threads), each form with its default ``workers=None``: the parallel and
 chunkwise forms run the (batch, head) slices on threads over all cores, the
 recurrent form keeps its heads in one task (a token step is a dozen tiny NumPy
-calls, which threads would only multiply). Each time is the best of at least
---repeats calls, and of as many as fill half a second for a fast form; at each N the
-calls of all models and forms are interleaved (the machine may be shared, and other
-programs only ever add time). glibc's malloc is asked to keep freed
+calls, which threads would only multiply). In each of --rounds sweeps over N, a
+point gets at least --repeats calls, and as many as fill half a second for a fast
+form; at each N the calls of all models and forms are interleaved (the machine may
+be shared, and other programs only ever add time). Each time is the best call over
+all rounds; a slow spell of a shared machine can last a minute, and rounds minutes
+apart let every point be measured outside it. glibc's malloc is asked to keep freed
 memory (``keep_freed_memory``; --default-malloc leaves it alone). Slopes are
 least-squares fits of log(time) against log(N) over N >= --fit-from; a crossover is
 the smallest N from which one form stays faster than another. The target lines
 (chunkwise >= 10x faster than recurrent at N = 4096; chunkwise time(4N)/time(N) <=
-4.6 from N = 4096) use the times of this one run.
+4.6 from N = 4096) use the best times of this run, and list each round's own ratio.
 Figure: <out-dir>/bench_recurrence_time_vs_n.png (default out-dir: figures/).
 JSON: --json (default benchmarks/results/recurrences.json, committed): the times,
 slopes, crossovers and target ratios with a description of the machine and its load
@@ -133,24 +135,36 @@ def keep_freed_memory():
 
 
 def measure(models, sizes, args):
-    """{model: {form: {N: seconds}}}; the parallel form only up to --parallel-max.
-    At each N every model's forms are timed together (``best_times``)."""
+    """{model: {form: {N: seconds}}} and the same for each round; the parallel form
+    only up to --parallel-max. At each N every model's forms are timed together
+    (``best_times``), and the whole sweep is repeated --rounds times, one round
+    after the other: a point keeps its best call over all rounds. A slow spell of
+    a shared machine can last a minute; rounds minutes apart give every point a
+    chance to be measured outside it (each round's own numbers are kept too)."""
     rng = np.random.default_rng(0)
+    inputs_at = {N: inputs(rng, N, heads=args.heads, d=args.head_dim) for N in sizes}
     results = {m: {f: {} for f in FORMS} for m in models}
-    for N in sizes:
-        x = inputs(rng, N, heads=args.heads, d=args.head_dim)
-        runs = {
-            (model, form): runner(model, form, x, args.chunk_size, args.backward)
-            for model in models
-            for form in FORMS
-            if form != "parallel" or N <= args.parallel_max
-        }
-        for (model, form), t in best_times(
-            runs, args.repeats, args.min_seconds
-        ).items():
-            results[model][form][N] = t
-        print(f"  N = {N} done", file=sys.stderr, flush=True)
-    return results
+    by_round = []
+    for r in range(args.rounds):
+        this = {m: {f: {} for f in FORMS} for m in models}
+        for N in sizes:
+            runs = {
+                (model, form): runner(
+                    model, form, inputs_at[N], args.chunk_size, args.backward
+                )
+                for model in models
+                for form in FORMS
+                if form != "parallel" or N <= args.parallel_max
+            }
+            times = best_times(runs, args.repeats, args.min_seconds)
+            for (model, form), t in times.items():
+                this[model][form][N] = t
+                best = results[model][form].get(N, t)
+                results[model][form][N] = min(best, t)
+            print(f"  round {r + 1}/{args.rounds}: N = {N} done", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        by_round.append(this)
+    return results, by_round
 
 
 def slope(points, n_min):
@@ -199,20 +213,30 @@ def target_ratios(times, n_ref=4096):
     return speedup, growth
 
 
-def target_lines(results, n_ref=4096):
-    """The acceptance ratios, from this run's times."""
+def target_lines(results, n_ref=4096, by_round=()):
+    """The acceptance ratios, from this run's best times (and each round's)."""
     lines = []
     for model, times in results.items():
         speedup, growth = target_ratios(times, n_ref)
+        rounds = [target_ratios(r[model], n_ref) for r in by_round]
         if speedup is not None:
             ok = "ok" if speedup >= 10 else "MISSED"
+            each = _each_round([s for s, _ in rounds], "{:.1f}")
             lines.append(f"{model}: recurrent / chunkwise at N = {n_ref}: "
-                         f"{speedup:.1f}x (target >= 10: {ok})")  # fmt: skip
+                         f"{speedup:.1f}x{each} (target >= 10: {ok})")  # fmt: skip
         if growth is not None:
             ok = "ok" if growth <= 4.6 else "MISSED"
+            each = _each_round([g for _, g in rounds], "{:.2f}")
             lines.append(f"{model}: chunkwise time({4 * n_ref}) / time({n_ref}) = "
-                         f"{growth:.2f} (target <= 4.6: {ok})")  # fmt: skip
+                         f"{growth:.2f}{each} (target <= 4.6: {ok})")  # fmt: skip
     return lines
+
+
+def _each_round(values, fmt):
+    """' (rounds: a, b, c)' for more than one round, else ''."""
+    if len(values) < 2 or any(v is None for v in values):
+        return ""
+    return " (rounds: " + ", ".join(fmt.format(v) for v in values) + ")"
 
 
 def plot(results, directory):
@@ -246,6 +270,9 @@ def parse(argv):
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="sweeps, one after the other; each point keeps its "
+                        "best call over all of them")  # fmt: skip
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -260,11 +287,14 @@ def parse(argv):
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [64, 128, 256]
-        args.repeats, args.fit_from = 1, 64
+        args.repeats, args.fit_from, args.rounds = 1, 64, 1
     args.min_seconds = 0.0 if args.quick else 0.5
     args.sizes = sorted(args.sizes or [256, 512, 1024, 2048, 4096, 8192, 16384])
-    if min(args.sizes + [args.repeats, args.chunk_size, args.heads, args.head_dim]) < 1:
-        parser.error("sizes, --repeats, --chunk-size, --heads, --head-dim must be >= 1")
+    counts = [args.repeats, args.rounds, args.chunk_size, args.heads, args.head_dim]
+    if min(args.sizes + counts) < 1:
+        parser.error(
+            "sizes, --repeats, --rounds, --chunk-size, --heads, --head-dim must be >= 1"
+        )
     return args
 
 
@@ -277,19 +307,20 @@ def main(argv=None):
           f"float32, chunk "
           f"{ARGS.chunk_size}, {os.environ.get('OPENBLAS_NUM_THREADS', '?')} BLAS "
           f"thread(s), best call of at least "
-          f"{ARGS.repeats}; {platform.processor() or platform.machine()}, load "
+          f"{ARGS.repeats} in each of {ARGS.rounds} round(s); "
+          f"{platform.processor() or platform.machine()}, load "
           f"{os.getloadavg()[0]:.2f}; malloc keeps freed memory: "
           f"{ARGS.kept_freed_memory}")  # fmt: skip
     load_start = os.getloadavg()[0]
-    results = measure(models, ARGS.sizes, ARGS)
+    results, by_round = measure(models, ARGS.sizes, ARGS)
     for model in models:
         print_table(model, results[model], ARGS.sizes)
     print()
-    for line in target_lines(results):
+    for line in target_lines(results, by_round=by_round):
         print(line)
     print(f"(load average at the end: {os.getloadavg()[0]:.2f})")
     print(f"figure: {plot(results, ARGS.out_dir)}")
-    save_json(results, ARGS, load_start)
+    save_json(results, by_round, ARGS, load_start)
     print(f"wrote {ARGS.json}")
     return 0
 
@@ -307,9 +338,11 @@ def machine(threads, load_start):
     }
 
 
-def summary(times, fit_from):
-    """Slopes, crossovers and target ratios of one model's times."""
+def summary(times, fit_from, rounds=()):
+    """Slopes, crossovers and target ratios of one model's times (and the target
+    ratios of each round's own times)."""
     speedup, growth = target_ratios(times)
+    each = [target_ratios(r) for r in rounds]
     pairs = (("chunkwise", "recurrent"), ("chunkwise", "parallel"),
              ("parallel", "recurrent"))  # fmt: skip
     return {
@@ -320,10 +353,18 @@ def summary(times, fit_from):
         "crossovers": {f"{a}<{b}": crossover(times[a], times[b]) for a, b in pairs},
         "recurrent_over_chunkwise_4096": None if speedup is None else round(speedup, 2),
         "chunkwise_16384_over_4096": None if growth is None else round(growth, 3),
+        "by_round": {
+            "recurrent_over_chunkwise_4096": [_rounded(s, 2) for s, _ in each],
+            "chunkwise_16384_over_4096": [_rounded(g, 3) for _, g in each],
+        },
     }
 
 
-def save_json(results, args, load_start):
+def _rounded(x, digits):
+    return None if x is None else round(x, digits)
+
+
+def save_json(results, by_round, args, load_start):
     """The run's settings, machine, times (ms) and derived numbers, to args.json."""
     report = {
         "benchmark": "recurrent vs parallel vs chunkwise forms of the recurrences",
@@ -340,14 +381,18 @@ def save_json(results, args, load_start):
             "fit_from": args.fit_from,
             "backward": args.backward,
             "repeats": args.repeats,
-            "statistic": "best call",
-            "calls": f"at least {args.repeats} per point and at least "
+            "rounds": args.rounds,
+            "statistic": "best call over all rounds",
+            "calls": f"at least {args.repeats} per point and round and at least "
             f"{args.min_seconds:g} s of calls, interleaved across the forms and "
-            "models at each N",
+            "models at each N; the sweep over N repeated in rounds",
             "malloc_keeps_freed_memory": args.kept_freed_memory,
             "workers": default_workers(),  # what workers=None meant in this run
         },
-        "models": {m: summary(t, args.fit_from) for m, t in results.items()},
+        "models": {
+            m: summary(t, args.fit_from, [r[m] for r in by_round])
+            for m, t in results.items()
+        },
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -38,6 +38,28 @@ def test_quick_run_prints_tables_and_saves_the_figure(tmp_path, capsys):
     assert set(model["ms"]["chunkwise"]) == {"32", "64"}
     assert model["recurrent_over_chunkwise_4096"] is None
     assert report["settings"]["malloc_keeps_freed_memory"] is False
+    assert report["settings"]["rounds"] == 1
+
+
+def test_rounds_keep_the_best_call_of_each_point_and_their_own_ratios():
+    bench = load_bench()
+    calls = iter([3.0, 1.0, 2.0, 5.0])  # recurrent, chunkwise; round 1, round 2
+
+    def fake_best_times(runs, repeats, min_seconds):
+        return {key: next(calls) for key in runs}
+
+    bench.best_times = fake_best_times
+    args = bench.parse(["--sizes", "4096", "--models", "gla", "--rounds", "2",
+                        "--parallel-max", "1"])  # fmt: skip
+    results, by_round = bench.measure(["gla"], [4096], args)
+    assert results["gla"]["recurrent"][4096] == 2.0  # the better round for each
+    assert results["gla"]["chunkwise"][4096] == 1.0
+    assert [r["gla"]["chunkwise"][4096] for r in by_round] == [1.0, 5.0]
+    bench.ARGS = args
+    line = bench.target_lines(results, by_round=by_round)[0]
+    assert "2.0x (rounds: 3.0, 0.4) (target >= 10: MISSED)" in line
+    summary = bench.summary(results["gla"], 1024, [r["gla"] for r in by_round])
+    assert summary["by_round"]["recurrent_over_chunkwise_4096"] == [3.0, 0.4]
 
 
 def test_keep_freed_memory_applies_on_glibc():
