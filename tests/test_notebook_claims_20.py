@@ -196,15 +196,23 @@ def test_speed_claims_from_the_committed_benchmark():
     assert (
         round(min(ratios[m] for m in fast)),
         round(max(ratios[m] for m in fast)),
-    ) == (16, 21)  # "16 to 21 times"
-    assert max(ratios, key=ratios.get) == "linear_attn"  # "to 21x (linear attention)"
-    # "12 times for GLA, 11 times for DeltaNet and 9 times for Gated DeltaNet"
+    ) == (18, 22)  # "18 to 22 times"
+    assert max(ratios, key=ratios.get) == "linear_attn"  # "to 22x (linear attention)"
+    # "14 times for GLA, 13 times for DeltaNet and 10 times for Gated DeltaNet"
     assert [round(ratios[m]) for m in ("gla", "deltanet", "gated_deltanet")] == [
-        12,
-        11,
-        9,
+        14,
+        13,
+        10,
     ]
-    # "holds for every model but Gated DeltaNet"
-    assert [m for m, r in ratios.items() if r < 10] == ["gated_deltanet"]
+    # "holds for every model, for Gated DeltaNet by the least margin (10.4x; 10.4 to
+    # 10.6 in each of the three rounds)"
+    assert (
+        min(ratios.values()) >= 10 and min(ratios, key=ratios.get) == "gated_deltanet"
+    )
+    assert f"{ratios['gated_deltanet']:.1f}" == "10.4"  # as the table prints it
+    gdn_rounds = record["models"]["gated_deltanet"]["by_round"]
+    each = gdn_rounds["recurrent_over_chunkwise_4096"]
+    assert len(each) == record["settings"]["rounds"] == 3
+    assert (round(min(each), 1), round(max(each), 1)) == (10.4, 10.6)
     growth = [r["chunkwise_16384_over_4096"] for r in models]
-    assert (round(min(growth), 1), round(max(growth), 1)) == (3.7, 4.2)
+    assert (round(min(growth), 1), round(max(growth), 1)) == (3.7, 4.4)
