@@ -105,6 +105,8 @@ def _state_loop(S, KhT, V, T, Kb, decay):
     after the subtraction, so that W = T Kb is never formed (one chunk-sized product
     fewer; the backward forms W). The loop writes into preallocated arrays: few
     NumPy calls per chunk, which matters when several threads share Python's lock.
+    The gated delta rule folds e^Lam into the update's product
+    (``_gated_delta_loop``).
     """
     if T is not None and decay is not None:
         return _gated_delta_loop(S, KhT, V, T, Kb, decay)
@@ -113,30 +115,26 @@ def _state_loop(S, KhT, V, T, Kb, decay):
     states[..., 0, :, :] = S
     X = KhT @ V if T is None else None  # (..., m, d_k, d_v) what each chunk adds
     U = V if T is None else np.empty_like(V)
-    held = (
-        states[..., :-1, :, :]
-        if decay is None
-        else np.empty_like(states[..., 1:, :, :])
-    )
-    R = None if T is None else np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
+    S_in = states[..., :-1, :, :]
+    held = S_in if decay is None else np.empty_like(S_in)  # e^Lam o S_in
 
     def chunks(x):  # x's chunks one by one (None: None for each)
         return [None] * m if x is None else np.moveaxis(x, -3, 0)
 
-    each = [
-        chunks(x) for x in (states[..., :-1, :, :], states[..., 1:, :, :], decay, held)
-    ]
+    each = [chunks(x) for x in (S_in, states[..., 1:, :, :])]
     if T is None:
-        for S, nxt, a, h, x in zip(*each, chunks(X), strict=True):
+        for S, nxt, a, h, x in zip(*each, *map(chunks, (decay, held, X)), strict=True):
             np.add(S if a is None else np.multiply(a, S, out=h), x, out=nxt)
         return states, held, U
-    rest = map(chunks, (Kb, V, T, KhT, U))
-    for S, nxt, a, h, kb, v, t, kht, u in zip(*each, *rest, strict=True):
+    R = np.empty_like(V[..., 0, :, :])  # (..., C, d_v)
+    for S, nxt, kb, v, t, kht, u in zip(
+        *each, *map(chunks, (Kb, V, T, KhT, U)), strict=True
+    ):  # ungated: the gated delta rule has its own loop
         np.matmul(kb, S, out=R)
-        np.subtract(v, R, out=R)  # diag(beta) (V - (K o e^B) S)
+        np.subtract(v, R, out=R)  # diag(beta) (V - K S)
         np.matmul(t, R, out=u)  # U = A^{-1} R
         np.matmul(kht, u, out=nxt)
-        nxt += S if a is None else np.multiply(a, S, out=h)
+        nxt += S
     return states, held, U
 
 
@@ -205,7 +203,7 @@ def _score_side(kc, B, gated):
         KhT = keys_through_last(kc, b)
         return _Side(D, KhT, left, scores, True)
     D = causal_decay_matrix(B) if G == 1 else None  # (..., m, C, C) Gamma
-    KhT = np.ascontiguousarray(np.swapaxes(kc * np.exp(B[..., -1:, :] - B), -1, -2))
+    KhT = keys_through_last(kc, B)  # the state update's (K o e^{Lam - B})^T
 
     def left(a, scale=1.0):
         return scale * a
@@ -257,9 +255,8 @@ def chunkwise_forward(q, k, v, g, beta, S0, *, scale, chunk_size):
         out, cache, S = _group_forward(*part, S, scale)
         outs.append(out)
         groups.append(cache)
-    out = (
-        outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-3)
-    )  # (..., n, C, d_v)
+    # (..., n, C, d_v); one group's output needs no copy
+    out = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-3)
     return from_chunks(out, N), ChunkwiseCache(groups, scale, N), S
 
 
